@@ -1,0 +1,34 @@
+// @brief CPU twin of the fused reconstruction losses: same scalar math, sums in double.
+#include "host/ops/recon_loss_cpu.h"
+
+#include <stdexcept>
+
+#include "kernels/vae_math.cuh"
+
+namespace fusedvae::cpu {
+
+void recon_loss_forward_backward(const float* output, const float* target, int batch, int dim,
+                                 ReconLoss loss, BatchReduction reduction, float loss_scale,
+                                 float* loss_per_sample, float* loss_reduced, float* grad_output) {
+  if (batch < 1 || dim < 1) throw std::invalid_argument("recon_loss: batch and dim must be >= 1");
+  const float batch_scale = batch_reduction_scale(reduction, batch);
+  const float grad_scale = loss_scale * batch_scale;
+  math::with_recon_kind(loss.kind, [&](auto kind) {
+    double batch_loss = 0.0;
+    for (int row = 0; row < batch; ++row) {
+      const size_t base = static_cast<size_t>(row) * dim;
+      double row_loss = 0.0;
+      for (int col = 0; col < dim; ++col) {
+        const auto term =
+            math::recon_term<decltype(kind)::value>(output[base + col], target[base + col], loss);
+        grad_output[base + col] = grad_scale * term.grad;
+        row_loss += term.loss;
+      }
+      loss_per_sample[row] = static_cast<float>(row_loss);
+      batch_loss += loss_per_sample[row];
+    }
+    *loss_reduced = static_cast<float>(batch_loss) * batch_scale;
+  });
+}
+
+}  // namespace fusedvae::cpu

@@ -1,0 +1,55 @@
+// @brief Parameter types shared by every face of the fused VAE ops (CUDA kernels, CPU twins).
+//
+// Plain C++ (no CUDA headers) so host-only code can include it. Pointers inside these structs
+// point to device memory for the GPU ops and to host memory for the CPU twins: the same struct
+// serves both, which is what lets the training loop keep the random-number draw index and the KL
+// weight on the device without a host synchronisation per step.
+#pragma once
+
+#include <cstdint>
+
+namespace fusedvae {
+
+// How per-sample losses (already summed over features) become the one number that is optimised.
+// Chosen once and applied identically to the reconstruction and the KL term.
+enum class BatchReduction : int { kSum = 0, kMean = 1 };
+
+inline float batch_reduction_scale(BatchReduction reduction, int batch) {
+  return reduction == BatchReduction::kMean ? 1.0f / static_cast<float>(batch) : 1.0f;
+}
+
+// logvar is clamped to [min, max] before it is used, in forward and in backward alike. Where the
+// clamp is active (logvar strictly outside the range) the gradient with respect to logvar is zero,
+// exactly as for torch.clamp. The defaults keep exp(logvar) inside float range with room to spare
+// (exp(20) = 4.9e8) and exp(logvar/2) away from denormals (exp(-15) = 3.1e-7).
+struct LogvarClamp {
+  float min = -30.0f;
+  float max = 20.0f;
+};
+
+// Counter-based random numbers (cuRAND Philox4_32_10). The eps of element (row, col) at draw n is a
+// pure function of (seed, row, col, n): it does not depend on the launch configuration, and the
+// backward pass regenerates exactly the eps its forward used. `draw_index` points to device memory
+// for GPU ops (so a CUDA graph can advance it on the device) and to host memory for CPU twins.
+struct RngState {
+  uint64_t seed = 0;
+  const uint64_t* draw_index = nullptr;
+};
+
+enum class ReconLossKind : int {
+  kBernoulliLogits = 0,  // output holds logits; target in [0, 1]
+  kGaussian = 1,         // full Gaussian NLL with a fixed sigma, constant included (nats)
+  kMse = 2,              // plain squared error, summed over features
+  kSmoothL1 = 3,         // Huber-like loss with threshold beta (beta = 0 gives L1), as in DyAD
+};
+
+struct ReconLoss {
+  ReconLossKind kind = ReconLossKind::kBernoulliLogits;
+  float gaussian_sigma = 1.0f;  // used by kGaussian
+  float smooth_l1_beta = 1.0f;  // used by kSmoothL1
+};
+
+const char* recon_loss_name(ReconLossKind kind);
+bool parse_recon_loss_kind(const char* name, ReconLossKind* kind);
+
+}  // namespace fusedvae

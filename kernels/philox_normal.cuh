@@ -1,0 +1,46 @@
+// @brief Standard-normal eps keyed by (seed, row, column, draw), identical in kernels and CPU
+// twins.
+//
+// cuRAND's Philox4_32_10 is counter based: curand_init(seed, subsequence, offset) only sets the
+// counter, so every group of four eps can start its own stream at no cost. Element (row, col) of a
+// [rows, cols] tensor at draw n takes component col % 4 of curand_normal4() from subsequence
+// row * ceil(cols / 4) + col / 4, skipped ahead by 4 * n words (one Philox block per draw). The
+// value therefore depends on neither the block size nor the grid, and a forward and its backward
+// that read the same draw index see the same eps.
+//
+// Defining QUALIFIERS as __host__ __device__ before cuRAND's header makes Philox callable from host
+// code compiled by nvcc, which is how the CPU twins draw the same numbers. The host and the device
+// Box-Muller differ in the last bits (the device uses the __sincosf intrinsic), so CPU and GPU eps
+// agree to about 1e-6, not bitwise.
+#pragma once
+
+#ifndef QUALIFIERS
+#define QUALIFIERS static __forceinline__ __host__ __device__
+#endif
+#include <curand_kernel.h>
+
+#include <cstdint>
+
+namespace fusedvae {
+
+// Number of Philox words one draw of a tensor consumes per subsequence.
+constexpr uint64_t kPhiloxWordsPerDraw = 4;
+
+__host__ __device__ __forceinline__ uint64_t philox_groups_per_row(int cols) {
+  return (static_cast<uint64_t>(cols) + 3) / 4;
+}
+
+// The four eps of columns [4*group, 4*group + 4) of `row`.
+__host__ __device__ __forceinline__ float4 philox_normal4(uint64_t seed, uint64_t draw, int row,
+                                                          int group, int cols) {
+  curandStatePhilox4_32_10_t state;
+  const uint64_t subsequence = static_cast<uint64_t>(row) * philox_groups_per_row(cols) + group;
+  curand_init(seed, subsequence, draw * kPhiloxWordsPerDraw, &state);
+  return curand_normal4(&state);
+}
+
+__host__ __device__ __forceinline__ float float4_component(const float4& v, int k) {
+  return k == 0 ? v.x : (k == 1 ? v.y : (k == 2 ? v.z : v.w));
+}
+
+}  // namespace fusedvae

@@ -1,0 +1,251 @@
+// @brief Fused reparameterization + KL divergence, forward and backward, with in-kernel Philox eps.
+#include "kernels/reparam_kl.h"
+
+#include <stdexcept>
+
+#include "kernels/block_reduce.cuh"
+#include "kernels/cuda_check.h"
+#include "kernels/philox_normal.cuh"
+#include "kernels/vae_math.cuh"
+
+namespace fusedvae::gpu {
+namespace {
+
+// ---------------------------------------------------------------------------------------------
+// CUDA kernels
+
+// Where eps comes from: regenerated from Philox, or read from memory.
+struct PhiloxEps {
+  uint64_t seed;
+  const uint64_t* draw_index;
+  __device__ float4 group(uint64_t draw, int row, int group, int cols) const {
+    return philox_normal4(seed, draw, row, group, cols);
+  }
+  __device__ uint64_t draw() const { return *draw_index; }
+};
+
+struct GivenEps {
+  const float* eps;
+  __device__ float4 group(uint64_t, int row, int group, int cols) const {
+    const int c = group * 4;
+    const float* p = eps + static_cast<size_t>(row) * cols + c;
+    return make_float4(p[0], c + 1 < cols ? p[1] : 0.0f, c + 2 < cols ? p[2] : 0.0f,
+                       c + 3 < cols ? p[3] : 0.0f);
+  }
+  __device__ uint64_t draw() const { return 0; }
+};
+
+// One warp per row; each lane owns groups of four consecutive columns (one Philox call each), so
+// the per-row KL sum has an order fixed by `dim` alone. The batch sum ends in finish_grid_sum.
+template <typename EpsSource>
+__global__ void reparam_kl_forward_kernel(
+    const float* __restrict__ mu, const float* __restrict__ logvar, const EpsSource eps_source,
+    const int batch, const int dim, const LogvarClamp clamp, const float batch_scale,
+    float* __restrict__ z, float* __restrict__ kl_per_sample, float* __restrict__ kl_reduced,
+    const ReductionWorkspace workspace) {
+  __shared__ float warp_partials[kWarpSize];
+  const int lane = threadIdx.x % kWarpSize;
+  const int warps_per_block = blockDim.x / kWarpSize;
+  const int first_row = blockIdx.x * warps_per_block + threadIdx.x / kWarpSize;
+  const int row_stride = gridDim.x * warps_per_block;
+  const int groups = static_cast<int>(philox_groups_per_row(dim));
+  const uint64_t draw = eps_source.draw();
+
+  float block_rows_kl = 0.0f;  // meaningful in lane 0
+  for (int row = first_row; row < batch; row += row_stride) {
+    const size_t base = static_cast<size_t>(row) * dim;
+    float row_kl = 0.0f;
+    for (int g = lane; g < groups; g += kWarpSize) {
+      const float4 e4 = eps_source.group(draw, row, g, dim);
+#pragma unroll
+      for (int k = 0; k < 4; ++k) {
+        const int col = g * 4 + k;
+        if (col < dim) {
+          const float m = mu[base + col];
+          const float lv = math::clamp_logvar(logvar[base + col], clamp.min, clamp.max);
+          z[base + col] = math::reparameterize(m, lv, float4_component(e4, k));
+          row_kl += math::kl_term(m, lv);
+        }
+      }
+    }
+    row_kl = warp_sum(row_kl);
+    if (lane == 0) {
+      kl_per_sample[row] = row_kl;
+      block_rows_kl += row_kl;
+    }
+  }
+  const float block_kl = block_sum(lane == 0 ? block_rows_kl : 0.0f, warp_partials);
+  finish_grid_sum(block_kl, batch_scale, kl_reduced, workspace, warp_partials);
+}
+
+// One thread per group of four columns: elementwise, no reduction.
+template <typename EpsSource>
+__global__ void reparam_kl_backward_kernel(const float* __restrict__ dz,
+                                           const float* __restrict__ mu,
+                                           const float* __restrict__ logvar,
+                                           const EpsSource eps_source, const int batch,
+                                           const int dim, const float* __restrict__ kl_weight,
+                                           const float kl_scale, const LogvarClamp clamp,
+                                           float* __restrict__ dmu, float* __restrict__ dlogvar) {
+  const int groups = static_cast<int>(philox_groups_per_row(dim));
+  const size_t total_groups = static_cast<size_t>(batch) * groups;
+  const float w = *kl_weight * kl_scale;
+  const uint64_t draw = eps_source.draw();
+  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < total_groups;
+       i += static_cast<size_t>(gridDim.x) * blockDim.x) {
+    const int row = static_cast<int>(i / groups);
+    const int g = static_cast<int>(i % groups);
+    const size_t base = static_cast<size_t>(row) * dim;
+    const float4 e4 = eps_source.group(draw, row, g, dim);
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      const int col = g * 4 + k;
+      if (col < dim) {
+        const size_t idx = base + col;
+        const float raw_lv = logvar[idx];
+        const float lv = math::clamp_logvar(raw_lv, clamp.min, clamp.max);
+        const float upstream = dz[idx];
+        dmu[idx] = upstream + w * math::dkl_dmu(mu[idx]);
+        dlogvar[idx] =
+            math::clamp_pass(raw_lv, clamp.min, clamp.max) *
+            (upstream * math::dz_dlogvar(lv, float4_component(e4, k)) + w * math::dkl_dlogvar(lv));
+      }
+    }
+  }
+}
+
+__global__ void draw_normal_eps_kernel(const int batch, const int dim, const PhiloxEps source,
+                                       float* __restrict__ eps) {
+  const int groups = static_cast<int>(philox_groups_per_row(dim));
+  const size_t total_groups = static_cast<size_t>(batch) * groups;
+  const uint64_t draw = source.draw();
+  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < total_groups;
+       i += static_cast<size_t>(gridDim.x) * blockDim.x) {
+    const int row = static_cast<int>(i / groups);
+    const int g = static_cast<int>(i % groups);
+    const float4 e4 = source.group(draw, row, g, dim);
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      const int col = g * 4 + k;
+      if (col < dim) eps[static_cast<size_t>(row) * dim + col] = float4_component(e4, k);
+    }
+  }
+}
+
+__global__ void advance_draw_index_kernel(uint64_t* draw_index, uint64_t draws) {
+  *draw_index += draws;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Kernel launchers
+
+void check_shape(int batch, int dim, int block_size) {
+  if (batch < 1 || dim < 1) throw std::invalid_argument("reparam_kl: batch and dim must be >= 1");
+  if (block_size < kWarpSize || block_size > 1024 || block_size % kWarpSize != 0)
+    throw std::invalid_argument("reparam_kl: block size must be a multiple of 32 in [32, 1024]");
+}
+
+// Rows are spread over warps; the grid depends on the problem size and block size only, so the
+// batch reduction's order (and bits) do not change from one device to another.
+int row_grid(int batch, int block_size) {
+  const int warps_per_block = block_size / kWarpSize;
+  const int blocks = (batch + warps_per_block - 1) / warps_per_block;
+  return blocks < kReduceMaxBlocks ? blocks : kReduceMaxBlocks;
+}
+
+// Elementwise launches: enough blocks to cover the groups, capped (grid-stride beyond that).
+int group_grid(int batch, int dim, int block_size) {
+  const size_t groups = static_cast<size_t>(batch) * philox_groups_per_row(dim);
+  const size_t blocks = (groups + block_size - 1) / block_size;
+  constexpr size_t kMaxElementwiseBlocks = 65535;
+  return static_cast<int>(blocks < kMaxElementwiseBlocks ? blocks : kMaxElementwiseBlocks);
+}
+
+template <typename EpsSource>
+void launch_forward(const float* mu, const float* logvar, EpsSource source, int batch, int dim,
+                    LogvarClamp clamp, BatchReduction reduction, float* z, float* kl_per_sample,
+                    float* kl_reduced, ReductionWorkspace workspace, cudaStream_t stream,
+                    int block_size) {
+  check_shape(batch, dim, block_size);
+  reparam_kl_forward_kernel<<<row_grid(batch, block_size), block_size, 0, stream>>>(
+      mu, logvar, source, batch, dim, clamp, batch_reduction_scale(reduction, batch), z,
+      kl_per_sample, kl_reduced, workspace);
+  FUSEDVAE_CHECK_LAUNCH(reparam_kl_forward_kernel);
+}
+
+template <typename EpsSource>
+void launch_backward(const float* dz, const float* mu, const float* logvar, EpsSource source,
+                     int batch, int dim, const float* kl_weight, float loss_scale,
+                     LogvarClamp clamp, BatchReduction reduction, float* dmu, float* dlogvar,
+                     cudaStream_t stream, int block_size) {
+  check_shape(batch, dim, block_size);
+  reparam_kl_backward_kernel<<<group_grid(batch, dim, block_size), block_size, 0, stream>>>(
+      dz, mu, logvar, source, batch, dim, kl_weight,
+      loss_scale * batch_reduction_scale(reduction, batch), clamp, dmu, dlogvar);
+  FUSEDVAE_CHECK_LAUNCH(reparam_kl_backward_kernel);
+}
+
+}  // namespace
+
+void reparam_kl_forward(const float* mu, const float* logvar, int batch, int dim, RngState rng,
+                        LogvarClamp clamp, BatchReduction reduction, float* z, float* kl_per_sample,
+                        float* kl_reduced, ReductionWorkspace workspace, cudaStream_t stream,
+                        int block_size) {
+  launch_forward(mu, logvar, PhiloxEps{rng.seed, rng.draw_index}, batch, dim, clamp, reduction, z,
+                 kl_per_sample, kl_reduced, workspace, stream, block_size);
+}
+
+void reparam_kl_forward_given_eps(const float* mu, const float* logvar, const float* eps, int batch,
+                                  int dim, LogvarClamp clamp, BatchReduction reduction, float* z,
+                                  float* kl_per_sample, float* kl_reduced,
+                                  ReductionWorkspace workspace, cudaStream_t stream,
+                                  int block_size) {
+  launch_forward(mu, logvar, GivenEps{eps}, batch, dim, clamp, reduction, z, kl_per_sample,
+                 kl_reduced, workspace, stream, block_size);
+}
+
+void reparam_kl_backward(const float* dz, const float* mu, const float* logvar, int batch, int dim,
+                         RngState rng, const float* kl_weight, float loss_scale, LogvarClamp clamp,
+                         BatchReduction reduction, float* dmu, float* dlogvar, cudaStream_t stream,
+                         int block_size) {
+  launch_backward(dz, mu, logvar, PhiloxEps{rng.seed, rng.draw_index}, batch, dim, kl_weight,
+                  loss_scale, clamp, reduction, dmu, dlogvar, stream, block_size);
+}
+
+void reparam_kl_backward_given_eps(const float* dz, const float* mu, const float* logvar,
+                                   const float* eps, int batch, int dim, const float* kl_weight,
+                                   float loss_scale, LogvarClamp clamp, BatchReduction reduction,
+                                   float* dmu, float* dlogvar, cudaStream_t stream,
+                                   int block_size) {
+  launch_backward(dz, mu, logvar, GivenEps{eps}, batch, dim, kl_weight, loss_scale, clamp,
+                  reduction, dmu, dlogvar, stream, block_size);
+}
+
+void draw_normal_eps(int batch, int dim, RngState rng, float* eps, cudaStream_t stream,
+                     int block_size) {
+  check_shape(batch, dim, block_size);
+  draw_normal_eps_kernel<<<group_grid(batch, dim, block_size), block_size, 0, stream>>>(
+      batch, dim, PhiloxEps{rng.seed, rng.draw_index}, eps);
+  FUSEDVAE_CHECK_LAUNCH(draw_normal_eps_kernel);
+}
+
+void advance_draw_index(uint64_t* draw_index, uint64_t draws, cudaStream_t stream) {
+  advance_draw_index_kernel<<<1, 1, 0, stream>>>(draw_index, draws);
+  FUSEDVAE_CHECK_LAUNCH(advance_draw_index_kernel);
+}
+
+ReductionWorkspace create_reduction_workspace() {
+  ReductionWorkspace ws;
+  FUSEDVAE_CUDA_CHECK(cudaMalloc(&ws.block_partials, kReduceMaxBlocks * sizeof(float)));
+  FUSEDVAE_CUDA_CHECK(cudaMalloc(&ws.blocks_done, sizeof(unsigned int)));
+  FUSEDVAE_CUDA_CHECK(cudaMemset(ws.blocks_done, 0, sizeof(unsigned int)));
+  return ws;
+}
+
+void destroy_reduction_workspace(ReductionWorkspace* ws) {
+  cudaFree(ws->block_partials);
+  cudaFree(ws->blocks_done);
+  *ws = ReductionWorkspace{};
+}
+
+}  // namespace fusedvae::gpu

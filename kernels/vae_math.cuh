@@ -1,0 +1,159 @@
+// @brief The VAE's scalar formulas, written once for the CUDA kernels and their CPU twins.
+//
+// Every function is __host__ __device__ and templated on the scalar type: the ops instantiate them
+// with float, and the finite-difference tests instantiate them with double to pin each derivative
+// (see ../shared/seed/ERRATA.md for the formulas the seed chapter got wrong).
+#pragma once
+
+#include <cmath>
+#include <type_traits>
+
+#include "kernels/op_params.h"
+
+#ifdef __CUDACC__
+#define FUSEDVAE_HD __host__ __device__ __forceinline__
+#else
+#define FUSEDVAE_HD inline
+#endif
+
+namespace fusedvae::math {
+
+template <typename T>
+FUSEDVAE_HD T clamp_logvar(T logvar, T lo, T hi) {
+  return logvar < lo ? lo : (logvar > hi ? hi : logvar);
+}
+
+// 1 where the clamp passes logvar through (the gradient flows), 0 where it is active. The range
+// ends belong to the pass-through region, so a logvar sitting exactly on a bound still learns.
+template <typename T>
+FUSEDVAE_HD T clamp_pass(T logvar, T lo, T hi) {
+  return (logvar < lo || logvar > hi) ? T(0) : T(1);
+}
+
+// sigma = exp(logvar / 2): the standard deviation of q(z|x).
+template <typename T>
+FUSEDVAE_HD T stddev_from_logvar(T logvar) {
+  return std::exp(logvar * T(0.5));
+}
+
+// z = mu + sigma * eps. dz/dmu = 1 (not sigma*eps as the chapter says), dz/dsigma = eps.
+template <typename T>
+FUSEDVAE_HD T reparameterize(T mu, T logvar, T eps) {
+  return mu + stddev_from_logvar(logvar) * eps;
+}
+
+// dz/dlogvar = sigma * eps / 2.
+template <typename T>
+FUSEDVAE_HD T dz_dlogvar(T logvar, T eps) {
+  return stddev_from_logvar(logvar) * eps * T(0.5);
+}
+
+// KL(N(mu, sigma^2) || N(0, 1)) for one latent dimension:
+//   -1/2 (1 + logvar - mu^2 - exp(logvar)) = 1/2 (mu^2 + exp(logvar) - logvar - 1) >= 0.
+// Written with expm1 so that exp(logvar) - 1 keeps its digits when logvar is near 0, where the
+// term is smallest and cancellation would otherwise dominate.
+template <typename T>
+FUSEDVAE_HD T kl_term(T mu, T logvar) {
+  return T(0.5) * (mu * mu + (std::expm1(logvar) - logvar));
+}
+
+// dKL/dmu = mu.
+template <typename T>
+FUSEDVAE_HD T dkl_dmu(T mu) {
+  return mu;
+}
+
+// dKL/dlogvar = (exp(logvar) - 1) / 2.
+template <typename T>
+FUSEDVAE_HD T dkl_dlogvar(T logvar) {
+  return T(0.5) * std::expm1(logvar);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reconstruction losses: each returns the loss of one feature and its derivative with respect to
+// the decoder output x, given the target y.
+
+template <typename T>
+struct LossAndGrad {
+  T loss;
+  T grad;
+};
+
+// Logistic sigmoid without overflow for large |x|.
+template <typename T>
+FUSEDVAE_HD T sigmoid(T x) {
+  if (x >= T(0)) return T(1) / (T(1) + std::exp(-x));
+  const T e = std::exp(x);
+  return e / (T(1) + e);
+}
+
+// Bernoulli negative log-likelihood of target y given logit x, in the stable form
+//   max(x, 0) - x*y + log1p(exp(-|x|)),  d/dx = sigmoid(x) - y.
+template <typename T>
+FUSEDVAE_HD LossAndGrad<T> bernoulli_logits(T x, T y) {
+  const T loss = (x > T(0) ? x : T(0)) - x * y + std::log1p(std::exp(-std::fabs(x)));
+  return {loss, sigmoid(x) - y};
+}
+
+// 1/2 log(2 pi): the Gaussian NLL's constant, so that ELBOs are in nats.
+template <typename T>
+FUSEDVAE_HD T half_log_two_pi() {
+  return T(0.91893853320467274178032973640562);
+}
+
+// Gaussian negative log-likelihood with fixed sigma:
+//   (x - y)^2 / (2 sigma^2) + log(sigma) + 1/2 log(2 pi),  d/dx = (x - y) / sigma^2.
+template <typename T>
+FUSEDVAE_HD LossAndGrad<T> gaussian_nll(T x, T y, T sigma) {
+  const T r = (x - y) / sigma;
+  return {T(0.5) * r * r + std::log(sigma) + half_log_two_pi<T>(), r / sigma};
+}
+
+// Plain squared error (x - y)^2,  d/dx = 2 (x - y).
+template <typename T>
+FUSEDVAE_HD LossAndGrad<T> squared_error(T x, T y) {
+  const T r = x - y;
+  return {r * r, T(2) * r};
+}
+
+// SmoothL1 with threshold beta (PyTorch's definition): 0.5 r^2 / beta where |r| < beta, else
+// |r| - 0.5 beta. beta = 0 is plain L1, whose derivative at r = 0 is taken as 0.
+template <typename T>
+FUSEDVAE_HD LossAndGrad<T> smooth_l1(T x, T y, T beta) {
+  const T r = x - y;
+  const T a = std::fabs(r);
+  if (a < beta) return {T(0.5) * r * r / beta, r / beta};
+  const T sign = r > T(0) ? T(1) : (r < T(0) ? T(-1) : T(0));
+  return {a - T(0.5) * beta, sign};
+}
+
+// One feature's reconstruction loss and gradient for a loss chosen at compile time (the kernels are
+// instantiated per kind so the inner loop carries no branch on it).
+template <ReconLossKind kKind, typename T>
+FUSEDVAE_HD LossAndGrad<T> recon_term(T x, T y, const ReconLoss& params) {
+  if constexpr (kKind == ReconLossKind::kBernoulliLogits) return bernoulli_logits(x, y);
+  if constexpr (kKind == ReconLossKind::kGaussian)
+    return gaussian_nll(x, y, static_cast<T>(params.gaussian_sigma));
+  if constexpr (kKind == ReconLossKind::kMse) return squared_error(x, y);
+  if constexpr (kKind == ReconLossKind::kSmoothL1)
+    return smooth_l1(x, y, static_cast<T>(params.smooth_l1_beta));
+}
+
+// Calls f(std::integral_constant<ReconLossKind, kind>{}): turns the run-time choice of loss into
+// the compile-time one that recon_term wants, in one place for the kernels and the CPU twin.
+template <typename F>
+decltype(auto) with_recon_kind(ReconLossKind kind, F&& f) {
+  switch (kind) {
+    case ReconLossKind::kGaussian:
+      return f(std::integral_constant<ReconLossKind, ReconLossKind::kGaussian>{});
+    case ReconLossKind::kMse:
+      return f(std::integral_constant<ReconLossKind, ReconLossKind::kMse>{});
+    case ReconLossKind::kSmoothL1:
+      return f(std::integral_constant<ReconLossKind, ReconLossKind::kSmoothL1>{});
+    case ReconLossKind::kBernoulliLogits:
+    default:
+      return f(std::integral_constant<ReconLossKind, ReconLossKind::kBernoulliLogits>{});
+  }
+}
+
+}  // namespace fusedvae::math

@@ -1,0 +1,206 @@
+// @brief Shared test machinery (see test_support.h).
+#include "tests/support/test_support.h"
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "host/io/npy.h"
+#include "kernels/cuda_check.h"
+
+namespace fusedvae::test {
+
+bool gpu_available(std::string* reason) {
+  int count = 0;
+  const cudaError_t err = cudaGetDeviceCount(&count);
+  if (err != cudaSuccess) {
+    *reason = cudaGetErrorString(err);
+    cudaGetLastError();  // clear the sticky error so later calls report their own
+    return false;
+  }
+  if (count == 0) {
+    *reason = "cudaGetDeviceCount found 0 devices";
+    return false;
+  }
+  return true;
+}
+
+DeviceBuffer::DeviceBuffer(size_t count) : count_(count) {
+  FUSEDVAE_CUDA_CHECK(cudaMalloc(&ptr_, std::max<size_t>(count, 1) * sizeof(float)));
+  poison();
+}
+
+DeviceBuffer::DeviceBuffer(const std::vector<float>& host) : DeviceBuffer(host.size()) {
+  FUSEDVAE_CUDA_CHECK(
+      cudaMemcpy(ptr_, host.data(), host.size() * sizeof(float), cudaMemcpyHostToDevice));
+}
+
+DeviceBuffer::~DeviceBuffer() {
+  cudaFree(ptr_);
+}
+
+void DeviceBuffer::poison() {
+  const std::vector<float> p = poisoned(count_);
+  FUSEDVAE_CUDA_CHECK(cudaMemcpy(ptr_, p.data(), count_ * sizeof(float), cudaMemcpyHostToDevice));
+}
+
+std::vector<float> DeviceBuffer::to_host() const {
+  std::vector<float> host(count_);
+  FUSEDVAE_CUDA_CHECK(cudaDeviceSynchronize());
+  FUSEDVAE_CUDA_CHECK(
+      cudaMemcpy(host.data(), ptr_, count_ * sizeof(float), cudaMemcpyDeviceToHost));
+  return host;
+}
+
+template <typename T>
+DeviceScalar<T>::DeviceScalar(T value) {
+  FUSEDVAE_CUDA_CHECK(cudaMalloc(&ptr_, sizeof(T)));
+  write(value);
+}
+template <typename T>
+DeviceScalar<T>::~DeviceScalar() {
+  cudaFree(ptr_);
+}
+template <typename T>
+T DeviceScalar<T>::read() const {
+  T value;
+  FUSEDVAE_CUDA_CHECK(cudaDeviceSynchronize());
+  FUSEDVAE_CUDA_CHECK(cudaMemcpy(&value, ptr_, sizeof(T), cudaMemcpyDeviceToHost));
+  return value;
+}
+template <typename T>
+void DeviceScalar<T>::write(T value) {
+  FUSEDVAE_CUDA_CHECK(cudaMemcpy(ptr_, &value, sizeof(T), cudaMemcpyHostToDevice));
+}
+template class DeviceScalar<float>;
+template class DeviceScalar<uint64_t>;
+
+float poison_value() {
+  float f;
+  std::memcpy(&f, &kPoisonBits, sizeof f);
+  return f;
+}
+
+std::vector<float> poisoned(size_t count) {
+  return std::vector<float>(count, poison_value());
+}
+
+void expect_all_written(const std::vector<float>& values, const std::string& name) {
+  for (size_t i = 0; i < values.size(); ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, &values[i], sizeof bits);
+    if (bits == kPoisonBits) {
+      ADD_FAILURE() << name << ": element " << i << " of " << values.size()
+                    << " was never written (still poisoned)";
+      return;
+    }
+  }
+}
+
+void expect_all_finite(const std::vector<float>& values, const std::string& name) {
+  for (size_t i = 0; i < values.size(); ++i)
+    if (!std::isfinite(values[i])) {
+      ADD_FAILURE() << name << ": element " << i << " is " << values[i];
+      return;
+    }
+}
+
+void expect_bitwise_equal(const std::vector<float>& a, const std::vector<float>& b,
+                          const std::string& name) {
+  ASSERT_EQ(a.size(), b.size()) << name;
+  for (size_t i = 0; i < a.size(); ++i)
+    if (std::memcmp(&a[i], &b[i], sizeof(float)) != 0) {
+      ADD_FAILURE() << name << ": not bitwise equal at " << i << ": " << a[i] << " vs " << b[i];
+      return;
+    }
+}
+
+CompareResult compare(const std::vector<float>& actual, const std::vector<double>& reference,
+                      const std::vector<double>* magnitude, Tolerance tol) {
+  CompareResult r;
+  for (size_t i = 0; i < actual.size(); ++i) {
+    const double ref = reference[i];
+    const double mag = magnitude ? (*magnitude)[i] : std::fabs(ref);
+    const double allowed = tol.abs + tol.rel * mag;
+    const double err = std::fabs(static_cast<double>(actual[i]) - ref);
+    // NaN never passes: a NaN error counts as infinitely far.
+    const double share = std::isnan(err) ? INFINITY : err / allowed;
+    if (share > r.worst_share || (i == 0 && std::isnan(err))) {
+      r.worst_share = share;
+      r.worst_index = i;
+      r.worst_actual = actual[i];
+      r.worst_reference = ref;
+    }
+  }
+  return r;
+}
+
+void expect_close(const std::string& name, const std::vector<float>& actual,
+                  const std::vector<double>& reference, const std::vector<double>* magnitude,
+                  Tolerance tol) {
+  ASSERT_EQ(actual.size(), reference.size()) << name << ": size mismatch";
+  if (magnitude) ASSERT_EQ(magnitude->size(), reference.size()) << name << ": magnitude size";
+  expect_all_written(actual, name);
+  const CompareResult r = compare(actual, reference, magnitude, tol);
+  std::ostringstream line;
+  line << name << ": worst error = " << r.worst_share << " of tolerance (abs " << tol.abs
+       << " + rel " << tol.rel << ") at [" << r.worst_index << "] " << r.worst_actual << " vs "
+       << r.worst_reference;
+  std::printf("[ accuracy ] %s\n", line.str().c_str());
+  ::testing::Test::RecordProperty(name + ".worst_share", std::to_string(r.worst_share));
+  EXPECT_LE(r.worst_share, 1.0) << line.str();
+}
+
+// ----------------------------------------------------------------------------------------------
+
+std::string golden_dir() {
+  const char* dir = std::getenv("FUSEDVAE_GOLDEN_DIR");
+  return dir ? dir : "build/golden";
+}
+
+std::vector<size_t> GoldenCase::shape(const std::string& array) const {
+  return io::read_npy(dir + "/" + array + ".npy").shape;
+}
+std::vector<float> GoldenCase::f32(const std::string& array) const {
+  return io::read_npy(dir + "/" + array + ".npy").to_float32();
+}
+std::vector<double> GoldenCase::f64(const std::string& array) const {
+  return io::read_npy(dir + "/" + array + ".npy").to_float64();
+}
+bool GoldenCase::has(const std::string& array) const {
+  return std::filesystem::exists(dir + "/" + array + ".npy");
+}
+
+std::vector<GoldenCase> golden_cases(const std::string& op) {
+  namespace fs = std::filesystem;
+  std::vector<GoldenCase> cases;
+  const fs::path root = fs::path(golden_dir()) / op;
+  if (fs::is_directory(root)) {
+    for (const auto& entry : fs::directory_iterator(root)) {
+      const fs::path manifest_path = entry.path() / "manifest.json";
+      if (!fs::exists(manifest_path)) continue;
+      GoldenCase c;
+      c.op = op;
+      c.name = entry.path().filename().string();
+      c.dir = entry.path().string();
+      std::ifstream in(manifest_path);
+      c.manifest = nlohmann::json::parse(in);
+      cases.push_back(std::move(c));
+    }
+  }
+  std::sort(cases.begin(), cases.end(),
+            [](const GoldenCase& a, const GoldenCase& b) { return a.name < b.name; });
+  if (cases.empty())
+    ADD_FAILURE() << "no golden cases for '" << op << "' under " << root.string()
+                  << ": run `python3 python_ref/make_golden.py --out " << golden_dir()
+                  << "` (ctest does this through the golden_cases fixture)";
+  return cases;
+}
+
+}  // namespace fusedvae::test

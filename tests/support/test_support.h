@@ -1,0 +1,118 @@
+// @brief What every fusedvae test shares: GPU detection (skip with a reason), golden cases written
+// by python_ref/make_golden.py, tolerance checks that report the worst error as a share of the
+// tolerance, and poisoned device buffers.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace fusedvae::test {
+
+// ----------------------------------------------------------------------------------------------
+// GPU
+
+// True when a CUDA device can run our kernels; otherwise fills `reason` (no device, no driver...).
+bool gpu_available(std::string* reason);
+
+// Skips the current test with the reason when there is no usable GPU. Never passes silently.
+#define FUSEDVAE_REQUIRE_GPU()                                       \
+  do {                                                               \
+    std::string fusedvae_reason_;                                    \
+    if (!::fusedvae::test::gpu_available(&fusedvae_reason_))         \
+      GTEST_SKIP() << "no usable CUDA device: " << fusedvae_reason_; \
+  } while (0)
+
+// A device allocation filled with a poison pattern (a NaN with a recognisable payload) so that a
+// kernel that skips an element is caught by expect_all_written().
+class DeviceBuffer {
+ public:
+  explicit DeviceBuffer(size_t count);
+  DeviceBuffer(const std::vector<float>& host);
+  ~DeviceBuffer();
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  float* get() const { return ptr_; }
+  size_t size() const { return count_; }
+  void poison();
+  std::vector<float> to_host() const;
+
+ private:
+  float* ptr_ = nullptr;
+  size_t count_ = 0;
+};
+
+// Device copy of a small POD value (a draw index, a KL weight).
+template <typename T>
+class DeviceScalar {
+ public:
+  explicit DeviceScalar(T value);
+  ~DeviceScalar();
+  T* get() const { return ptr_; }
+  T read() const;
+  void write(T value);
+
+ private:
+  T* ptr_ = nullptr;
+};
+
+// ----------------------------------------------------------------------------------------------
+// Poison
+
+constexpr uint32_t kPoisonBits = 0x7fbadbadu;
+float poison_value();
+std::vector<float> poisoned(size_t count);
+// Fails the test (naming the tensor and the first index) if any element still holds the poison.
+void expect_all_written(const std::vector<float>& values, const std::string& name);
+void expect_all_finite(const std::vector<float>& values, const std::string& name);
+// Bitwise equality of two float tensors (determinism checks).
+void expect_bitwise_equal(const std::vector<float>& a, const std::vector<float>& b,
+                          const std::string& name);
+
+// ----------------------------------------------------------------------------------------------
+// Tolerances: |actual - ref| <= abs + rel * magnitude, where magnitude is the sum of |terms| that
+// formed the reference value (written by the reference as "<name>_mag"), or |ref| when there is
+// none. The error of a float32 sum is bounded in proportion to that magnitude, not to |ref|.
+struct Tolerance {
+  double abs;
+  double rel;
+};
+
+struct CompareResult {
+  double worst_share = 0.0;  // max over elements of |err| / tol; <= 1 passes
+  size_t worst_index = 0;
+  double worst_actual = 0.0;
+  double worst_reference = 0.0;
+};
+
+CompareResult compare(const std::vector<float>& actual, const std::vector<double>& reference,
+                      const std::vector<double>* magnitude, Tolerance tol);
+
+// Compares, records the worst share as a test property and prints it, and fails above 1.
+void expect_close(const std::string& name, const std::vector<float>& actual,
+                  const std::vector<double>& reference, const std::vector<double>* magnitude,
+                  Tolerance tol);
+
+// ----------------------------------------------------------------------------------------------
+// Golden cases: $FUSEDVAE_GOLDEN_DIR/<op>/<case>/{manifest.json, *.npy}.
+struct GoldenCase {
+  std::string op;
+  std::string name;
+  std::string dir;
+  nlohmann::json manifest;
+  std::vector<size_t> shape(const std::string& array) const;
+  std::vector<float> f32(const std::string& array) const;   // inputs, as stored (float32)
+  std::vector<double> f64(const std::string& array) const;  // reference outputs (float64)
+  bool has(const std::string& array) const;
+};
+
+std::string golden_dir();
+// All cases of one op; fails the test (with the command to run) when there are none.
+std::vector<GoldenCase> golden_cases(const std::string& op);
+
+}  // namespace fusedvae::test
