@@ -1,0 +1,16 @@
+// @brief CPU twins of the shuffle and batch gather (kernels/batch_gather.h).
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/op_params.h"
+
+namespace fusedvae::cpu {
+
+void shuffle_indices(int rows, uint64_t seed, uint64_t epoch, int32_t* perm);
+
+void gather_batch(const uint8_t* data_u8, const float* data_f32, int dim, const int32_t* perm,
+                  int first, int rows, float scale, float offset, bool binarize, RngState rng,
+                  float* out);
+
+}  // namespace fusedvae::cpu

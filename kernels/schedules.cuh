@@ -1,0 +1,40 @@
+// @brief KL-weight and learning-rate schedules as __host__ __device__ functions of the step, so
+// the GPU advances them on the device (no host sync, graph-capturable) and the CPU shares them.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#include "host/train/train_config.h"
+#include "kernels/vae_math.cuh"
+
+namespace fusedvae::math {
+
+FUSEDVAE_HD float kl_weight_at(const KlSchedule& s, uint64_t step) {
+  const float t = static_cast<float>(step);
+  switch (s.kind) {
+    case KlScheduleKind::kLinear:
+      return s.x0 > 0.0f ? s.weight * (t / s.x0 < 1.0f ? t / s.x0 : 1.0f) : s.weight;
+    case KlScheduleKind::kLogistic:
+      return s.weight / (1.0f + std::exp(-s.k * (t - s.x0)));
+    case KlScheduleKind::kCyclical: {
+      const float cycle = static_cast<float>(s.cycle_steps);
+      const float phase = static_cast<float>(step % static_cast<uint64_t>(s.cycle_steps)) / cycle;
+      const float ramp = s.cycle_ratio > 0.0f ? phase / s.cycle_ratio : 1.0f;
+      return s.weight * (ramp < 1.0f ? ramp : 1.0f);
+    }
+    case KlScheduleKind::kConstant:
+    default:
+      return s.weight;
+  }
+}
+
+// Cosine decays from lr to min_lr over total_steps; constant holds lr.
+FUSEDVAE_HD float lr_at(const OptimizerConfig& o, uint64_t step, uint64_t total_steps) {
+  if (o.schedule != LrSchedule::kCosine || total_steps == 0) return o.lr;
+  const double progress = step < total_steps ? static_cast<double>(step) / total_steps : 1.0;
+  const double cosine = 0.5 * (1.0 + std::cos(3.14159265358979323846 * progress));
+  return static_cast<float>(o.min_lr + (o.lr - o.min_lr) * cosine);
+}
+
+}  // namespace fusedvae::math
