@@ -12,6 +12,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "kernels/op_params.h"
+
 namespace fusedvae::test {
 
 // ----------------------------------------------------------------------------------------------
@@ -94,9 +96,39 @@ CompareResult compare(const std::vector<float>& actual, const std::vector<double
                       const std::vector<double>* magnitude, Tolerance tol);
 
 // Compares, records the worst share as a test property and prints it, and fails above 1.
-void expect_close(const std::string& name, const std::vector<float>& actual,
-                  const std::vector<double>& reference, const std::vector<double>* magnitude,
-                  Tolerance tol);
+// Returns the comparison (worst_share is infinite when the sizes do not match).
+CompareResult expect_close(const std::string& name, const std::vector<float>& actual,
+                           const std::vector<double>& reference,
+                           const std::vector<double>* magnitude, Tolerance tol);
+
+// float32 unit roundoff: one correctly rounded float32 operation errs by at most u * |result|.
+constexpr double kFloat32Roundoff = 0x1p-24;
+
+// Depth, in roundings, of the deterministic GPU batch reduction (kernels/block_reduce.cuh) that
+// ends a row-per-warp kernel: each warp adds its rows one after another (rows_per_warp), a 5-level
+// shuffle tree per warp and a 5-level tree over the block's warps, then the last block's threads
+// add the block partials one after another and a second 10-level block tree, then one multiply by
+// the float32 batch scale (itself rounded once). A sum of n terms formed this way errs by at most
+// depth * u * (sum of |terms|), to first order.
+int gpu_batch_sum_depth(int batch, int block_size);
+
+// Largest |error| / tolerance of one tensor over many golden cases, printed at the end as
+// "[ accuracy ] worst over N cases: <tensor> ...", so one line per tensor summarises an op.
+class AccuracySummary {
+ public:
+  explicit AccuracySummary(std::string title) : title_(std::move(title)) {}
+  ~AccuracySummary();
+  void add(const std::string& tensor, const std::string& case_name, const CompareResult& r);
+
+ private:
+  struct Worst {
+    double share = 0.0;
+    std::string case_name;
+    int cases = 0;
+  };
+  std::string title_;
+  std::map<std::string, Worst> worst_;
+};
 
 // ----------------------------------------------------------------------------------------------
 // Golden cases: $FUSEDVAE_GOLDEN_DIR/<op>/<case>/{manifest.json, *.npy}.
@@ -110,6 +142,9 @@ struct GoldenCase {
   std::vector<double> f64(const std::string& array) const;  // reference outputs (float64)
   bool has(const std::string& array) const;
 };
+
+// The batch reduction a golden manifest names ("mean" or "sum").
+BatchReduction golden_reduction(const GoldenCase& c);
 
 std::string golden_dir();
 // All cases of one op; fails the test (with the command to run) when there are none.
