@@ -18,13 +18,11 @@ using test::AccuracySummary;
 using test::DeviceBuffer;
 using test::GoldenCase;
 using test::Tolerance;
+using Workspace = test::ScopedReductionWorkspace;
 
 constexpr double u = test::kFloat32Roundoff;
 
-// Results in the float32 denormal range (sigmoid(-100) = 3.7e-44, log1p(exp(-100))) are rounded
-// to multiples of 2^-149 ~ 1.4e-45, an absolute error; 1e-36 covers it and is far below any
-// normal-range result.
-constexpr double kAbs = 1e-36;
+constexpr double kAbs = test::kDenormalAbs;
 
 // Per-feature error of each loss and gradient, first order, in units of u times the reference
 // magnitude (sum of |terms|); each gets +1 u for second-order terms. grad_scale = loss_scale *
@@ -117,11 +115,6 @@ ReconOut cpu_run(const ReconCase& r) {
                                    out.loss_reduced.data(), out.grad_output.data());
   return out;
 }
-
-struct Workspace {
-  ReductionWorkspace ws = gpu::create_reduction_workspace();
-  ~Workspace() { gpu::destroy_reduction_workspace(&ws); }
-};
 
 ReconOut gpu_run(const ReconCase& r, ReductionWorkspace ws, int block_size) {
   DeviceBuffer output(r.output), target(r.target);

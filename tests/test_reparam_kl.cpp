@@ -23,13 +23,11 @@ using test::DeviceBuffer;
 using test::DeviceScalar;
 using test::GoldenCase;
 using test::Tolerance;
+using Workspace = test::ScopedReductionWorkspace;
 
 constexpr double u = test::kFloat32Roundoff;
 
-// Results below the float32 normal range lose relative precision by design (gradual underflow
-// rounds to a multiple of 2^-149 ~ 1.4e-45): mu = 1e-20 gives a denormal mu^2, exp(-15) * eps can
-// be tiny. An absolute 1e-36 covers those roundings and is far below any normal-range result.
-constexpr double kAbs = 1e-36;
+constexpr double kAbs = test::kDenormalAbs;
 
 // ---------------------------------------------------------------------------------------------
 // Tolerances (relative part, in units of u, times the reference's magnitude = sum of |terms|).
@@ -134,12 +132,6 @@ BackwardOut cpu_backward(const ReparamCase& r) {
   return out;
 }
 
-// Owns the device workspace of the batch reductions for one test.
-struct Workspace {
-  ReductionWorkspace ws = gpu::create_reduction_workspace();
-  ~Workspace() { gpu::destroy_reduction_workspace(&ws); }
-};
-
 ForwardOut gpu_forward(const ReparamCase& r, ReductionWorkspace ws, int block_size) {
   DeviceBuffer mu(r.mu), logvar(r.logvar), eps(r.eps);
   DeviceBuffer z(r.mu.size()), kl(r.batch), kl_reduced(1);
@@ -157,6 +149,17 @@ BackwardOut gpu_backward(const ReparamCase& r, int block_size) {
                                      kl_weight.get(), r.loss_scale, r.clamp, r.reduction, dmu.get(),
                                      dlogvar.get(), nullptr, block_size);
   return {dmu.to_host(), dlogvar.to_host()};
+}
+
+void expect_same(const ForwardOut& a, const ForwardOut& b, const std::string& tag) {
+  test::expect_bitwise_equal(a.z, b.z, "z" + tag);
+  test::expect_bitwise_equal(a.kl_per_sample, b.kl_per_sample, "kl_per_sample" + tag);
+  test::expect_bitwise_equal(a.kl_reduced, b.kl_reduced, "kl_reduced" + tag);
+}
+
+void expect_same(const BackwardOut& a, const BackwardOut& b, const std::string& tag) {
+  test::expect_bitwise_equal(a.dmu, b.dmu, "dmu" + tag);
+  test::expect_bitwise_equal(a.dlogvar, b.dlogvar, "dlogvar" + tag);
 }
 
 void check_forward(const GoldenCase& c, const ReparamCase& r, const ForwardOut& out,
@@ -284,17 +287,14 @@ TEST(ReparamKlCpu, PhiloxForwardAndBackwardUseTheDrawnEpsBitwise) {
   cpu::reparam_kl_forward(r.mu.data(), r.logvar.data(), r.batch, r.dim, RngState{kSeed, &draw},
                           r.clamp, r.reduction, philox.z.data(), philox.kl_per_sample.data(),
                           philox.kl_reduced.data());
-  test::expect_bitwise_equal(philox.z, given.z, "z");
-  test::expect_bitwise_equal(philox.kl_per_sample, given.kl_per_sample, "kl_per_sample");
-  test::expect_bitwise_equal(philox.kl_reduced, given.kl_reduced, "kl_reduced");
+  expect_same(philox, given, " (philox vs given eps)");
 
   // The backward regenerates exactly the forward's eps from the same draw index.
   BackwardOut philox_bwd{test::poisoned(n), test::poisoned(n)};
   cpu::reparam_kl_backward(r.dz.data(), r.mu.data(), r.logvar.data(), r.batch, r.dim,
                            RngState{kSeed, &draw}, &r.kl_weight, r.loss_scale, r.clamp, r.reduction,
                            philox_bwd.dmu.data(), philox_bwd.dlogvar.data());
-  test::expect_bitwise_equal(philox_bwd.dmu, given_bwd.dmu, "dmu");
-  test::expect_bitwise_equal(philox_bwd.dlogvar, given_bwd.dlogvar, "dlogvar");
+  expect_same(philox_bwd, given_bwd, " (philox vs given eps)");
 }
 
 size_t count_equal(const std::vector<float>& a, const std::vector<float>& b) {
@@ -447,11 +447,9 @@ TEST(ReparamKlGpu, PhiloxForwardAndBackwardUseTheDrawnEpsBitwise) {
                           z.get(), kl.get(), kl_reduced.get(), ws.ws, nullptr);
   gpu::reparam_kl_backward(dz.get(), mu.get(), logvar.get(), r.batch, r.dim, rng, kl_weight.get(),
                            r.loss_scale, r.clamp, r.reduction, dmu.get(), dlogvar.get(), nullptr);
-  test::expect_bitwise_equal(z.to_host(), given.z, "z");
-  test::expect_bitwise_equal(kl.to_host(), given.kl_per_sample, "kl_per_sample");
-  test::expect_bitwise_equal(kl_reduced.to_host(), given.kl_reduced, "kl_reduced");
-  test::expect_bitwise_equal(dmu.to_host(), given_bwd.dmu, "dmu");
-  test::expect_bitwise_equal(dlogvar.to_host(), given_bwd.dlogvar, "dlogvar");
+  expect_same(ForwardOut{z.to_host(), kl.to_host(), kl_reduced.to_host()}, given,
+              " (philox vs given eps)");
+  expect_same(BackwardOut{dmu.to_host(), dlogvar.to_host()}, given_bwd, " (philox vs given eps)");
 
   // advance_draw_index moves the device counter: the next forward uses draw + 3.
   gpu::advance_draw_index(draw_index.get(), 3, nullptr);
@@ -495,27 +493,26 @@ TEST(ReparamKlGpu, EpsZAndPerSampleKlAreBitwiseIndependentOfBlockSize) {
 // ---------------------------------------------------------------------------------------------
 // Determinism: the same inputs give the same bits, every output, batch reductions included.
 
-const GoldenCase* find_case(const std::vector<GoldenCase>& cases, const std::string& name) {
-  for (const auto& c : cases)
-    if (c.name == name) return &c;
-  ADD_FAILURE() << "golden case " << name << " missing";
-  return nullptr;
+// The forward and the backward golden case of one name.
+std::pair<ReparamCase, ReparamCase> load_both(const std::string& name) {
+  std::pair<ReparamCase, ReparamCase> both;
+  bool found[2] = {false, false};
+  const char* ops[2] = {"reparam_kl_forward", "reparam_kl_backward"};
+  for (int k = 0; k < 2; ++k)
+    for (const GoldenCase& c : test::golden_cases(ops[k]))
+      if (c.name == name) {
+        (k == 0 ? both.first : both.second) = load(c);
+        found[k] = true;
+      }
+  EXPECT_TRUE(found[0] && found[1]) << "golden case " << name << " missing";
+  return both;
 }
 
 TEST(ReparamKlCpu, RunToRunBitwiseDeterministic) {
-  const auto fwd_cases = test::golden_cases("reparam_kl_forward");
-  const auto bwd_cases = test::golden_cases("reparam_kl_backward");
-  const GoldenCase* f = find_case(fwd_cases, "b129_d33_mean");
-  const GoldenCase* b = find_case(bwd_cases, "b129_d33_sum");
-  ASSERT_TRUE(f && b);
-  const ReparamCase fr = load(*f), br = load(*b);
-  const ForwardOut f1 = cpu_forward(fr), f2 = cpu_forward(fr);
-  test::expect_bitwise_equal(f1.z, f2.z, "z");
-  test::expect_bitwise_equal(f1.kl_per_sample, f2.kl_per_sample, "kl_per_sample");
-  test::expect_bitwise_equal(f1.kl_reduced, f2.kl_reduced, "kl_reduced");
-  const BackwardOut b1 = cpu_backward(br), b2 = cpu_backward(br);
-  test::expect_bitwise_equal(b1.dmu, b2.dmu, "dmu");
-  test::expect_bitwise_equal(b1.dlogvar, b2.dlogvar, "dlogvar");
+  const auto [fwd, bwd] = load_both("b129_d33_sum");
+  ASSERT_FALSE(fwd.mu.empty() || bwd.dz.empty());
+  expect_same(cpu_forward(fwd), cpu_forward(fwd), "");
+  expect_same(cpu_backward(bwd), cpu_backward(bwd), "");
 }
 
 TEST(ReparamKlGpu, RunToRunBitwiseDeterministic) {
@@ -523,22 +520,14 @@ TEST(ReparamKlGpu, RunToRunBitwiseDeterministic) {
   Workspace ws;
   // The large case: 512 blocks race to finish the batch sum, so the last-block election differs
   // from run to run while the order of the additions must not.
-  const auto fwd_cases = test::golden_cases("reparam_kl_forward");
-  const auto bwd_cases = test::golden_cases("reparam_kl_backward");
-  const GoldenCase* f = find_case(fwd_cases, "b4096_d1024_mean");
-  const GoldenCase* b = find_case(bwd_cases, "b4096_d1024_mean");
-  ASSERT_TRUE(f && b);
-  const ReparamCase fr = load(*f), br = load(*b);
-  const ForwardOut first = gpu_forward(fr, ws.ws, gpu::kDefaultBlockSize);
-  const BackwardOut first_bwd = gpu_backward(br, gpu::kDefaultBlockSize);
-  for (int run = 0; run < 3; ++run) {
-    const ForwardOut again = gpu_forward(fr, ws.ws, gpu::kDefaultBlockSize);
-    test::expect_bitwise_equal(again.z, first.z, "z");
-    test::expect_bitwise_equal(again.kl_per_sample, first.kl_per_sample, "kl_per_sample");
-    test::expect_bitwise_equal(again.kl_reduced, first.kl_reduced, "kl_reduced");
-    const BackwardOut again_bwd = gpu_backward(br, gpu::kDefaultBlockSize);
-    test::expect_bitwise_equal(again_bwd.dmu, first_bwd.dmu, "dmu");
-    test::expect_bitwise_equal(again_bwd.dlogvar, first_bwd.dlogvar, "dlogvar");
+  const auto [fwd, bwd] = load_both("b4096_d1024_mean");
+  ASSERT_FALSE(fwd.mu.empty() || bwd.dz.empty());
+  const ForwardOut first = gpu_forward(fwd, ws.ws, gpu::kDefaultBlockSize);
+  const BackwardOut first_bwd = gpu_backward(bwd, gpu::kDefaultBlockSize);
+  for (int run = 1; run <= 3; ++run) {
+    const std::string tag = ", run " + std::to_string(run);
+    expect_same(gpu_forward(fwd, ws.ws, gpu::kDefaultBlockSize), first, tag);
+    expect_same(gpu_backward(bwd, gpu::kDefaultBlockSize), first_bwd, tag);
   }
 }
 

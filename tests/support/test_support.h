@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "kernels/op_params.h"
+#include "kernels/reduction_workspace.h"
 
 namespace fusedvae::test {
 
@@ -47,6 +48,15 @@ class DeviceBuffer {
  private:
   float* ptr_ = nullptr;
   size_t count_ = 0;
+};
+
+// The device workspace of the deterministic batch reductions, for the length of one test.
+struct ScopedReductionWorkspace {
+  ReductionWorkspace ws = gpu::create_reduction_workspace();
+  ScopedReductionWorkspace() = default;
+  ScopedReductionWorkspace(const ScopedReductionWorkspace&) = delete;
+  ScopedReductionWorkspace& operator=(const ScopedReductionWorkspace&) = delete;
+  ~ScopedReductionWorkspace() { gpu::destroy_reduction_workspace(&ws); }
 };
 
 // Device copy of a small POD value (a draw index, a KL weight).
@@ -103,6 +113,12 @@ CompareResult expect_close(const std::string& name, const std::vector<float>& ac
 
 // float32 unit roundoff: one correctly rounded float32 operation errs by at most u * |result|.
 constexpr double kFloat32Roundoff = 0x1p-24;
+
+// Absolute tolerance for float32 results: below the normal range (1.2e-38) gradual underflow rounds
+// to multiples of 2^-149 ~ 1.4e-45, an absolute error no relative bound covers (mu = 1e-20 gives a
+// denormal mu^2, sigmoid(-100) = 3.7e-44). 1e-36 covers such roundings and is far below any
+// normal-range result, so it hides no real error.
+constexpr double kDenormalAbs = 1e-36;
 
 // Depth, in roundings, of the deterministic GPU batch reduction (kernels/block_reduce.cuh) that
 // ends a row-per-warp kernel: each warp adds its rows one after another (rows_per_warp), a 5-level
