@@ -122,7 +122,11 @@ ReconOut gpu_run(const ReconCase& r, ReductionWorkspace ws, int block_size) {
   gpu::recon_loss_forward_backward(output.get(), target.get(), r.batch, r.dim, r.loss, r.reduction,
                                    r.loss_scale, per_sample.get(), reduced.get(), grad.get(), ws,
                                    nullptr, block_size);
-  return {per_sample.to_host(), reduced.to_host(), grad.to_host()};
+  ReconOut out{per_sample.to_host(), reduced.to_host(), grad.to_host()};
+  test::expect_all_written(out.loss_per_sample, "gpu loss_per_sample");
+  test::expect_all_written(out.loss_reduced, "gpu loss_reduced");
+  test::expect_all_written(out.grad_output, "gpu grad_output");
+  return out;
 }
 
 void check(const GoldenCase& c, const ReconCase& r, const ReconOut& out, const ReconTolerances& tol,
@@ -278,6 +282,33 @@ TEST(ReconLossArguments, BadBlockSizeThrows) {
                      buffer, ReductionWorkspace{}, nullptr, block_size),
                  std::invalid_argument)
         << block_size;
+}
+
+TEST(ReconLossArguments, BadLossParametersThrow) {
+  float buffer[4] = {};
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float inf = std::numeric_limits<float>::infinity();
+  std::vector<ReconLoss> bad;
+  for (const float sigma : {0.0f, -1.0f, nan, inf})
+    bad.push_back({ReconLossKind::kGaussian, sigma, 1.0f});
+  for (const float beta : {-0.1f, nan, inf}) bad.push_back({ReconLossKind::kSmoothL1, 1.0f, beta});
+  for (const ReconLoss& loss : bad) {
+    SCOPED_TRACE(std::string(recon_loss_name(loss.kind)) + " sigma " +
+                 std::to_string(loss.gaussian_sigma) + " beta " +
+                 std::to_string(loss.smooth_l1_beta));
+    EXPECT_THROW(cpu::recon_loss_forward_backward(buffer, buffer, 1, 4, loss, BatchReduction::kSum,
+                                                  1.0f, buffer, buffer, buffer),
+                 std::invalid_argument);
+    EXPECT_THROW(
+        gpu::recon_loss_forward_backward(buffer, buffer, 1, 4, loss, BatchReduction::kSum, 1.0f,
+                                         buffer, buffer, buffer, ReductionWorkspace{}, nullptr),
+        std::invalid_argument);
+  }
+  // Only the chosen loss's parameter is checked: a Bernoulli loss ignores sigma and beta.
+  const std::vector<float> x = {0.5f, -1.0f, 2.0f, 0.0f}, y = {1.0f, 0.0f, 0.5f, 1.0f};
+  EXPECT_NO_THROW(cpu::recon_loss_forward_backward(
+      x.data(), y.data(), 1, 4, {ReconLossKind::kBernoulliLogits, 0.0f, -1.0f},
+      BatchReduction::kSum, 1.0f, buffer, buffer, buffer));
 }
 
 }  // namespace

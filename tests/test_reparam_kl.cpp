@@ -138,7 +138,11 @@ ForwardOut gpu_forward(const ReparamCase& r, ReductionWorkspace ws, int block_si
   gpu::reparam_kl_forward_given_eps(mu.get(), logvar.get(), eps.get(), r.batch, r.dim, r.clamp,
                                     r.reduction, z.get(), kl.get(), kl_reduced.get(), ws, nullptr,
                                     block_size);
-  return {z.to_host(), kl.to_host(), kl_reduced.to_host()};
+  ForwardOut out{z.to_host(), kl.to_host(), kl_reduced.to_host()};
+  test::expect_all_written(out.z, "gpu z");
+  test::expect_all_written(out.kl_per_sample, "gpu kl_per_sample");
+  test::expect_all_written(out.kl_reduced, "gpu kl_reduced");
+  return out;
 }
 
 BackwardOut gpu_backward(const ReparamCase& r, int block_size) {
@@ -148,7 +152,10 @@ BackwardOut gpu_backward(const ReparamCase& r, int block_size) {
   gpu::reparam_kl_backward_given_eps(dz.get(), mu.get(), logvar.get(), eps.get(), r.batch, r.dim,
                                      kl_weight.get(), r.loss_scale, r.clamp, r.reduction, dmu.get(),
                                      dlogvar.get(), nullptr, block_size);
-  return {dmu.to_host(), dlogvar.to_host()};
+  BackwardOut out{dmu.to_host(), dlogvar.to_host()};
+  test::expect_all_written(out.dmu, "gpu dmu");
+  test::expect_all_written(out.dlogvar, "gpu dlogvar");
+  return out;
 }
 
 void expect_same(const ForwardOut& a, const ForwardOut& b, const std::string& tag) {
@@ -633,6 +640,31 @@ TEST(ReparamKlArguments, BadBlockSizeThrows) {
     EXPECT_THROW(gpu::draw_normal_eps(1, 4, RngState{1, &draw}, buffer, nullptr, block_size),
                  std::invalid_argument)
         << block_size;
+}
+
+TEST(ReparamKlArguments, BadClampThrows) {
+  float buffer[4] = {};
+  const float kl_weight = 1.0f;
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float inf = std::numeric_limits<float>::infinity();
+  const auto sum = BatchReduction::kSum;
+  for (const LogvarClamp clamp : {LogvarClamp{5.0f, -5.0f}, LogvarClamp{nan, 20.0f},
+                                  LogvarClamp{-30.0f, nan}, LogvarClamp{-inf, 20.0f}}) {
+    SCOPED_TRACE(std::to_string(clamp.min) + ", " + std::to_string(clamp.max));
+    EXPECT_THROW(cpu::reparam_kl_forward_given_eps(buffer, buffer, buffer, 1, 4, clamp, sum, buffer,
+                                                   buffer, buffer),
+                 std::invalid_argument);
+    EXPECT_THROW(cpu::reparam_kl_backward_given_eps(buffer, buffer, buffer, buffer, 1, 4,
+                                                    &kl_weight, 1.0f, clamp, sum, buffer, buffer),
+                 std::invalid_argument);
+    EXPECT_THROW(gpu::reparam_kl_forward_given_eps(buffer, buffer, buffer, 1, 4, clamp, sum, buffer,
+                                                   buffer, buffer, ReductionWorkspace{}, nullptr),
+                 std::invalid_argument);
+    EXPECT_THROW(
+        gpu::reparam_kl_backward_given_eps(buffer, buffer, buffer, buffer, 1, 4, &kl_weight, 1.0f,
+                                           clamp, sum, buffer, buffer, nullptr),
+        std::invalid_argument);
+  }
 }
 
 }  // namespace
