@@ -12,6 +12,8 @@
 
 #include "host/data/dataset.h"
 #include "host/ops/batch_gather_cpu.h"
+#include "kernels/batch_gather.h"
+#include "kernels/cuda_check.h"
 #include "tests/support/test_support.h"
 
 namespace fusedvae {
@@ -232,6 +234,104 @@ TEST(GatherCpu, BinarisationIsDeterministicPerDrawAndFollowsTheDatasetRow) {
     EXPECT_TRUE(std::equal(a.begin() + r * dim, a.begin() + (r + 1) * dim,
                            b.begin() + (data_rows - 1 - r) * dim))
         << "row " << r;
+}
+
+// ----------------------------------------------------------------------------------------------
+// GPU against the CPU twins
+
+// A device copy of a host vector of any POD type (the float DeviceBuffer covers outputs).
+template <typename T>
+class DeviceArray {
+ public:
+  explicit DeviceArray(const std::vector<T>& host) : count_(host.size()) {
+    FUSEDVAE_CUDA_CHECK(cudaMalloc(&ptr_, count_ * sizeof(T)));
+    FUSEDVAE_CUDA_CHECK(cudaMemcpy(ptr_, host.data(), count_ * sizeof(T), cudaMemcpyHostToDevice));
+  }
+  ~DeviceArray() { cudaFree(ptr_); }
+  DeviceArray(const DeviceArray&) = delete;
+  DeviceArray& operator=(const DeviceArray&) = delete;
+  T* get() const { return ptr_; }
+  std::vector<T> to_host() const {
+    std::vector<T> host(count_);
+    FUSEDVAE_CUDA_CHECK(cudaMemcpy(host.data(), ptr_, count_ * sizeof(T), cudaMemcpyDeviceToHost));
+    return host;
+  }
+
+ private:
+  T* ptr_ = nullptr;
+  size_t count_ = 0;
+};
+
+class ShuffleWorkspaceHolder {
+ public:
+  explicit ShuffleWorkspaceHolder(int rows) : ws_(gpu::create_shuffle_workspace(rows)) {}
+  ~ShuffleWorkspaceHolder() { gpu::destroy_shuffle_workspace(&ws_); }
+  const gpu::ShuffleWorkspace& get() const { return ws_; }
+
+ private:
+  gpu::ShuffleWorkspace ws_;
+};
+
+// Bitwise: both faces sort the same integer keys stably. The workspace is sized for the largest
+// case and reused for all (as the trainer does), and the permutation buffer starts poisoned (-1).
+TEST(ShuffleGpu, EqualsCpuTwinBitwise) {
+  FUSEDVAE_REQUIRE_GPU();
+  const int capacity = *std::max_element(std::begin(kRowCounts), std::end(kRowCounts));
+  ShuffleWorkspaceHolder ws(capacity);
+  for (int rows : kRowCounts)
+    for (uint64_t epoch : {uint64_t{0}, uint64_t{1}, (uint64_t{1} << 32) + 3}) {
+      DeviceArray<int32_t> perm(std::vector<int32_t>(rows, -1));
+      gpu::shuffle_indices(rows, 1234, epoch, perm.get(), ws.get(), nullptr);
+      FUSEDVAE_CUDA_CHECK(cudaDeviceSynchronize());
+      EXPECT_EQ(perm.to_host(), cpu_shuffle(rows, 1234, epoch)) << rows << " rows, epoch " << epoch;
+    }
+}
+
+TEST(ShuffleGpu, RejectsRowsBeyondCapacity) {
+  FUSEDVAE_REQUIRE_GPU();
+  ShuffleWorkspaceHolder ws(10);
+  DeviceArray<int32_t> perm(std::vector<int32_t>(11, -1));
+  EXPECT_THROW(gpu::shuffle_indices(11, 1, 1, perm.get(), ws.get(), nullptr),
+               std::invalid_argument);
+}
+
+// Plain and binarised gathers, u8 and f32, every dim, a batch that starts mid-permutation and
+// stops before its end. Outputs start poisoned, with a poisoned tail that must survive.
+TEST(GatherGpu, EqualsCpuTwinBitwise) {
+  FUSEDVAE_REQUIRE_GPU();
+  const int data_rows = 37, first = 5, batch = 23;
+  const auto perm_host = cpu_shuffle(data_rows, 8, 2);
+  DeviceArray<int32_t> perm(perm_host);
+  const uint64_t draw_host = 41;
+  test::DeviceScalar<uint64_t> draw(draw_host);
+  for (int dim : kDims)
+    for (bool use_u8 : {true, false})
+      for (bool binarize : {false, true}) {
+        const size_t count = static_cast<size_t>(data_rows) * dim;
+        const auto u8 = random_bytes(count, 100 + dim);
+        const auto f32 = random_floats(count, -0.2f, 1.3f, 200 + dim);
+        const float scale = use_u8 ? 1.0f / 255.0f : 0.8f;
+        const float offset = use_u8 ? 0.0f : 0.1f;
+        const size_t out_count = static_cast<size_t>(batch) * dim;
+        std::vector<float> expected = test::poisoned(out_count + 5);
+        cpu::gather_batch(use_u8 ? u8.data() : nullptr, use_u8 ? nullptr : f32.data(), dim,
+                          perm_host.data(), first, batch, scale, offset, binarize,
+                          RngState{77, &draw_host}, expected.data());
+        DeviceArray<uint8_t> u8_dev(u8);
+        DeviceArray<float> f32_dev(f32);
+        test::DeviceBuffer out(out_count + 5);
+        gpu::gather_batch(use_u8 ? u8_dev.get() : nullptr, use_u8 ? nullptr : f32_dev.get(), dim,
+                          perm.get(), first, batch, scale, offset, binarize,
+                          RngState{77, draw.get()}, out.get(), nullptr);
+        FUSEDVAE_CUDA_CHECK(cudaDeviceSynchronize());
+        const std::string name = std::string(use_u8 ? "u8" : "f32") +
+                                 (binarize ? " binarised" : "") + " dim " + std::to_string(dim);
+        const std::vector<float> actual = out.to_host();
+        test::expect_all_written(std::vector<float>(actual.begin(), actual.begin() + out_count),
+                                 name);
+        // The tails of both are still poisoned: nothing was written past the batch.
+        test::expect_bitwise_equal(actual, expected, name);
+      }
 }
 
 }  // namespace
