@@ -128,12 +128,7 @@ void shuffle_indices(int rows, uint64_t seed, uint64_t epoch, int32_t* perm, Shu
 void gather_batch(const uint8_t* data_u8, const float* data_f32, int dim, const int32_t* perm,
                   int first, int rows, float scale, float offset, bool binarize, RngState rng,
                   float* out, cudaStream_t stream) {
-  if ((data_u8 == nullptr) == (data_f32 == nullptr))
-    throw std::invalid_argument("gather_batch: exactly one of data_u8 / data_f32 must be given");
-  if (dim < 1 || rows < 1 || first < 0)
-    throw std::invalid_argument("gather_batch: dim and rows must be >= 1, first >= 0");
-  if (binarize && rng.draw_index == nullptr)
-    throw std::invalid_argument("gather_batch: binarize needs rng.draw_index");
+  math::check_gather_arguments(data_u8, data_f32, dim, first, rows, binarize, rng.draw_index);
   const size_t groups = static_cast<size_t>(rows) * ((dim + math::kBinarizeColumnsPerBlock - 1) /
                                                      math::kBinarizeColumnsPerBlock);
   if (data_u8) {

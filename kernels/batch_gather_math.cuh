@@ -18,6 +18,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <stdexcept>
 
 #include "kernels/vae_math.cuh"
 
@@ -68,6 +69,17 @@ FUSEDVAE_HD float binarize(float probability, uint32_t word) {
 FUSEDVAE_HD float normalise(float raw, float scale, float offset) {
   const float v = fmaf(raw, scale, offset);
   return v < 0.0f ? 0.0f : (v > 1.0f ? 1.0f : v);
+}
+
+// Host-side argument checks shared by gather_batch's two faces.
+inline void check_gather_arguments(const void* data_u8, const void* data_f32, int dim, int first,
+                                   int rows, bool binarize, const uint64_t* draw_index) {
+  if ((data_u8 == nullptr) == (data_f32 == nullptr))
+    throw std::invalid_argument("gather_batch: exactly one of data_u8 / data_f32 must be given");
+  if (dim < 1 || rows < 1 || first < 0)
+    throw std::invalid_argument("gather_batch: dim and rows must be >= 1, first >= 0");
+  if (binarize && draw_index == nullptr)
+    throw std::invalid_argument("gather_batch: binarize needs rng.draw_index");
 }
 
 }  // namespace fusedvae::math
