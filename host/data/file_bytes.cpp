@@ -41,7 +41,10 @@ std::vector<uint8_t> inflate_gzip(const std::string& path, const std::vector<uin
   std::vector<uint8_t> out(inflated_size_hint(gz) + 1);  // + 1 so a full buffer means "maybe more"
   z_stream zs{};
   if (inflateInit2(&zs, 16 + MAX_WBITS) != Z_OK) fail(path, "zlib inflateInit2 failed");
-  zs.next_in = const_cast<Bytef*>(gz.data());
+  struct InflateEnd {
+    z_stream* zs;
+    ~InflateEnd() { inflateEnd(zs); }
+  } end_on_exit{&zs};
   size_t consumed = 0, produced = 0;
   int status = Z_OK;
   while (true) {
@@ -65,19 +68,17 @@ std::vector<uint8_t> inflate_gzip(const std::string& path, const std::vector<uin
       break;
     }
     if (status == Z_DATA_ERROR || status == Z_NEED_DICT || status == Z_MEM_ERROR) {
-      const std::string message = zs.msg ? zs.msg : "inflate error";
-      inflateEnd(&zs);
-      fail(path, "corrupt gzip data (" + message + ")");
+      fail(path, std::string("corrupt gzip data (") + (zs.msg ? zs.msg : "inflate error") + ")");
     }
     // Z_BUF_ERROR with input left means the output was full; without input, the stream ended early.
     const bool input_exhausted = consumed == gz.size();
     const bool output_full = produced == out.size();
-    if (input_exhausted && !output_full) {
-      inflateEnd(&zs);
+    if (input_exhausted && !output_full)
       fail(path, "truncated gzip file (the compressed stream ends early)");
-    }
+    // zlib reports a stall (no progress possible) as Z_BUF_ERROR; with room left it cannot recover.
+    if (status == Z_BUF_ERROR && !output_full)
+      fail(path, "corrupt gzip data (inflate made no progress)");
   }
-  inflateEnd(&zs);
   out.resize(produced);
   return out;
 }
