@@ -468,6 +468,12 @@ TEST_F(MnistDirectory, BadOptionsAndMissingFiles) {
   DataOptions orphan;
   orphan.test_path = path("t10k-images-idx3-ubyte");
   expect_error<std::invalid_argument>([&] { load_splits(orphan); }, {"without a train path"});
+  DataOptions both = options();
+  both.train_path = path("t10k-images-idx3-ubyte");
+  expect_error<std::invalid_argument>([&] { load_splits(both); }, {"not both"});
+  DataOptions npy_directory = options();
+  npy_directory.format = DataFormat::kNpy;
+  expect_error<std::invalid_argument>([&] { load_splits(npy_directory); }, {"not npy"});
 }
 
 TEST_F(DataFiles, ExplicitPathsAndMismatchedDims) {

@@ -52,6 +52,8 @@ struct ResolvedSources {
 ResolvedSources resolve_sources(const DataOptions& o) {
   ResolvedSources s;
   s.format = o.format;
+  if (!o.train_path.empty() && !o.directory.empty())
+    throw std::invalid_argument("data: give a directory or a train path, not both");
   if (!o.train_path.empty()) {
     s.train = o.train_path;
     s.train_labels = o.train_labels_path;
@@ -61,6 +63,9 @@ ResolvedSources resolve_sources(const DataOptions& o) {
   }
   if (!o.test_path.empty() || !o.train_labels_path.empty() || !o.test_labels_path.empty())
     throw std::invalid_argument("data: test or label paths given without a train path");
+  if (o.format != DataFormat::kAuto && o.format != DataFormat::kIdx)
+    throw std::invalid_argument(std::string("data: a directory holds IDX files, not ") +
+                                data_format_name(o.format));
   const bool default_dataset = o.directory.empty();
   const fs::path dir = default_dataset ? kFashionMnistDir : o.directory;
   if (!fs::is_directory(dir)) {

@@ -8,6 +8,8 @@
 //      train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte (each raw or .gz;
 //      the "train-images.idx3-ubyte" spelling is accepted too).
 //   3. Neither: Fashion-MNIST from the Debian package dataset-fashion-mnist (kFashionMnistDir).
+// Giving both a directory and a train path is an error, as are test or label paths without a
+// train path.
 //
 // Validation: `validation_fraction` of the train rows (rounded, at least one when the fraction is
 // positive), chosen by the Philox shuffle of (seed, kValidationEpoch), so the same seed always
