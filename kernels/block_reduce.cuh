@@ -64,4 +64,29 @@ __device__ __forceinline__ void finish_grid_sum(float block_partial, float scale
   }
 }
 
+// The shape every fused loss kernel shares: one warp per row, rows spread over the grid (launch it
+// with row_reduction_grid). `lane_partial(row, lane)` does the lane's element-wise work in that row
+// and returns the lane's share of the row's sum. Writes the sum of each row to per_row[row] and
+// batch_scale * (sum over rows) to *reduced. Must be called by every thread of the grid.
+template <typename LanePartial>
+__device__ __forceinline__ void reduce_rows_per_warp(int batch, LanePartial lane_partial,
+                                                     float batch_scale, float* per_row,
+                                                     float* reduced, ReductionWorkspace workspace) {
+  __shared__ float warp_partials[kWarpSize];
+  const int lane = threadIdx.x % kWarpSize;
+  const int warps_per_block = blockDim.x / kWarpSize;
+  const int first_row = blockIdx.x * warps_per_block + threadIdx.x / kWarpSize;
+  const int row_stride = gridDim.x * warps_per_block;
+  float rows_sum = 0.0f;  // meaningful in lane 0
+  for (int row = first_row; row < batch; row += row_stride) {
+    const float row_sum = warp_sum(lane_partial(row, lane));
+    if (lane == 0) {
+      per_row[row] = row_sum;
+      rows_sum += row_sum;
+    }
+  }
+  const float block_total = block_sum(lane == 0 ? rows_sum : 0.0f, warp_partials);
+  finish_grid_sum(block_total, batch_scale, reduced, workspace, warp_partials);
+}
+
 }  // namespace fusedvae

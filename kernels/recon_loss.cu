@@ -22,29 +22,17 @@ __global__ void recon_loss_kernel(const float* __restrict__ output,
                                   const float grad_scale, float* __restrict__ loss_per_sample,
                                   float* __restrict__ loss_reduced, float* __restrict__ grad_output,
                                   const ReductionWorkspace workspace) {
-  __shared__ float warp_partials[kWarpSize];
-  const int lane = threadIdx.x % kWarpSize;
-  const int warps_per_block = blockDim.x / kWarpSize;
-  const int first_row = blockIdx.x * warps_per_block + threadIdx.x / kWarpSize;
-  const int row_stride = gridDim.x * warps_per_block;
-
-  float block_rows_loss = 0.0f;  // meaningful in lane 0
-  for (int row = first_row; row < batch; row += row_stride) {
+  auto lane_loss = [&](int row, int lane) {
     const size_t base = static_cast<size_t>(row) * dim;
-    float row_loss = 0.0f;
+    float loss = 0.0f;
     for (int col = lane; col < dim; col += kWarpSize) {
       const auto term = math::recon_term<kKind>(output[base + col], target[base + col], params);
       grad_output[base + col] = grad_scale * term.grad;
-      row_loss += term.loss;
+      loss += term.loss;
     }
-    row_loss = warp_sum(row_loss);
-    if (lane == 0) {
-      loss_per_sample[row] = row_loss;
-      block_rows_loss += row_loss;
-    }
-  }
-  const float block_loss = block_sum(lane == 0 ? block_rows_loss : 0.0f, warp_partials);
-  finish_grid_sum(block_loss, batch_scale, loss_reduced, workspace, warp_partials);
+    return loss;
+  };
+  reduce_rows_per_warp(batch, lane_loss, batch_scale, loss_per_sample, loss_reduced, workspace);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -14,6 +14,15 @@ struct ReductionWorkspace {
   unsigned int* blocks_done = nullptr;
 };
 
+// Grid of a kernel built on reduce_rows_per_warp: one warp per row, capped at kReduceMaxBlocks.
+// It depends on the problem and block size only, so a batch reduction has the same order (and
+// bits) on every device.
+inline int row_reduction_grid(int rows, int block_size) {
+  const int warps_per_block = block_size / 32;
+  const int blocks = (rows + warps_per_block - 1) / warps_per_block;
+  return blocks < kReduceMaxBlocks ? blocks : kReduceMaxBlocks;
+}
+
 namespace gpu {
 ReductionWorkspace create_reduction_workspace();
 void destroy_reduction_workspace(ReductionWorkspace* workspace);

@@ -43,18 +43,11 @@ __global__ void reparam_kl_forward_kernel(
     const int batch, const int dim, const LogvarClamp clamp, const float batch_scale,
     float* __restrict__ z, float* __restrict__ kl_per_sample, float* __restrict__ kl_reduced,
     const ReductionWorkspace workspace) {
-  __shared__ float warp_partials[kWarpSize];
-  const int lane = threadIdx.x % kWarpSize;
-  const int warps_per_block = blockDim.x / kWarpSize;
-  const int first_row = blockIdx.x * warps_per_block + threadIdx.x / kWarpSize;
-  const int row_stride = gridDim.x * warps_per_block;
   const int groups = static_cast<int>(philox_groups_per_row(dim));
   const uint64_t draw = eps_source.draw();
-
-  float block_rows_kl = 0.0f;  // meaningful in lane 0
-  for (int row = first_row; row < batch; row += row_stride) {
+  auto lane_kl = [&](int row, int lane) {
     const size_t base = static_cast<size_t>(row) * dim;
-    float row_kl = 0.0f;
+    float kl = 0.0f;
     for (int g = lane; g < groups; g += kWarpSize) {
       const float4 e4 = eps_source.group(draw, row, g, dim);
 #pragma unroll
@@ -64,18 +57,13 @@ __global__ void reparam_kl_forward_kernel(
           const float m = mu[base + col];
           const float lv = math::clamp_logvar(logvar[base + col], clamp.min, clamp.max);
           z[base + col] = math::reparameterize(m, lv, float4_component(e4, k));
-          row_kl += math::kl_term(m, lv);
+          kl += math::kl_term(m, lv);
         }
       }
     }
-    row_kl = warp_sum(row_kl);
-    if (lane == 0) {
-      kl_per_sample[row] = row_kl;
-      block_rows_kl += row_kl;
-    }
-  }
-  const float block_kl = block_sum(lane == 0 ? block_rows_kl : 0.0f, warp_partials);
-  finish_grid_sum(block_kl, batch_scale, kl_reduced, workspace, warp_partials);
+    return kl;
+  };
+  reduce_rows_per_warp(batch, lane_kl, batch_scale, kl_per_sample, kl_reduced, workspace);
 }
 
 // One thread per group of four columns: elementwise, no reduction.
@@ -145,14 +133,6 @@ void check_shape(int batch, int dim, int block_size) {
     throw std::invalid_argument("reparam_kl: block size must be a multiple of 32 in [32, 1024]");
 }
 
-// Rows are spread over warps; the grid depends on the problem size and block size only, so the
-// batch reduction's order (and bits) do not change from one device to another.
-int row_grid(int batch, int block_size) {
-  const int warps_per_block = block_size / kWarpSize;
-  const int blocks = (batch + warps_per_block - 1) / warps_per_block;
-  return blocks < kReduceMaxBlocks ? blocks : kReduceMaxBlocks;
-}
-
 // Elementwise launches: enough blocks to cover the groups, capped (grid-stride beyond that).
 int group_grid(int batch, int dim, int block_size) {
   const size_t groups = static_cast<size_t>(batch) * philox_groups_per_row(dim);
@@ -168,7 +148,7 @@ void launch_forward(const float* mu, const float* logvar, EpsSource source, int 
                     int block_size) {
   check_shape(batch, dim, block_size);
   check_logvar_clamp(clamp, "reparam_kl_forward");
-  reparam_kl_forward_kernel<<<row_grid(batch, block_size), block_size, 0, stream>>>(
+  reparam_kl_forward_kernel<<<row_reduction_grid(batch, block_size), block_size, 0, stream>>>(
       mu, logvar, source, batch, dim, clamp, batch_reduction_scale(reduction, batch), z,
       kl_per_sample, kl_reduced, workspace);
   FUSEDVAE_CHECK_LAUNCH(reparam_kl_forward_kernel);
