@@ -6,6 +6,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "kernels/activation.h"
+#include "kernels/bias.h"
 #include "kernels/cuda_check.h"
 
 namespace fusedvae::gpu {
@@ -50,6 +52,11 @@ size_t pointer_alignment(const void* p) {
 
 LinearAct linear_act_of(Activation activation) {
   return activation == Activation::kTanh ? LinearAct::kTanh : LinearAct::kRelu;
+}
+
+Activation activation_of(LinearAct act) {
+  if (act == LinearAct::kIdentity) throw std::logic_error("activation_of: identity has none");
+  return act == LinearAct::kTanh ? Activation::kTanh : Activation::kRelu;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -233,13 +240,12 @@ Linear::Linear(LinearEngine& engine, const LinearSpec& spec, const int* batch_si
       const MatmulEpilogue options[] = {
           {CUBLASLT_EPILOGUE_RELU_AUX_BIAS, bias_rep, kAlignedPlaceholder, relu_mask_ld_bits(out)},
           {CUBLASLT_EPILOGUE_RELU_BIAS, bias_rep},
-          bias_only,
           plain};
-      const int chosen = build_first(plan->forward, engine_, fwd, options, 4);
+      const int chosen = build_first(plan->forward, engine_, fwd, options, 3);
       plan->writes_mask = chosen == 0;
       plan->paths.forward_fused_act = chosen <= 1;
-      plan->paths.forward_fused_bias = chosen <= 2;
-    } else if (allow_fused) {
+      plan->paths.forward_fused_bias = chosen <= 1;
+    } else if (spec.output_act == LinearAct::kIdentity && allow_fused) {
       const MatmulEpilogue options[] = {bias_only, plain};
       plan->paths.forward_fused_bias = build_first(plan->forward, engine_, fwd, options, 2) == 0;
     } else {
@@ -321,9 +327,10 @@ void Linear::forward(int batch, const float* x, const float* weight, const float
   if (p.writes_mask) check_alignment(relu_mask, kMaskAlignment, "relu mask");
   p.forward.run(engine_, weight, x, y, false, p.paths.forward_fused_bias ? bias : nullptr,
                 p.writes_mask ? relu_mask : nullptr, stream);
-  if (!p.paths.forward_fused_act)
-    bias_activation_forward(y, p.paths.forward_fused_bias ? nullptr : bias, batch, spec_.out,
-                            spec_.output_act, stream);
+  if (spec_.output_act != LinearAct::kIdentity && !p.paths.forward_fused_act)
+    bias_activation_forward(y, bias, batch, spec_.out, activation_of(spec_.output_act), stream);
+  else if (spec_.output_act == LinearAct::kIdentity && !p.paths.forward_fused_bias)
+    bias_add(y, bias, batch, spec_.out, stream);
 }
 
 void Linear::backward_input(int batch, const float* dy, const float* weight, const float* x,
@@ -335,10 +342,12 @@ void Linear::backward_input(int batch, const float* dy, const float* weight, con
   check_alignment(weight, align_weight_, "weight");
   check_alignment(dx, kActivationAlignment, "dx");
   if (p.paths.input_fused_drelu) check_alignment(input_mask, kMaskAlignment, "input relu mask");
+  if (!p.paths.input_fused_drelu && spec_.input_act != LinearAct::kIdentity && x == nullptr)
+    throw std::invalid_argument("Linear: backward_input needs the forward input x");
   p.input.run(engine_, weight, dy, dx, spec_.accumulate_input_grad, nullptr,
               p.paths.input_fused_drelu ? input_mask : nullptr, stream);
-  if (!p.paths.input_fused_drelu)
-    activation_backward(dx, x, batch, spec_.in, spec_.input_act, stream);
+  if (!p.paths.input_fused_drelu && spec_.input_act != LinearAct::kIdentity)
+    activation_backward(x, dx, batch, spec_.in, activation_of(spec_.input_act), stream);
 }
 
 void Linear::backward_weight(int batch, const float* dy, const float* x, float* weight_grad,

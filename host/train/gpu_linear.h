@@ -8,8 +8,10 @@
 //   input     dx^T = W^T dy^T          (m = in,  n = batch, k = out)
 //   weight    dW^T = x^T dy            (m = in,  n = out,   k = batch; BGRADB sums dy over batch)
 // Where an epilogue is not offered for float32 on the device (the heuristic returns no algorithm),
-// the layer falls back to a plain product and the small kernels of kernels/linear_activation.h;
-// tanh always takes that route, since cuBLASLt has no tanh epilogue.
+// the layer falls back to a plain product and the small kernels of kernels/activation.h and
+// kernels/bias.h;
+// tanh always takes that route (a plain product, then bias + tanh in one kernel), since cuBLASLt
+// has no tanh epilogue.
 //
 // Determinism: the heuristic is asked once per shape, restricted to algorithms without split-K
 // reductions (CUBLASLT_REDUCTION_SCHEME_NONE), and the chosen algorithm is reused for every call,
@@ -26,7 +28,6 @@
 #include <string>
 
 #include "host/model/model_config.h"
-#include "kernels/linear_activation.h"
 
 namespace fusedvae::gpu {
 
@@ -50,7 +51,10 @@ class LinearEngine {
   cublasComputeType_t compute_type_ = CUBLAS_COMPUTE_32F;
 };
 
+// The nonlinearity after a layer (kIdentity for the latent heads and the output layer).
+enum class LinearAct : int { kIdentity = 0, kRelu = 1, kTanh = 2 };
 LinearAct linear_act_of(Activation activation);
+Activation activation_of(LinearAct act);  // kRelu or kTanh
 
 // ReLU bit-mask written by a fused forward: one bit per element of y^T, columns of
 // relu_mask_ld_bits(out) bits (cuBLASLt wants the leading dimension a multiple of 128).
