@@ -208,9 +208,9 @@ struct Linear::Plan {
 // ---------------------------------------------------------------------------------------------
 // Linear
 
-Linear::Linear(LinearEngine& engine, const LinearSpec& spec, const int* batch_sizes,
-               int batch_count, const LinearAlignment& alignment, bool allow_fused)
-    : engine_(engine), spec_(spec) {
+Linear::Linear(LinearEngine& engine, const LinearSpec& spec, const LinearAlignment& alignment,
+               bool allow_fused)
+    : engine_(engine), spec_(spec), allow_fused_(allow_fused) {
   if (spec.in < 1 || spec.out < 1)
     throw std::invalid_argument("Linear: in and out must be >= 1 (got " + std::to_string(spec.in) +
                                 ", " + std::to_string(spec.out) + ")");
@@ -219,15 +219,19 @@ Linear::Linear(LinearEngine& engine, const LinearSpec& spec, const int* batch_si
   align_bias_ = align_of(alignment.bias);
   align_weight_grad_ = align_of(alignment.weight_grad);
   align_bias_grad_ = align_of(alignment.bias_grad);
-  const void* bias_rep = alignment.bias != nullptr ? alignment.bias : kAlignedPlaceholder;
-  const void* bias_grad_rep =
-      alignment.bias_grad != nullptr ? alignment.bias_grad : kAlignedPlaceholder;
-  const int in = spec.in, out = spec.out;
+  bias_rep_ = alignment.bias != nullptr ? alignment.bias : kAlignedPlaceholder;
+  bias_grad_rep_ = alignment.bias_grad != nullptr ? alignment.bias_grad : kAlignedPlaceholder;
+}
 
-  for (int i = 0; i < batch_count; ++i) {
-    const int batch = batch_sizes[i];
-    if (batch < 1) throw std::invalid_argument("Linear: batch sizes must be >= 1");
-    if (plans_.count(batch) != 0) continue;
+void Linear::add_batch(int batch, bool input_relu_mask) {
+  if (batch < 1) throw std::invalid_argument("Linear: batch sizes must be >= 1");
+  if (plans_.count(batch) != 0) return;
+  const LinearSpec& spec = spec_;
+  const bool allow_fused = allow_fused_;
+  const void* bias_rep = bias_rep_;
+  const void* bias_grad_rep = bias_grad_rep_;
+  const int in = spec.in, out = spec.out;
+  {
     auto plan = std::make_unique<Plan>();
 
     // Forward: y^T [out, batch] = W (stored [in, out], transposed) x^T (stored [in, batch]).
@@ -259,7 +263,7 @@ Linear::Linear(LinearEngine& engine, const LinearSpec& spec, const int* batch_si
           kActivationAlignment, kActivationAlignment};
       // The ReLU gradient epilogue would act on dx + (earlier dx) as a whole when accumulating;
       // that is left to the elementwise kernel rather than trusted to the epilogue's ordering.
-      if (allow_fused && spec.input_act == LinearAct::kRelu && spec.input_relu_mask &&
+      if (allow_fused && spec.input_act == LinearAct::kRelu && input_relu_mask &&
           !spec.accumulate_input_grad) {
         const MatmulEpilogue options[] = {
             {CUBLASLT_EPILOGUE_DRELU, nullptr, kAlignedPlaceholder, relu_mask_ld_bits(in)}, plain};

@@ -72,7 +72,6 @@ struct LinearSpec {
   // How the layer's input was produced: the backward multiplies dx by this activation's derivative
   // (from the input itself, or from the ReLU mask the previous layer wrote).
   LinearAct input_act = LinearAct::kIdentity;
-  bool input_relu_mask = false;        // the previous layer writes a ReLU mask this layer may use
   bool needs_input_grad = true;        // false for the first encoder layer (the data needs none)
   bool accumulate_input_grad = false;  // dx += ... (a second head reading the same input)
 };
@@ -97,9 +96,14 @@ struct LinearPaths {
 
 class Linear {
  public:
-  // Creates the descriptors and picks the algorithms for every batch size listed.
-  Linear(LinearEngine& engine, const LinearSpec& spec, const int* batch_sizes, int batch_count,
-         const LinearAlignment& alignment, bool allow_fused = true);
+  // allow_fused = false takes the plain-product + kernel path everywhere (tests, and a way out
+  // should a fused epilogue misbehave on some device).
+  Linear(LinearEngine& engine, const LinearSpec& spec, const LinearAlignment& alignment,
+         bool allow_fused = true);
+  // Creates the descriptors and picks the algorithms for one batch size (at construction time of
+  // the owner, never inside a step). input_relu_mask: the layer feeding this one writes a ReLU
+  // mask for this batch (its writes_relu_mask), which the backward may then use.
+  void add_batch(int batch, bool input_relu_mask);
   ~Linear();
   Linear(const Linear&) = delete;
   Linear& operator=(const Linear&) = delete;
@@ -129,6 +133,9 @@ class Linear {
   LinearEngine& engine_;
   LinearSpec spec_;
   size_t align_weight_ = 256, align_bias_ = 256, align_weight_grad_ = 256, align_bias_grad_ = 256;
+  bool allow_fused_ = true;
+  const void* bias_rep_ = nullptr;
+  const void* bias_grad_rep_ = nullptr;
   std::map<int, std::unique_ptr<Plan>> plans_;
 };
 
