@@ -21,7 +21,7 @@ import model_ref  # noqa: E402
 def base_config(**overrides):
     cfg = dict(input_dim=13, hidden=[9, 7], latent_dim=3, activation="relu", recon="bernoulli",
                gaussian_sigma=1.0, reduction="mean", clamp_min=-30.0, clamp_max=20.0,
-               kl=dict(kind="constant", weight=1.0, x0=0.0),
+               kl=dict(kind="constant", weight=1.0, x0=0.0, free_bits=0.0),
                optimizer=dict(lr=5e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0,
                               max_grad_norm=0.0),
                batch=5)
@@ -34,7 +34,9 @@ def base_config(**overrides):
 
 
 # Each case changes one or two things from the base so a failure points at its cause. "clip"
-# sets max_grad_norm to half the gradient norm of the case (clipping active).
+# sets max_grad_norm to half the gradient norm of the case (clipping active); "free_bits_between"
+# sets the free-bits floor halfway between the two smallest per-dimension KLs of the batch, so one
+# dimension is floored and the others are not, each far from the kink.
 STEP_CASES = {
     "relu_bernoulli_mean_h2_clip": dict(clip=True),
     "relu_bernoulli_sum_h1": dict(hidden=[9], reduction="sum"),
@@ -46,6 +48,10 @@ STEP_CASES = {
                                           optimizer=dict(weight_decay=0.1)),
     "size_one": dict(input_dim=1, hidden=[1], latent_dim=1, batch=1, activation="tanh"),
     "wide_batch_odd": dict(input_dim=37, hidden=[23, 11], latent_dim=5, batch=19, clip=True),
+    "relu_bernoulli_mean_h2_free_bits": dict(free_bits_between=True),
+    "tanh_gaussian_sum_h1_free_bits_clip": dict(activation="tanh", recon="gaussian", hidden=[9],
+                                                reduction="sum", latent_dim=5, clip=True,
+                                                free_bits_between=True),
 }
 
 TRAJECTORY_CASES = {
@@ -84,7 +90,8 @@ def save(case_dir, manifest, arrays):
 
 def write_step_case(out, name, overrides, seed):
     rng = np.random.default_rng(seed)
-    cfg = base_config(**{k: v for k, v in overrides.items() if k != "clip"})
+    cfg = base_config(**{k: v for k, v in overrides.items()
+                         if k not in ("clip", "free_bits_between")})
     batch = cfg["batch"]
     params0 = init_params(cfg, rng)
     x = data(cfg, rng, batch)
@@ -94,6 +101,11 @@ def write_step_case(out, name, overrides, seed):
     step0 = 3
     m0 = (0.05 * rng.standard_normal(params0.size)).astype(np.float32)
     v0 = (0.01 * rng.standard_normal(params0.size) ** 2).astype(np.float32)
+    if overrides.get("free_bits_between"):
+        t = model_ref.forward(cfg, f64(params0), f64(x), f64(eps))
+        kl_dims = np.sort((0.5 * (t["mu"] ** 2 + np.expm1(t["logvar"]) - t["logvar"]))
+                          .mean(axis=0))
+        cfg["kl"]["free_bits"] = float(np.float32(0.5 * (kl_dims[0] + kl_dims[1])))
     if overrides.get("clip"):
         _, grads, _ = model_ref.loss_and_gradients(cfg, f64(params0), f64(x), f64(eps),
                                                    model_ref.kl_weight_at(cfg, step0))

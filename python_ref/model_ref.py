@@ -144,7 +144,20 @@ def loss_and_gradients(cfg, params, x, eps, kl_weight):
     s = reduction_scale(cfg, batch)
     t["recon"] = s * t["recon_per_sample"].sum()
     t["kl"] = s * t["kl_per_sample"].sum()
-    t["loss"] = t["recon"] + kl_weight * t["kl"]
+    # Free bits: the KL term is s * batch * sum_j max(KL_j, free_bits), KL_j the batch mean of
+    # dimension j's KL; dimensions under the floor get no KL gradient.
+    free_bits = f32(cfg["kl"].get("free_bits", 0.0))
+    lo, hi = f32(cfg["clamp_min"]), f32(cfg["clamp_max"])
+    lv, raw = t["logvar"], t["logvar_raw"]
+    kl_elements = 0.5 * (t["mu"] ** 2 + np.expm1(lv) - lv)
+    if free_bits > 0:
+        kl_dim_mean = kl_elements.mean(axis=0)
+        t["kl_floored"] = np.maximum(kl_dim_mean, free_bits).sum()
+        kl_mask = (kl_dim_mean >= free_bits).astype(np.float64)[None, :]
+        t["loss"] = t["recon"] + kl_weight * s * batch * t["kl_floored"]
+    else:
+        kl_mask = 1.0
+        t["loss"] = t["recon"] + kl_weight * t["kl"]
     grads = np.zeros_like(params)
 
     def linear_backward(layer, inp, dy):
@@ -161,10 +174,8 @@ def loss_and_gradients(cfg, params, x, eps, kl_weight):
         dy = linear_backward(dec[k], inputs[k], dy)
     dz = dy
     # reparameterization + KL
-    lo, hi = f32(cfg["clamp_min"]), f32(cfg["clamp_max"])
-    lv, raw = t["logvar"], t["logvar_raw"]
     passes = ((raw >= lo) & (raw <= hi)).astype(np.float64)
-    w = kl_weight * s
+    w = kl_weight * s * kl_mask
     dmu = dz + w * t["mu"]
     dlogvar = passes * (dz * np.exp(0.5 * lv) * eps * 0.5 + w * 0.5 * np.expm1(lv))
     # encoder: the two heads share their input
@@ -207,10 +218,12 @@ def train_step(cfg, params, m, v, step, x, eps):
     new_params, new_m, new_v = adamw(cfg, params, m, v, grads * scale, step, lr)
     batch = x.shape[0]
     recon_mean = t["recon_per_sample"].mean()
-    kl_mean = t["kl_per_sample"].mean()
+    kl_mean = t["kl_per_sample"].mean()  # reported unfloored; the loss holds what is optimised
+    kl_optimised = t.get("kl_floored", kl_mean)
     return dict(params=new_params, m=new_m, v=new_v, grads=grads, grad_norm=norm,
                 grad_scale=scale, loss=loss, recon=t["recon"], kl=t["kl"],
-                loss_per_sample=recon_mean + kl_weight * kl_mean, recon_per_sample_mean=recon_mean,
+                loss_per_sample=recon_mean + kl_weight * kl_optimised,
+                recon_per_sample_mean=recon_mean,
                 kl_per_sample_mean=kl_mean, kl_weight=kl_weight, tensors=t, batch=batch)
 
 
@@ -234,27 +247,36 @@ def trajectory(cfg, params, batches, eps_per_step):
 def self_check():
     rng = np.random.default_rng(7)
     worst = 0.0
-    for act in ("relu", "tanh"):
-        for recon in ("bernoulli", "gaussian"):
-            for reduction in ("sum", "mean"):
-                cfg = dict(input_dim=5, hidden=[4, 3], latent_dim=2, activation=act, recon=recon,
-                           gaussian_sigma=0.7, reduction=reduction, clamp_min=-30.0,
-                           clamp_max=20.0, kl=dict(kind="constant", weight=0.8))
-                _, total = param_layout(5, [4, 3], 2)
-                params = rng.uniform(-0.8, 0.8, total)
-                x = rng.uniform(0, 1, (3, 5))
-                eps = rng.standard_normal((3, 2))
-                _, grads, _ = loss_and_gradients(cfg, params, x, eps, 0.8)
-                h = 1e-6
-                for i in range(total):
-                    p1, p2 = params.copy(), params.copy()
-                    p1[i] += h
-                    p2[i] -= h
-                    fd = (loss_and_gradients(cfg, p1, x, eps, 0.8)[0] -
-                          loss_and_gradients(cfg, p2, x, eps, 0.8)[0]) / (2 * h)
-                    err = abs(fd - grads[i]) / (1e-6 + 1e-5 * abs(fd))
-                    worst = max(worst, err)
-    print(f"finite-difference check: worst error {worst:.3f} of tolerance (abs 1e-6 + rel 1e-5)")
+    floored_dims = free_dims = 0
+    configs = [(a, r, red, fb) for a in ("relu", "tanh") for r in ("bernoulli", "gaussian")
+               for red in ("sum", "mean") for fb in (0.0, None)]
+    for act, recon, reduction, free_bits in configs:
+        cfg = dict(input_dim=5, hidden=[4, 3], latent_dim=3, activation=act, recon=recon,
+                   gaussian_sigma=0.7, reduction=reduction, clamp_min=-30.0, clamp_max=20.0,
+                   kl=dict(kind="constant", weight=0.8, free_bits=0.0))
+        _, total = param_layout(5, [4, 3], 3)
+        params = rng.uniform(-0.8, 0.8, total)
+        x = rng.uniform(0, 1, (3, 5))
+        eps = rng.standard_normal((3, 3))
+        if free_bits is None:  # a floor between the dimensions' KLs: some under, some over
+            t = forward(cfg, params, x, eps)
+            kl_dims = np.sort((0.5 * (t["mu"] ** 2 + np.expm1(t["logvar"]) - t["logvar"]))
+                              .mean(axis=0))
+            cfg["kl"]["free_bits"] = float(np.float32(0.5 * (kl_dims[0] + kl_dims[1])))
+            floored_dims += 1
+            free_dims += 2
+        _, grads, _ = loss_and_gradients(cfg, params, x, eps, 0.8)
+        h = 1e-6
+        for i in range(total):
+            p1, p2 = params.copy(), params.copy()
+            p1[i] += h
+            p2[i] -= h
+            fd = (loss_and_gradients(cfg, p1, x, eps, 0.8)[0] -
+                  loss_and_gradients(cfg, p2, x, eps, 0.8)[0]) / (2 * h)
+            worst = max(worst, abs(fd - grads[i]) / (1e-6 + 1e-5 * abs(fd)))
+    print(f"finite-difference check of {len(configs)} configs ({floored_dims} floored and "
+          f"{free_dims} free latent dims under free bits): worst error {worst:.3f} of tolerance "
+          f"(abs 1e-6 + rel 1e-5)")
     if worst > 1.0:
         raise SystemExit("gradient check failed")
 

@@ -3,16 +3,19 @@
 // against their twins (skipped without a GPU).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <vector>
 
 #include "host/ops/activation_cpu.h"
 #include "host/ops/adamw_cpu.h"
+#include "host/ops/free_bits_cpu.h"
 #include "host/ops/grad_norm_cpu.h"
 #include "host/ops/step_state_cpu.h"
 #include "kernels/adamw.h"
 #include "kernels/cuda_check.h"
+#include "kernels/free_bits.h"
 #include "kernels/grad_norm.h"
 #include "kernels/step_state.h"
 #include "tests/support/test_support.h"
@@ -181,6 +184,79 @@ TEST(ActivationCpu, ForwardAndBackwardFromOutput) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Free bits
+
+struct FreeBitsCase {
+  int batch, dim;
+  std::vector<float> mu, logvar, dmu, dlogvar;
+  LogvarClamp clamp{-1.5f, 1.0f};  // narrow, so that some elements are clamped
+};
+
+FreeBitsCase free_bits_case(int batch, int dim) {
+  FreeBitsCase c{batch,
+                 dim,
+                 random_values(static_cast<size_t>(batch) * dim, 31, 0.6f),
+                 random_values(static_cast<size_t>(batch) * dim, 32, 1.0f),
+                 random_values(static_cast<size_t>(batch) * dim, 33, 0.2f),
+                 random_values(static_cast<size_t>(batch) * dim, 34, 0.2f)};
+  return c;
+}
+
+// Per-dimension batch-mean KL in double, and the floor halfway between the two smallest.
+std::vector<double> kl_dim_means(const FreeBitsCase& c, float* floor_between) {
+  std::vector<double> means(c.dim, 0.0);
+  for (int b = 0; b < c.batch; ++b)
+    for (int j = 0; j < c.dim; ++j) {
+      const double m = c.mu[b * c.dim + j];
+      const double lv =
+          std::min<double>(std::max<double>(c.logvar[b * c.dim + j], c.clamp.min), c.clamp.max);
+      means[j] += 0.5 * (m * m + std::exp(lv) - lv - 1.0) / c.batch;
+    }
+  std::vector<double> sorted = means;
+  std::sort(sorted.begin(), sorted.end());
+  *floor_between = static_cast<float>(0.5 * (sorted[0] + sorted[1]));
+  return means;
+}
+
+TEST(FreeBitsCpu, FloorsTheBatchMeanKlPerDimension) {
+  for (auto [batch, dim] : {std::pair{1, 2}, std::pair{7, 5}, std::pair{130, 20}}) {
+    FreeBitsCase c = free_bits_case(batch, dim);
+    float floor = 0;
+    const std::vector<double> means = kl_dim_means(c, &floor);
+    std::vector<float> kl_dim_mean = poisoned(dim);
+    float floored = poison_value();
+    cpu::free_bits_forward(c.mu.data(), c.logvar.data(), batch, dim, c.clamp, floor,
+                           kl_dim_mean.data(), &floored);
+    double floored_ref = 0;
+    for (double m : means) floored_ref += std::max<double>(m, floor);
+    // Sums in double of exact-to-a-few-ulp terms: rel 1e-6.
+    const std::string name = "free_bits " + std::to_string(batch) + "x" + std::to_string(dim);
+    expect_close(name + " means", kl_dim_mean, means, nullptr, {1e-9, 1e-6});
+    expect_close(name + " floored", {floored}, {floored_ref}, nullptr, {1e-9, 1e-6});
+
+    for (BatchReduction reduction : {BatchReduction::kSum, BatchReduction::kMean}) {
+      const float kl_weight = 0.7f;
+      std::vector<float> dmu = c.dmu, dlogvar = c.dlogvar;
+      cpu::free_bits_backward(c.mu.data(), c.logvar.data(), kl_dim_mean.data(), batch, dim, c.clamp,
+                              floor, &kl_weight, 1.5f, reduction, dmu.data(), dlogvar.data());
+      std::vector<double> dmu_ref, dlogvar_ref;
+      const double w = 0.7 * 1.5 * (reduction == BatchReduction::kMean ? 1.0 / batch : 1.0);
+      for (int i = 0; i < batch * dim; ++i) {
+        const int j = i % dim;
+        const double wj = means[j] >= floor ? w : 0.0;
+        const double raw = c.logvar[i];
+        const bool passes = raw >= c.clamp.min && raw <= c.clamp.max;
+        const double lv = std::min<double>(std::max<double>(raw, c.clamp.min), c.clamp.max);
+        dmu_ref.push_back(c.dmu[i] + wj * c.mu[i]);
+        dlogvar_ref.push_back(c.dlogvar[i] + (passes ? wj * 0.5 * std::expm1(lv) : 0.0));
+      }
+      expect_close(name + " dmu", dmu, dmu_ref, nullptr, {1e-7, 1e-6});
+      expect_close(name + " dlogvar", dlogvar, dlogvar_ref, nullptr, {1e-7, 1e-6});
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Kernels against their twins
 
 // Device memory for one POD value (a StepState), freed on scope exit.
@@ -288,6 +364,41 @@ TEST(StepOpsGpu, StepStateAdvanceMatchesTwin) {
   // expf and cos on the device are within 2 ulps of the host's.
   expect_close("gpu kl_weight", {d.kl_weight}, {host.kl_weight}, nullptr, {0, 2.4e-7});
   expect_close("gpu lr", {d.lr}, {host.lr}, nullptr, {0, 2.4e-7});
+}
+
+TEST(StepOpsGpu, FreeBitsMatchTwin) {
+  FUSEDVAE_REQUIRE_GPU();
+  for (auto [batch, dim] : {std::pair{1, 2}, std::pair{7, 5}, std::pair{1030, 20}}) {
+    FreeBitsCase c = free_bits_case(batch, dim);
+    float floor = 0;
+    kl_dim_means(c, &floor);
+    std::vector<float> means(dim), dmu = c.dmu, dlogvar = c.dlogvar;
+    float floored = 0;
+    const float kl_weight = 0.7f;
+    cpu::free_bits_forward(c.mu.data(), c.logvar.data(), batch, dim, c.clamp, floor, means.data(),
+                           &floored);
+    cpu::free_bits_backward(c.mu.data(), c.logvar.data(), means.data(), batch, dim, c.clamp, floor,
+                            &kl_weight, 1.0f, BatchReduction::kMean, dmu.data(), dlogvar.data());
+    const DeviceBuffer dev_mu(c.mu), dev_logvar(c.logvar);
+    DeviceBuffer dev_means(dim), dev_floored(1), dev_dmu(c.dmu), dev_dlogvar(c.dlogvar);
+    const DeviceValue<float> dev_weight(kl_weight);
+    gpu::free_bits_forward(dev_mu.get(), dev_logvar.get(), batch, dim, c.clamp, floor,
+                           dev_means.get(), dev_floored.get(), nullptr);
+    gpu::free_bits_backward(dev_mu.get(), dev_logvar.get(), dev_means.get(), batch, dim, c.clamp,
+                            floor, dev_weight.ptr, 1.0f, BatchReduction::kMean, dev_dmu.get(),
+                            dev_dlogvar.get(), nullptr);
+    // The GPU sums the column in float (up to 1030 terms, tree order): within ~log2(n) * u of
+    // the sum of the positive terms, i.e. rel 1e-6; the elementwise backward within a few ulps.
+    // The floor sits halfway between two dimensions, far from either, so the masks agree.
+    auto widen = [](const std::vector<float>& x) {
+      return std::vector<double>(x.begin(), x.end());
+    };
+    const std::string name = "gpu free_bits " + std::to_string(batch) + "x" + std::to_string(dim);
+    expect_close(name + " means", dev_means.to_host(), widen(means), nullptr, {1e-9, 1e-6});
+    expect_close(name + " floored", dev_floored.to_host(), {floored}, nullptr, {1e-9, 1e-6});
+    expect_close(name + " dmu", dev_dmu.to_host(), widen(dmu), nullptr, {1e-7, 1e-6});
+    expect_close(name + " dlogvar", dev_dlogvar.to_host(), widen(dlogvar), nullptr, {1e-7, 1e-6});
+  }
 }
 
 }  // namespace

@@ -36,9 +36,9 @@ TEST(CpuTrainStep, NanLossIsReported) {
   check_nan_reported(make_cpu_trainer);
 }
 
-TEST(CpuTrainStep, FreeBitsAreRejectedUntilImplemented) {
+TEST(CpuTrainStep, NegativeFreeBitsAreRejected) {
   TrainConfig config = small_run_config();
-  config.kl.free_bits = 0.5f;
+  config.kl.free_bits = -0.5f;
   EXPECT_THROW(make_cpu_trainer(config), std::invalid_argument);
 }
 

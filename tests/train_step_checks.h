@@ -59,6 +59,7 @@ inline TrainConfig config_from_manifest(const nlohmann::json& c) {
   t.kl.kind = kl.at("kind") == "linear" ? KlScheduleKind::kLinear : KlScheduleKind::kConstant;
   t.kl.weight = kl.at("weight");
   t.kl.x0 = kl.at("x0");
+  t.kl.free_bits = kl.value("free_bits", 0.0f);
   const auto& o = c.at("optimizer");
   t.optimizer.lr = o.at("lr");
   t.optimizer.beta1 = o.at("beta1");

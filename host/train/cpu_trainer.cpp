@@ -16,6 +16,7 @@
 #include "host/ops/adamw_cpu.h"
 #include "host/ops/batch_gather_cpu.h"
 #include "host/ops/bias_cpu.h"
+#include "host/ops/free_bits_cpu.h"
 #include "host/ops/grad_norm_cpu.h"
 #include "host/ops/recon_loss_cpu.h"
 #include "host/ops/reparam_kl_cpu.h"
@@ -73,9 +74,9 @@ class CpuTrainer final : public Trainer {
     if (config.batch_size < 1)
       throw std::invalid_argument("train config: batch_size must be >= 1, got " +
                                   std::to_string(config.batch_size));
-    if (config.kl.free_bits > 0.0f)
-      throw std::invalid_argument(
-          "train config: free bits (kl.free_bits > 0) are not implemented by the CPU trainer");
+    if (!(config.kl.free_bits >= 0.0f))
+      throw std::invalid_argument("train config: kl.free_bits must be >= 0, got " +
+                                  std::to_string(config.kl.free_bits));
     threads_ = std::max(1u, std::thread::hardware_concurrency());
     openblas_set_num_threads(threads_);
     params_.resize(layout_.total);
@@ -84,6 +85,7 @@ class CpuTrainer final : public Trainer {
     v_.assign(layout_.total, 0.0f);
     init_params_like_pytorch(layout_, config.seed, params_.data());
     state_ = math::initial_step_state(config_.kl, config_.optimizer, 0);
+    kl_dim_mean_.resize(config.model.latent_dim);
     reserve_rows(config.batch_size);
   }
 
@@ -320,6 +322,11 @@ class CpuTrainer final : public Trainer {
     const BatchReduction reduction = config_.reduction;
     const RngState rng{math::stream_seed(config_.seed, math::RngStream::kReparam),
                        &state_.draw_index};
+    // With free bits the KL gradient comes from free_bits_backward alone; the reparameterization
+    // op then contributes the path through z only.
+    const bool free_bits = config_.kl.free_bits > 0.0f;
+    static constexpr float kNoKlWeight = 0.0f;
+    const float* reparam_kl_weight = free_bits ? &kNoKlWeight : &state_.kl_weight;
 
     encoder_forward(x, rows);
     float kl_reduced = 0.0f;
@@ -329,6 +336,10 @@ class CpuTrainer final : public Trainer {
     else
       cpu::reparam_kl_forward(mu_.data(), logvar_.data(), rows, d, rng, model.clamp, reduction,
                               z_.data(), kl_per_sample_.data(), &kl_reduced);
+    float kl_floored = 0.0f;
+    if (free_bits)
+      cpu::free_bits_forward(mu_.data(), logvar_.data(), rows, d, model.clamp, config_.kl.free_bits,
+                             kl_dim_mean_.data(), &kl_floored);
     decoder_forward(z_.data(), rows);
     float recon_reduced = 0.0f;
     cpu::recon_loss_forward_backward(out_.data(), x, rows, model.input_dim, model.recon, reduction,
@@ -338,12 +349,16 @@ class CpuTrainer final : public Trainer {
     decoder_backward(rows);
     if (eps)
       cpu::reparam_kl_backward_given_eps(dz_.data(), mu_.data(), logvar_.data(), eps, rows, d,
-                                         &state_.kl_weight, 1.0f, model.clamp, reduction,
+                                         reparam_kl_weight, 1.0f, model.clamp, reduction,
                                          dmu_.data(), dlogvar_.data());
     else
       cpu::reparam_kl_backward(dz_.data(), mu_.data(), logvar_.data(), rows, d, rng,
-                               &state_.kl_weight, 1.0f, model.clamp, reduction, dmu_.data(),
+                               reparam_kl_weight, 1.0f, model.clamp, reduction, dmu_.data(),
                                dlogvar_.data());
+    if (free_bits)
+      cpu::free_bits_backward(mu_.data(), logvar_.data(), kl_dim_mean_.data(), rows, d, model.clamp,
+                              config_.kl.free_bits, &state_.kl_weight, 1.0f, reduction, dmu_.data(),
+                              dlogvar_.data());
     encoder_backward(x, rows);
 
     float grad_norm = 0.0f, grad_scale = 1.0f;
@@ -355,7 +370,7 @@ class CpuTrainer final : public Trainer {
     last_.recon = static_cast<float>(mean_of(recon_per_sample_, rows));
     last_.kl = static_cast<float>(mean_of(kl_per_sample_, rows));
     last_.kl_weight = state_.kl_weight;
-    last_.loss = last_.recon + state_.kl_weight * last_.kl;
+    last_.loss = last_.recon + state_.kl_weight * (free_bits ? kl_floored : last_.kl);
     last_.lr = state_.lr;
     last_.grad_norm = grad_norm;
     cpu::advance_step_state(&state_, config_.kl, config_.optimizer, total_steps_);
@@ -377,6 +392,7 @@ class CpuTrainer final : public Trainer {
   std::vector<float> x_, out_, grad_out_;
   std::vector<float> mu_, logvar_, z_, eps_, dz_, dmu_, dlogvar_;
   std::vector<float> recon_per_sample_, kl_per_sample_;
+  std::vector<float> kl_dim_mean_;  // [latent], free bits only
   std::vector<std::vector<float>> encoder_acts_, decoder_acts_;
   std::vector<float> delta_a_, delta_b_;  // backward scratch, [rows, widest hidden layer]
 };

@@ -30,7 +30,8 @@ struct StepState {
 
 // Losses of the last step, in nats per sample (whatever the batch reduction).
 struct StepLosses {
-  float loss = 0.0f;  // recon + kl_weight * kl, as optimised
+  float loss = 0.0f;  // recon + kl_weight * kl, as optimised (with free bits: the floored KL,
+                      // sum_j max(KL_j, free_bits); `kl` stays the plain KL)
   float recon = 0.0f;
   float kl = 0.0f;
   float kl_weight = 0.0f;
