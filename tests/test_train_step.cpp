@@ -36,6 +36,49 @@ TEST(CpuTrainStep, NanLossIsReported) {
   check_nan_reported(make_cpu_trainer);
 }
 
+// Without given eps the step draws them from Philox at the state's draw index, keyed by the run's
+// seed: the same as giving cpu::draw_normal_eps's numbers for that draw, and a new draw each step.
+TEST(CpuTrainStep, PhiloxEpsAreTheDocumentedDraws) {
+  const TrainConfig config = small_run_config();
+  const int rows = config.batch_size, d = config.model.latent_dim;
+  std::vector<float> x(static_cast<size_t>(rows) * config.model.input_dim);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>((i * 37) % 101) / 100.0f;
+  auto drawn = make_cpu_trainer(config);
+  auto given = make_cpu_trainer(config);
+  std::vector<float> eps(static_cast<size_t>(rows) * d);
+  for (uint64_t draw = 0; draw < 3; ++draw) {
+    drawn->train_step_on(x.data(), rows, nullptr);
+    cpu::draw_normal_eps(
+        rows, d, {math::stream_seed(config.seed, math::RngStream::kReparam), &draw}, eps.data());
+    given->train_step_on(x.data(), rows, eps.data());
+    expect_bitwise_equal(drawn->params(), given->params(), "params, drawn vs given eps");
+  }
+  EXPECT_EQ(drawn->optimizer_state().step_state.draw_index, 3u);
+  // Using draw 0 again at the fourth step must change the result (the draw index matters).
+  const uint64_t stale = 0;
+  cpu::draw_normal_eps(rows, d, {config.seed, &stale}, eps.data());
+  drawn->train_step_on(x.data(), rows, nullptr);
+  given->train_step_on(x.data(), rows, eps.data());
+  EXPECT_NE(drawn->params(), given->params());
+}
+
+// The cosine schedule needs the run length, known once the training data are set: the first
+// step then runs at lr, the last at about min_lr.
+TEST(CpuTrainStep, CosineLearningRateSpansTheRun) {
+  TrainConfig config = small_run_config();
+  config.optimizer.min_lr = 1e-4f;
+  auto trainer = make_cpu_trainer(config);
+  trainer->set_train_data(synthetic_dataset(40, config.model.input_dim, 4));
+  const int total = config.epochs * trainer->batches_per_epoch();
+  std::vector<float> losses;
+  run_steps(*trainer, 0, 1, &losses);
+  EXPECT_FLOAT_EQ(trainer->last_losses().lr, config.optimizer.lr);
+  run_steps(*trainer, 1, total, &losses);
+  const double last_progress = static_cast<double>(total - 1) / total;
+  const double expected = 1e-4 + (3e-3 - 1e-4) * 0.5 * (1 + std::cos(M_PI * last_progress));
+  EXPECT_NEAR(trainer->last_losses().lr, expected, 1e-7);
+}
+
 TEST(CpuTrainStep, NegativeFreeBitsAreRejected) {
   TrainConfig config = small_run_config();
   config.kl.free_bits = -0.5f;
