@@ -10,6 +10,7 @@ is given), reference outputs as float64. tests/test_train_step.cpp reads them.
 import argparse
 import json
 import os
+import shutil
 import sys
 
 import numpy as np
@@ -146,6 +147,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
+    # Start from empty op folders so that a renamed or removed case does not linger.
+    for op in ("train_step", "train_trajectory"):
+        shutil.rmtree(os.path.join(args.out, op), ignore_errors=True)
     for i, (name, overrides) in enumerate(sorted(STEP_CASES.items())):
         write_step_case(args.out, name, overrides, seed=1000 + i)
     for i, (name, overrides) in enumerate(sorted(TRAJECTORY_CASES.items())):
