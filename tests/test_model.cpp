@@ -1,0 +1,122 @@
+// @brief The flat parameter layout (carving order, PyTorch names), the initialisation and the
+// validation of a model configuration.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <stdexcept>
+#include <vector>
+
+#include "host/model/model_config.h"
+
+namespace fusedvae {
+namespace {
+
+ModelConfig odd_config() {
+  ModelConfig c;
+  c.input_dim = 13;
+  c.hidden = {9, 7};
+  c.latent_dim = 3;
+  return c;
+}
+
+TEST(ParamLayout, CarvesLayersInOrderWithPytorchNames) {
+  const ParamLayout layout = make_param_layout(odd_config());
+  struct Expected {
+    const char* name;
+    int in, out;
+  };
+  const Expected expected[] = {{"encoder.0", 13, 9},     {"encoder.1", 9, 7}, {"encoder.mu", 7, 3},
+                               {"encoder.logvar", 7, 3}, {"decoder.0", 3, 7}, {"decoder.1", 7, 9},
+                               {"decoder.out", 9, 13}};
+  const auto layers = layout.all();
+  ASSERT_EQ(layers.size(), 7u);
+  size_t cursor = 0;
+  for (size_t i = 0; i < layers.size(); ++i) {
+    SCOPED_TRACE(expected[i].name);
+    EXPECT_EQ(layers[i]->name, expected[i].name);
+    EXPECT_EQ(layers[i]->in, expected[i].in);
+    EXPECT_EQ(layers[i]->out, expected[i].out);
+    EXPECT_EQ(layers[i]->weight_offset, cursor);  // contiguous, weight before bias
+    cursor += static_cast<size_t>(expected[i].in) * expected[i].out;
+    EXPECT_EQ(layers[i]->bias_offset, cursor);
+    cursor += expected[i].out;
+  }
+  EXPECT_EQ(layout.total, cursor);
+}
+
+TEST(ParamLayout, NoHiddenLayersAndTheDefaultModel) {
+  ModelConfig c = odd_config();
+  c.hidden.clear();
+  const ParamLayout bare = make_param_layout(c);
+  EXPECT_EQ(bare.total, 2u * (13 * 3 + 3) + (3 * 13 + 13));
+  // 784-400-20: 784*400+400 + 2*(400*20+20) + 20*400+400 + 400*784+784.
+  EXPECT_EQ(make_param_layout(ModelConfig{}).total, 652824u);
+}
+
+TEST(InitParams, UniformWithinFanInBoundsAndReproducible) {
+  const ParamLayout layout = make_param_layout(odd_config());
+  std::vector<float> a(layout.total), b(layout.total), other(layout.total);
+  init_params_like_pytorch(layout, 7, a.data());
+  init_params_like_pytorch(layout, 7, b.data());
+  init_params_like_pytorch(layout, 8, other.data());
+  EXPECT_EQ(a, b);
+  EXPECT_NE(a, other);
+  for (const LinearLayer* layer : layout.all()) {
+    const float bound = 1.0f / std::sqrt(static_cast<float>(layer->in));
+    const size_t end = layer->bias_offset + layer->out;
+    double sum = 0.0, sum_sq = 0.0;
+    for (size_t i = layer->weight_offset; i < end; ++i) {
+      EXPECT_LE(std::fabs(a[i]), bound) << layer->name << " [" << i << "]";
+      sum += a[i];
+      sum_sq += static_cast<double>(a[i]) * a[i];
+    }
+    // U(-b, b) has variance b^2 / 3: the sample variance of >= 21 values lies within a factor of
+    // 2 of it with overwhelming probability (and fails for a constant or a wrong bound).
+    const double n = static_cast<double>(end - layer->weight_offset);
+    const double variance = sum_sq / n - (sum / n) * (sum / n);
+    EXPECT_GT(variance, bound * bound / 6.0) << layer->name;
+    EXPECT_LT(variance, bound * bound / 1.5) << layer->name;
+  }
+}
+
+TEST(ModelConfigValidate, RejectsBadSizesWithAReason) {
+  auto expect_rejected = [](ModelConfig c, const char* needle) {
+    try {
+      validate(c);
+      ADD_FAILURE() << "accepted a config with " << needle;
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  };
+  ModelConfig c = odd_config();
+  c.input_dim = 0;
+  expect_rejected(c, "input_dim");
+  c = odd_config();
+  c.latent_dim = -1;
+  expect_rejected(c, "latent_dim");
+  c = odd_config();
+  c.hidden = {9, 0};
+  expect_rejected(c, "hidden layer 1");
+  c = odd_config();
+  c.clamp.min = 3.0f;
+  c.clamp.max = 3.0f;
+  expect_rejected(c, "clamp");
+  c = odd_config();
+  c.recon.kind = ReconLossKind::kGaussian;
+  c.recon.gaussian_sigma = 0.0f;
+  expect_rejected(c, "sigma");
+  EXPECT_NO_THROW(validate(odd_config()));
+}
+
+TEST(Activation, NamesRoundTrip) {
+  for (Activation a : {Activation::kRelu, Activation::kTanh}) {
+    Activation parsed = a == Activation::kRelu ? Activation::kTanh : Activation::kRelu;
+    EXPECT_TRUE(parse_activation(activation_name(a), &parsed));
+    EXPECT_EQ(parsed, a);
+  }
+  Activation unused;
+  EXPECT_FALSE(parse_activation("gelu", &unused));
+}
+
+}  // namespace
+}  // namespace fusedvae
