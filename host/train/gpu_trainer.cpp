@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -140,6 +141,9 @@ class GpuTrainer final : public Trainer {
     reduce_ws_ = gpu::create_reduction_workspace();
     norm_ws_ = gpu::create_grad_norm_workspace();
     engine_ = std::make_unique<gpu::LinearEngine>(config.tf32);
+    // A way around a fused cuBLASLt epilogue that misbehaves on some device or library version:
+    // plain products and the elementwise kernels give the same results within float rounding.
+    fused_epilogues_ = std::getenv("FUSEDVAE_UNFUSED_EPILOGUES") == nullptr;
     build_layers();
     reserve_rows(config.batch_size);
   }
@@ -300,7 +304,7 @@ class GpuTrainer final : public Trainer {
       align.bias = params_ + layer.bias_offset;
       align.weight_grad = grads_ + layer.weight_offset;
       align.bias_grad = grads_ + layer.bias_offset;
-      layers_.push_back(std::make_unique<Linear>(*engine_, spec, align));
+      layers_.push_back(std::make_unique<Linear>(*engine_, spec, align, fused_epilogues_));
       return layers_.back().get();
     };
     for (size_t i = 0; i < layout_.encoder_hidden.size(); ++i)
@@ -609,6 +613,7 @@ class GpuTrainer final : public Trainer {
   float data_scale_ = 1.0f, data_offset_ = 0.0f;
 
   std::unique_ptr<gpu::LinearEngine> engine_;
+  bool fused_epilogues_ = true;
   std::vector<std::unique_ptr<Linear>> layers_;  // owns the layers below
   std::vector<Linear*> enc_, dec_;
   Linear *mu_head_ = nullptr, *logvar_head_ = nullptr, *out_layer_ = nullptr;
