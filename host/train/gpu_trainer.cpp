@@ -122,7 +122,9 @@ class GpuTrainer final : public Trainer {
     FUSEDVAE_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
     device_name_ = std::string(prop.name) + " (sm_" + std::to_string(prop.major) +
                    std::to_string(prop.minor) + ", cuBLASLt" + (config.tf32 ? ", TF32" : "") + ")";
-    FUSEDVAE_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    // A blocking stream: the plain cudaMemcpy/cudaMemset of the set-up and read-back paths (legacy
+    // default stream) are then ordered with the step's work without further events.
+    FUSEDVAE_CUDA_CHECK(cudaStreamCreate(&stream_));
 
     params_ = device_alloc<float>(layout_.total);
     grads_ = device_alloc<float>(layout_.total);
