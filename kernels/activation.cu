@@ -17,14 +17,17 @@ constexpr size_t kMaxGrid = 65535;
 // ---------------------------------------------------------------------------------------------
 // CUDA kernels
 
-// Grid-stride loops over the flat [rows, cols] buffer; each element is independent, so the result
-// does not depend on the launch configuration.
+// Blocks stride over rows, threads over the columns of a row: the bias index is the column itself
+// (no per-element division), and each element is independent, so the result does not depend on
+// the launch configuration.
 __global__ void bias_activation_forward_kernel(float* __restrict__ y,
-                                               const float* __restrict__ bias, const size_t count,
+                                               const float* __restrict__ bias, const int rows,
                                                const int cols, const Activation act) {
-  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < count;
-       i += static_cast<size_t>(gridDim.x) * blockDim.x)
-    y[i] = math::activate(act, y[i] + bias[i % cols]);
+  for (int r = blockIdx.x; r < rows; r += gridDim.x) {
+    float* row = y + static_cast<size_t>(r) * cols;
+    for (int c = threadIdx.x; c < cols; c += blockDim.x)
+      row[c] = math::activate(act, row[c] + bias[c]);
+  }
 }
 
 __global__ void activation_backward_kernel(const float* __restrict__ y, float* __restrict__ dy,
@@ -49,13 +52,23 @@ int elementwise_grid(size_t count) {
   return static_cast<int>(blocks < kMaxGrid ? blocks : kMaxGrid);
 }
 
+// One block per row (strided beyond the grid cap), as many threads as columns up to kBlockSize, a
+// whole number of warps.
+int row_grid(int rows) {
+  return static_cast<int>(rows < static_cast<int>(kMaxGrid) ? rows : kMaxGrid);
+}
+int row_block(int cols) {
+  const int warps = (cols + 31) / 32;
+  return warps * 32 < kBlockSize ? warps * 32 : kBlockSize;
+}
+
 }  // namespace
 
 void bias_activation_forward(float* y, const float* bias, int rows, int cols, Activation act,
                              cudaStream_t stream) {
-  const size_t count = checked_count(rows, cols, "bias_activation_forward");
-  bias_activation_forward_kernel<<<elementwise_grid(count), kBlockSize, 0, stream>>>(y, bias, count,
-                                                                                     cols, act);
+  checked_count(rows, cols, "bias_activation_forward");
+  bias_activation_forward_kernel<<<row_grid(rows), row_block(cols), 0, stream>>>(y, bias, rows,
+                                                                                 cols, act);
   FUSEDVAE_CHECK_LAUNCH(bias_activation_forward_kernel);
 }
 

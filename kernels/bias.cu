@@ -1,6 +1,7 @@
 // @brief Bias add and bias gradient (column sums) for the Linear layers' fallback paths.
 #include "kernels/bias.h"
 
+#include <algorithm>
 #include <cstddef>
 #include <stdexcept>
 #include <string>
@@ -16,11 +17,13 @@ constexpr size_t kMaxGrid = 65535;
 // ---------------------------------------------------------------------------------------------
 // CUDA kernels
 
+// Blocks stride over rows, threads over a row's columns: the bias index needs no division.
 __global__ void bias_add_kernel(float* __restrict__ y, const float* __restrict__ bias,
-                                const size_t count, const int cols) {
-  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < count;
-       i += static_cast<size_t>(gridDim.x) * blockDim.x)
-    y[i] += bias[i % cols];
+                                const int rows, const int cols) {
+  for (int r = blockIdx.x; r < rows; r += gridDim.x) {
+    float* row = y + static_cast<size_t>(r) * cols;
+    for (int c = threadIdx.x; c < cols; c += blockDim.x) row[c] += bias[c];
+  }
 }
 
 // One thread per column: neighbouring threads read neighbouring columns (coalesced), and each adds
@@ -47,10 +50,9 @@ void check_shape(int rows, int cols, const char* op) {
 
 void bias_add(float* y, const float* bias, int rows, int cols, cudaStream_t stream) {
   check_shape(rows, cols, "bias_add");
-  const size_t count = static_cast<size_t>(rows) * cols;
-  const size_t blocks = (count + kBlockSize - 1) / kBlockSize;
-  bias_add_kernel<<<static_cast<int>(blocks < kMaxGrid ? blocks : kMaxGrid), kBlockSize, 0,
-                    stream>>>(y, bias, count, cols);
+  const int grid = static_cast<int>(static_cast<size_t>(rows) < kMaxGrid ? rows : kMaxGrid);
+  const int block = std::min(kBlockSize, (cols + 31) / 32 * 32);
+  bias_add_kernel<<<grid, block, 0, stream>>>(y, bias, rows, cols);
   FUSEDVAE_CHECK_LAUNCH(bias_add_kernel);
 }
 

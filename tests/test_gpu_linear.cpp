@@ -193,6 +193,31 @@ struct LinearCase {
 const LinearCase kLinearCases[] = {
     {1, 1, 1}, {3, 5, 7}, {7, 13, 129}, {33, 130, 67}, {128, 784, 400}};
 
+// x [rows, in] W^T + b in double, W [out, in] at params[w], b at params[b], with the sum of the
+// terms' magnitudes per element (what a float32 result's error is proportional to).
+struct Reference {
+  std::vector<double> value;
+  std::vector<double> magnitude;
+};
+Reference dense_reference(const std::vector<float>& x, int rows, int in,
+                          const std::vector<float>& params, size_t w, size_t b, int out) {
+  Reference ref{std::vector<double>(static_cast<size_t>(rows) * out),
+                std::vector<double>(static_cast<size_t>(rows) * out)};
+  for (int r = 0; r < rows; ++r)
+    for (int j = 0; j < out; ++j) {
+      double sum = params[b + j], mag = std::fabs(params[b + j]);
+      for (int k = 0; k < in; ++k) {
+        const double t = static_cast<double>(x[static_cast<size_t>(r) * in + k]) *
+                         params[w + static_cast<size_t>(j) * in + k];
+        sum += t;
+        mag += std::fabs(t);
+      }
+      ref.value[static_cast<size_t>(r) * out + j] = sum;
+      ref.magnitude[static_cast<size_t>(r) * out + j] = mag;
+    }
+  return ref;
+}
+
 // A two-layer chain, below -> above, so that the backward of `above` exercises the ReLU mask and
 // the activation derivative written by `below`. All buffers from cudaMalloc (256-byte aligned);
 // the weights sit at odd float offsets inside one buffer, as in the flat parameter buffer.
@@ -270,40 +295,17 @@ void run_chain(const Chain& ch) {
   auto at = [](const std::vector<float>& m, int r, int cols, int c) {
     return static_cast<double>(m[static_cast<size_t>(r) * cols + c]);
   };
-  // h = act(x W1^T + b1)
-  std::vector<double> h_ref(static_cast<size_t>(B) * H), h_mag(h_ref.size());
-  for (int r = 0; r < B; ++r)
-    for (int j = 0; j < H; ++j) {
-      double s = params[b1 + j], m = std::fabs(params[b1 + j]);
-      for (int k = 0; k < in; ++k) {
-        const double t = at(x, r, in, k) * params[w1 + static_cast<size_t>(j) * in + k];
-        s += t;
-        m += std::fabs(t);
-      }
-      const size_t i = static_cast<size_t>(r) * H + j;
-      h_ref[i] = ch.act == LinearAct::kTanh ? std::tanh(s) : (s > 0.0 ? s : 0.0);
-      // tanh' <= 1 and ReLU' in {0, 1}: the pre-activation's error bound carries over, plus the
-      // 2 ulp of tanhf (relative to |h| <= the pre-activation magnitude).
-      h_mag[i] = m;
-    }
+  // h = act(x W1^T + b1). tanh' <= 1 and ReLU' in {0, 1}: the pre-activation's error bound carries
+  // over, plus the 2 ulp of tanhf (relative to |h| <= the pre-activation magnitude).
+  Reference h_ref = dense_reference(x, B, in, params, w1, b1, H);
+  for (double& v : h_ref.value) v = ch.act == LinearAct::kTanh ? std::tanh(v) : (v > 0.0 ? v : 0.0);
   Tolerance tol_in = product_tolerance(in, ch.tf32);
   tol_in.rel += 4.0 * kFloatEps;
-  expect_close("h", h_got, h_ref, &h_mag, tol_in);
+  expect_close("h", h_got, h_ref.value, &h_ref.magnitude, tol_in);
 
   // y = h W2^T + b2, from the GPU's h.
-  std::vector<double> y_ref(static_cast<size_t>(B) * out), y_mag(y_ref.size());
-  for (int r = 0; r < B; ++r)
-    for (int j = 0; j < out; ++j) {
-      double s = params[b2 + j], m = std::fabs(params[b2 + j]);
-      for (int k = 0; k < H; ++k) {
-        const double t = at(h_got, r, H, k) * params[w2 + static_cast<size_t>(j) * H + k];
-        s += t;
-        m += std::fabs(t);
-      }
-      y_ref[static_cast<size_t>(r) * out + j] = s;
-      y_mag[static_cast<size_t>(r) * out + j] = m;
-    }
-  expect_close("y", y_got, y_ref, &y_mag, product_tolerance(H, ch.tf32));
+  const Reference y_ref = dense_reference(h_got, B, H, params, w2, b2, out);
+  expect_close("y", y_got, y_ref.value, &y_ref.magnitude, product_tolerance(H, ch.tf32));
 
   // dh = (dy W2) * act'(h), from the GPU's h.
   std::vector<double> dh_ref(static_cast<size_t>(B) * H), dh_mag(dh_ref.size());

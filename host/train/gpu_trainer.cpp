@@ -8,13 +8,14 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <memory>
 #include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
 
-#include "host/train/eval_math.h"
+#include "host/train/trainer_common.h"
 #include "host/train/gpu_linear.h"
 #include "host/train/trainer.h"
 #include "kernels/adamw.h"
@@ -121,7 +122,9 @@ class GpuTrainer final : public Trainer {
     FUSEDVAE_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
     device_name_ = std::string(prop.name) + " (sm_" + std::to_string(prop.major) +
                    std::to_string(prop.minor) + ", cuBLASLt" + (config.tf32 ? ", TF32" : "") + ")";
-    FUSEDVAE_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    // A blocking stream: the plain cudaMemcpy/cudaMemset of the set-up and read-back paths (legacy
+    // default stream) are then ordered with the step's work without further events.
+    FUSEDVAE_CUDA_CHECK(cudaStreamCreate(&stream_));
 
     params_ = device_alloc<float>(layout_.total);
     grads_ = device_alloc<float>(layout_.total);
@@ -140,6 +143,9 @@ class GpuTrainer final : public Trainer {
     reduce_ws_ = gpu::create_reduction_workspace();
     norm_ws_ = gpu::create_grad_norm_workspace();
     engine_ = std::make_unique<gpu::LinearEngine>(config.tf32);
+    // A way around a fused cuBLASLt epilogue that misbehaves on some device or library version:
+    // plain products and the elementwise kernels give the same results within float rounding.
+    fused_epilogues_ = std::getenv("FUSEDVAE_UNFUSED_EPILOGUES") == nullptr;
     build_layers();
     reserve_rows(config.batch_size);
   }
@@ -163,14 +169,7 @@ class GpuTrainer final : public Trainer {
   const TrainConfig& config() const override { return config_; }
 
   void set_train_data(const Dataset& data) override {
-    if (data.dim != config_.model.input_dim)
-      throw std::invalid_argument(data.source + ": rows have " + std::to_string(data.dim) +
-                                  " values, the model expects input_dim " +
-                                  std::to_string(config_.model.input_dim));
-    if (data.rows < config_.batch_size)
-      throw std::invalid_argument(data.source + ": " + std::to_string(data.rows) +
-                                  " rows, fewer than one batch of " +
-                                  std::to_string(config_.batch_size));
+    check_train_data(data, config_);
     FUSEDVAE_CUDA_CHECK(cudaStreamSynchronize(stream_));
     cudaFree(data_u8_);
     cudaFree(data_f32_);
@@ -226,8 +225,8 @@ class GpuTrainer final : public Trainer {
                                    cudaMemcpyDeviceToHost));
     // The batch means in double, as the CPU trainer forms them (whatever the batch reduction).
     StepLosses losses;
-    losses.recon = static_cast<float>(mean_of(recon));
-    losses.kl = static_cast<float>(mean_of(kl));
+    losses.recon = static_cast<float>(mean_in_double(recon));
+    losses.kl = static_cast<float>(mean_in_double(kl));
     losses.kl_weight = s.last_state.kl_weight;
     losses.loss = losses.recon + losses.kl_weight * losses.kl;
     losses.lr = s.last_state.lr;
@@ -300,7 +299,7 @@ class GpuTrainer final : public Trainer {
       align.bias = params_ + layer.bias_offset;
       align.weight_grad = grads_ + layer.weight_offset;
       align.bias_grad = grads_ + layer.bias_offset;
-      layers_.push_back(std::make_unique<Linear>(*engine_, spec, align));
+      layers_.push_back(std::make_unique<Linear>(*engine_, spec, align, fused_epilogues_));
       return layers_.back().get();
     };
     for (size_t i = 0; i < layout_.encoder_hidden.size(); ++i)
@@ -382,32 +381,37 @@ class GpuTrainer final : public Trainer {
     b.delta_b = arena_.take<float>(n * widest);
   }
 
-  // x (buf_.x, `rows` rows) -> hidden activations -> buf_.mu, buf_.logvar (raw head outputs).
-  void encoder_forward(int rows) {
-    const float* input = buf_.x;
-    for (size_t i = 0; i < enc_.size(); ++i) {
-      const LinearLayer& l = layout_.encoder_hidden[i];
-      enc_[i]->forward(rows, input, params_ + l.weight_offset, params_ + l.bias_offset,
-                       buf_.enc_acts[i], buf_.enc_masks[i], stream_);
-      input = buf_.enc_acts[i];
+  void layer_forward(const Linear* layer, const LinearLayer& l, int rows, const float* x, float* y,
+                     void* relu_mask) {
+    layer->forward(rows, x, params_ + l.weight_offset, params_ + l.bias_offset, y, relu_mask,
+                   stream_);
+  }
+
+  // A stack of hidden layers from `input`; returns the top layer's activations (or `input`).
+  const float* hidden_stack_forward(const std::vector<Linear*>& layers,
+                                    const std::vector<LinearLayer>& params,
+                                    const std::vector<float*>& acts,
+                                    const std::vector<void*>& masks, const float* input, int rows) {
+    for (size_t i = 0; i < layers.size(); ++i) {
+      layer_forward(layers[i], params[i], rows, input, acts[i], masks[i]);
+      input = acts[i];
     }
-    mu_head_->forward(rows, input, params_ + layout_.mu.weight_offset,
-                      params_ + layout_.mu.bias_offset, buf_.mu, nullptr, stream_);
-    logvar_head_->forward(rows, input, params_ + layout_.logvar.weight_offset,
-                          params_ + layout_.logvar.bias_offset, buf_.logvar, nullptr, stream_);
+    return input;
+  }
+
+  // buf_.x -> hidden activations -> buf_.mu, buf_.logvar (the heads' raw outputs).
+  void encoder_forward(int rows) {
+    const float* top = hidden_stack_forward(enc_, layout_.encoder_hidden, buf_.enc_acts,
+                                            buf_.enc_masks, buf_.x, rows);
+    layer_forward(mu_head_, layout_.mu, rows, top, buf_.mu, nullptr);
+    layer_forward(logvar_head_, layout_.logvar, rows, top, buf_.logvar, nullptr);
   }
 
   // buf_.z -> hidden activations -> buf_.out (logits for Bernoulli, means otherwise).
   void decoder_forward(int rows) {
-    const float* input = buf_.z;
-    for (size_t i = 0; i < dec_.size(); ++i) {
-      const LinearLayer& l = layout_.decoder_hidden[i];
-      dec_[i]->forward(rows, input, params_ + l.weight_offset, params_ + l.bias_offset,
-                       buf_.dec_acts[i], buf_.dec_masks[i], stream_);
-      input = buf_.dec_acts[i];
-    }
-    out_layer_->forward(rows, input, params_ + layout_.out.weight_offset,
-                        params_ + layout_.out.bias_offset, buf_.out, nullptr, stream_);
+    const float* top = hidden_stack_forward(dec_, layout_.decoder_hidden, buf_.dec_acts,
+                                            buf_.dec_masks, buf_.z, rows);
+    layer_forward(out_layer_, layout_.out, rows, top, buf_.out, nullptr);
   }
 
   // One layer's backward: its parameter gradients, and dL/d(its input's pre-activation) into
@@ -573,20 +577,14 @@ class GpuTrainer final : public Trainer {
     }
   }
 
-  static double mean_of(const std::vector<float>& values) {
-    double sum = 0.0;
-    for (float v : values) sum += v;
-    return values.empty() ? 0.0 : sum / static_cast<double>(values.size());
-  }
-
-  // Calls f(first, count) over [0, rows) in chunks of capacity_ rows: the CPU trainer's chunks.
-  // The Linear layers always run the full capacity_ (plans exist for it); rows past `count` are
-  // padding whose outputs are ignored (each output row depends on its own input row only).
+  // Calls f(first, count) over [0, rows) in chunks of batch_size rows (trainer.h). The Linear
+  // layers always run a full batch_size (their plans exist for it); rows past `count` are padding
+  // whose outputs are ignored (each output row depends on its own input row only).
   template <typename F>
   void for_each_chunk(int rows, F&& f) {
     if (rows < 0) throw std::invalid_argument("rows must be >= 0");
-    for (int first = 0; first < rows; first += capacity_)
-      f(first, std::min(capacity_, rows - first));
+    const int chunk = config_.batch_size;
+    for (int first = 0; first < rows; first += chunk) f(first, std::min(chunk, rows - first));
   }
 
   TrainConfig config_;
@@ -609,6 +607,7 @@ class GpuTrainer final : public Trainer {
   float data_scale_ = 1.0f, data_offset_ = 0.0f;
 
   std::unique_ptr<gpu::LinearEngine> engine_;
+  bool fused_epilogues_ = true;
   std::vector<std::unique_ptr<Linear>> layers_;  // owns the layers below
   std::vector<Linear*> enc_, dec_;
   Linear *mu_head_ = nullptr, *logvar_head_ = nullptr, *out_layer_ = nullptr;
@@ -627,7 +626,7 @@ void GpuTrainer::encode(const float* x, int rows, float* mu, float* logvar) {
   for_each_chunk(rows, [&](int first, int count) {
     copy_rows_in(buf_.x, x + static_cast<size_t>(first) * config_.model.input_dim, count,
                  config_.model.input_dim);
-    encoder_forward(capacity_);
+    encoder_forward(config_.batch_size);
     const size_t base = static_cast<size_t>(first) * d;
     copy_rows_out(mu + base, buf_.mu, count, d);
     copy_rows_out(logvar + base, buf_.logvar, count, d);
@@ -642,7 +641,7 @@ void GpuTrainer::decode(const float* z, int rows, float* x_mean) {
   for_each_chunk(rows, [&](int first, int count) {
     copy_rows_in(buf_.z, z + static_cast<size_t>(first) * config_.model.latent_dim, count,
                  config_.model.latent_dim);
-    decoder_forward(capacity_);
+    decoder_forward(config_.batch_size);
     const size_t base = static_cast<size_t>(first) * dim;
     copy_rows_out(x_mean + base, buf_.out, count, dim);
     if (logits)
@@ -651,25 +650,18 @@ void GpuTrainer::decode(const float* z, int rows, float* x_mean) {
   });
 }
 
-// The CPU trainer's definitions (cpu_trainer.cpp): chunks of capacity_ rows; chunk c's samples use
-// the Philox draws c * (K + 1) + k of the evaluation stream of `seed` (k = 0: the ELBO's sample,
-// k >= 1: IWAE's); dynamic binarisation at draw 0 of the binarisation stream of `seed`.
+// The definitions of trainer.h (and the CPU trainer's): chunks of batch_size rows; chunk c's
+// samples use the Philox draws c * (K + 1) + k of the evaluation stream of `seed` (k = 0: the
+// ELBO's sample, k >= 1: IWAE's); dynamic binarisation at draw 0 of the binarisation stream of
+// `seed`.
 EvalResult GpuTrainer::evaluate(const Dataset& data, int iwae_samples, uint64_t seed) {
-  if (data.dim != config_.model.input_dim)
-    throw std::invalid_argument(data.source + ": rows have " + std::to_string(data.dim) +
-                                " values, the model expects input_dim " +
-                                std::to_string(config_.model.input_dim));
-  if (iwae_samples < 0) throw std::invalid_argument("evaluate: IWAE samples must be >= 0");
+  check_evaluation_input(data, config_.model.input_dim, iwae_samples);
   const ModelConfig& model = config_.model;
   const int d = model.latent_dim;
   const int dim = model.input_dim;
   const uint64_t eval_seed = math::stream_seed(seed, math::RngStream::kEvaluation);
 
-  EvalResult result;
-  result.recon.resize(data.rows);
-  result.kl.resize(data.rows);
-  result.elbo.resize(data.rows);
-  if (iwae_samples > 0) result.iwae.resize(data.rows);
+  EvalResult result = sized_eval_result(data.rows, iwae_samples);
   if (data.rows == 0) return result;
 
   // The evaluation set is uploaded for this call (never inside a training step).
@@ -697,22 +689,23 @@ EvalResult GpuTrainer::evaluate(const Dataset& data, int iwae_samples, uint64_t 
                               &scalars_->binarize_draw};
   float* reduced = &scalars_->recon_reduced;  // scratch; the step's own value is not kept
 
-  std::vector<float> recon(capacity_), z(static_cast<size_t>(capacity_) * d),
-      eps(static_cast<size_t>(capacity_) * d), logvar(static_cast<size_t>(capacity_) * d);
-  std::vector<std::vector<double>> log_weights(capacity_,
+  const size_t chunk_rows = static_cast<size_t>(config_.batch_size);
+  std::vector<float> recon(chunk_rows), z(chunk_rows * d), eps(chunk_rows * d),
+      logvar(chunk_rows * d);
+  std::vector<std::vector<double>> log_weights(chunk_rows,
                                                std::vector<double>(std::max(iwae_samples, 1)));
   uint64_t chunk = 0;
   for_each_chunk(data.rows, [&](int first, int rows) {
     gpu::gather_batch(data_u8, data_f32, dim, identity, first, rows, data.scale, data.offset,
                       config_.binarize, binarize_rng, buf_.x, stream_);
-    encoder_forward(capacity_);
+    encoder_forward(config_.batch_size);
     // Recon at z = mu and the analytic KL (eps = 0 turns reparameterize into z = mu).
     FUSEDVAE_CUDA_CHECK(
         cudaMemsetAsync(buf_.eps, 0, static_cast<size_t>(rows) * d * sizeof(float), stream_));
     gpu::reparam_kl_forward_given_eps(buf_.mu, buf_.logvar, buf_.eps, rows, d, model.clamp,
                                       BatchReduction::kSum, buf_.z, buf_.eval_kl, reduced,
                                       reduce_ws_, stream_);
-    decoder_forward(capacity_);
+    decoder_forward(config_.batch_size);
     gpu::recon_loss_forward_backward(buf_.out, buf_.x, rows, dim, model.recon, BatchReduction::kSum,
                                      1.0f, buf_.eval_recon, reduced, buf_.grad_out, reduce_ws_,
                                      stream_);
@@ -728,7 +721,7 @@ EvalResult GpuTrainer::evaluate(const Dataset& data, int iwae_samples, uint64_t 
       gpu::reparam_kl_forward_given_eps(buf_.mu, buf_.logvar, buf_.eps, rows, d, model.clamp,
                                         BatchReduction::kSum, buf_.z, buf_.dz, reduced, reduce_ws_,
                                         stream_);
-      decoder_forward(capacity_);
+      decoder_forward(config_.batch_size);
       gpu::recon_loss_forward_backward(buf_.out, buf_.x, rows, dim, model.recon,
                                        BatchReduction::kSum, 1.0f, buf_.eval_recon, reduced,
                                        buf_.grad_out, reduce_ws_, stream_);
@@ -751,10 +744,7 @@ EvalResult GpuTrainer::evaluate(const Dataset& data, int iwae_samples, uint64_t 
     ++chunk;
   });
 
-  result.mean_recon = mean_of(result.recon);
-  result.mean_kl = mean_of(result.kl);
-  result.mean_elbo = mean_of(result.elbo);
-  result.mean_iwae = mean_of(result.iwae);
+  fill_eval_means(&result);
   return result;
 }
 

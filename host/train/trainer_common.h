@@ -1,0 +1,85 @@
+// @brief What every Trainer backend shares outside the arithmetic of a step: input checks, the
+// evaluation result's shape and means, and the importance-weighted bound's per-sample arithmetic in
+// double (one sample's log weight, the stable log-mean-exp over K samples). The CPU trainer still
+// has these inline (cpu_trainer.cpp); this header is meant to serve both.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "host/data/dataset.h"
+#include "host/train/trainer.h"
+#include "kernels/op_params.h"
+#include "kernels/vae_math.cuh"
+
+namespace fusedvae {
+
+// The training set must match the model and hold at least one batch.
+inline void check_train_data(const Dataset& data, const TrainConfig& config) {
+  if (data.dim != config.model.input_dim)
+    throw std::invalid_argument(data.source + ": rows have " + std::to_string(data.dim) +
+                                " values, the model expects input_dim " +
+                                std::to_string(config.model.input_dim));
+  if (data.rows < config.batch_size)
+    throw std::invalid_argument(data.source + ": " + std::to_string(data.rows) +
+                                " rows, fewer than one batch of " +
+                                std::to_string(config.batch_size));
+}
+
+inline void check_evaluation_input(const Dataset& data, int input_dim, int iwae_samples) {
+  if (data.dim != input_dim)
+    throw std::invalid_argument(data.source + ": rows have " + std::to_string(data.dim) +
+                                " values, the model expects input_dim " +
+                                std::to_string(input_dim));
+  if (iwae_samples < 0) throw std::invalid_argument("evaluate: IWAE samples must be >= 0");
+}
+
+inline EvalResult sized_eval_result(int rows, int iwae_samples) {
+  EvalResult result;
+  result.recon.resize(rows);
+  result.kl.resize(rows);
+  result.elbo.resize(rows);
+  if (iwae_samples > 0) result.iwae.resize(rows);
+  return result;
+}
+
+inline double mean_in_double(const std::vector<float>& values) {
+  double sum = 0.0;
+  for (float v : values) sum += v;
+  return values.empty() ? 0.0 : sum / static_cast<double>(values.size());
+}
+
+inline void fill_eval_means(EvalResult* result) {
+  result->mean_recon = mean_in_double(result->recon);
+  result->mean_kl = mean_in_double(result->kl);
+  result->mean_elbo = mean_in_double(result->elbo);
+  result->mean_iwae = mean_in_double(result->iwae);
+}
+
+// log p(x|z) + log p(z) - log q(z|x) for one row, where recon = -log p(x|z) in nats, z = mu +
+// sigma * eps, and logvar is the head's raw output (clamped here as in the reparameterization).
+// The 1/2 log(2 pi) of p(z) and q(z|x) cancel, and (z - mu) / sigma is eps itself.
+inline double iwae_log_weight(float recon, const float* z, const float* eps, const float* logvar,
+                              int latent_dim, LogvarClamp clamp) {
+  double log_w = -static_cast<double>(recon);
+  for (int j = 0; j < latent_dim; ++j) {
+    const double zj = z[j], e = eps[j];
+    const double lv = math::clamp_logvar(logvar[j], clamp.min, clamp.max);
+    log_w += -0.5 * zj * zj + 0.5 * e * e + 0.5 * lv;
+  }
+  return log_w;
+}
+
+// log(mean(exp(a_k))), shifted by the maximum so that no term overflows.
+inline double log_mean_exp(const std::vector<double>& a) {
+  const double top = *std::max_element(a.begin(), a.end());
+  if (!std::isfinite(top)) return top;
+  double sum = 0.0;
+  for (double v : a) sum += std::exp(v - top);
+  return top + std::log(sum / static_cast<double>(a.size()));
+}
+
+}  // namespace fusedvae
