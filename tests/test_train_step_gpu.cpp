@@ -83,13 +83,6 @@ TEST(GpuTrainStep, NanLossIsReported) {
   check_nan_reported(make_gpu_trainer);
 }
 
-TEST(GpuTrainStep, FreeBitsAreRejectedUntilImplemented) {
-  FUSEDVAE_REQUIRE_GPU();
-  TrainConfig config = small_run_config();
-  config.kl.free_bits = 0.5f;
-  EXPECT_THROW(make_gpu_trainer(config), std::invalid_argument);
-}
-
 TEST(GpuTrainStep, BadInputsGiveClearErrors) {
   FUSEDVAE_REQUIRE_GPU();
   TrainConfig config = small_run_config();

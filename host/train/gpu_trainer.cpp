@@ -21,6 +21,7 @@
 #include "kernels/adamw.h"
 #include "kernels/batch_gather.h"
 #include "kernels/cuda_check.h"
+#include "kernels/free_bits.h"
 #include "kernels/grad_norm.h"
 #include "kernels/recon_loss.h"
 #include "kernels/reparam_kl.h"
@@ -99,6 +100,8 @@ struct DeviceScalars {
   float kl_reduced;
   float grad_norm;
   float grad_scale;
+  float kl_floored;        // free bits: sum_j max(KL_j, free_bits), nats per sample
+  float zero_kl_weight;    // stays 0: the reparameterization op's KL weight under free bits
   uint64_t eval_draw;      // Philox draw of the current evaluation sample
   uint64_t binarize_draw;  // evaluation binarises at draw 0
 };
@@ -111,9 +114,9 @@ class GpuTrainer final : public Trainer {
     if (config.batch_size < 1)
       throw std::invalid_argument("train config: batch_size must be >= 1, got " +
                                   std::to_string(config.batch_size));
-    if (config.kl.free_bits > 0.0f)
-      throw std::invalid_argument(
-          "train config: free bits (kl.free_bits > 0) are not implemented by the GPU trainer");
+    if (!(config.kl.free_bits >= 0.0f))
+      throw std::invalid_argument("train config: kl.free_bits must be >= 0, got " +
+                                  std::to_string(config.kl.free_bits));
     std::string reason;
     if (!cuda_device_present(&reason)) throw std::runtime_error("GPU trainer: " + reason);
     int device = 0;
@@ -131,6 +134,7 @@ class GpuTrainer final : public Trainer {
     m_ = device_alloc<float>(layout_.total);
     v_ = device_alloc<float>(layout_.total);
     scalars_ = device_alloc<DeviceScalars>(1);
+    kl_dim_mean_ = device_alloc<float>(config.model.latent_dim);
     FUSEDVAE_CUDA_CHECK(cudaMemset(grads_, 0, layout_.total * sizeof(float)));
     FUSEDVAE_CUDA_CHECK(cudaMemset(m_, 0, layout_.total * sizeof(float)));
     FUSEDVAE_CUDA_CHECK(cudaMemset(v_, 0, layout_.total * sizeof(float)));
@@ -159,8 +163,8 @@ class GpuTrainer final : public Trainer {
     if (shuffle_ws_.capacity > 0) gpu::destroy_shuffle_workspace(&shuffle_ws_);
     for (void* p :
          {static_cast<void*>(params_), static_cast<void*>(grads_), static_cast<void*>(m_),
-          static_cast<void*>(v_), static_cast<void*>(scalars_), static_cast<void*>(data_u8_),
-          static_cast<void*>(data_f32_), static_cast<void*>(perm_)})
+          static_cast<void*>(v_), static_cast<void*>(scalars_), static_cast<void*>(kl_dim_mean_),
+          static_cast<void*>(data_u8_), static_cast<void*>(data_f32_), static_cast<void*>(perm_)})
       cudaFree(p);
     if (stream_) cudaStreamDestroy(stream_);
   }
@@ -228,7 +232,8 @@ class GpuTrainer final : public Trainer {
     losses.recon = static_cast<float>(mean_in_double(recon));
     losses.kl = static_cast<float>(mean_in_double(kl));
     losses.kl_weight = s.last_state.kl_weight;
-    losses.loss = losses.recon + losses.kl_weight * losses.kl;
+    const bool free_bits = config_.kl.free_bits > 0.0f;
+    losses.loss = losses.recon + losses.kl_weight * (free_bits ? s.kl_floored : losses.kl);
     losses.lr = s.last_state.lr;
     losses.grad_norm = s.grad_norm;
     losses.step = s.state.step;
@@ -471,6 +476,11 @@ class GpuTrainer final : public Trainer {
     const BatchReduction reduction = config_.reduction;
     const RngState rng{math::stream_seed(config_.seed, math::RngStream::kReparam),
                        &scalars_->state.draw_index};
+    // With free bits the KL gradient comes from free_bits_backward alone; the reparameterization
+    // op then contributes the path through z only (the CPU trainer does the same).
+    const bool free_bits = config_.kl.free_bits > 0.0f;
+    const float* reparam_kl_weight =
+        free_bits ? &scalars_->zero_kl_weight : &scalars_->state.kl_weight;
 
     encoder_forward(rows);
     if (eps)
@@ -480,6 +490,9 @@ class GpuTrainer final : public Trainer {
     else
       gpu::reparam_kl_forward(buf_.mu, buf_.logvar, rows, d, rng, model.clamp, reduction, buf_.z,
                               buf_.kl_per_sample, &scalars_->kl_reduced, reduce_ws_, stream_);
+    if (free_bits)
+      gpu::free_bits_forward(buf_.mu, buf_.logvar, rows, d, model.clamp, config_.kl.free_bits,
+                             kl_dim_mean_, &scalars_->kl_floored, stream_);
     decoder_forward(rows);
     gpu::recon_loss_forward_backward(buf_.out, buf_.x, rows, model.input_dim, model.recon,
                                      reduction, 1.0f, buf_.recon_per_sample,
@@ -488,12 +501,15 @@ class GpuTrainer final : public Trainer {
     decoder_backward(rows);
     if (eps)
       gpu::reparam_kl_backward_given_eps(buf_.dz, buf_.mu, buf_.logvar, eps, rows, d,
-                                         &scalars_->state.kl_weight, 1.0f, model.clamp, reduction,
-                                         buf_.dmu, buf_.dlogvar, stream_);
+                                         reparam_kl_weight, 1.0f, model.clamp, reduction, buf_.dmu,
+                                         buf_.dlogvar, stream_);
     else
-      gpu::reparam_kl_backward(buf_.dz, buf_.mu, buf_.logvar, rows, d, rng,
-                               &scalars_->state.kl_weight, 1.0f, model.clamp, reduction, buf_.dmu,
-                               buf_.dlogvar, stream_);
+      gpu::reparam_kl_backward(buf_.dz, buf_.mu, buf_.logvar, rows, d, rng, reparam_kl_weight, 1.0f,
+                               model.clamp, reduction, buf_.dmu, buf_.dlogvar, stream_);
+    if (free_bits)
+      gpu::free_bits_backward(buf_.mu, buf_.logvar, kl_dim_mean_, rows, d, model.clamp,
+                              config_.kl.free_bits, &scalars_->state.kl_weight, 1.0f, reduction,
+                              buf_.dmu, buf_.dlogvar, stream_);
     encoder_backward(rows);
 
     gpu::global_grad_norm(grads_, layout_.total, config_.optimizer.max_grad_norm,
@@ -594,6 +610,7 @@ class GpuTrainer final : public Trainer {
 
   float *params_ = nullptr, *grads_ = nullptr, *m_ = nullptr, *v_ = nullptr;
   DeviceScalars* scalars_ = nullptr;
+  float* kl_dim_mean_ = nullptr;  // [latent], free bits only
   ReductionWorkspace reduce_ws_{};
   gpu::GradNormWorkspace norm_ws_{};
   gpu::ShuffleWorkspace shuffle_ws_{};
