@@ -58,7 +58,7 @@ TEST(Png, GridHasTheExpectedSizeAndPixels) {
   // Image 3 (row 1, column 1), pixel (y=2, x=3), scaled: value index 3*12 + 2*4 + 3 = 47.
   const int gx = 1 + (w * 2 + 1) + 3 * 2, gy = 1 + (h * 2 + 1) + 2 * 2;
   EXPECT_EQ(grid.get(gx, gy).g, static_cast<int>(std::lround((47 % 7) / 6.0 * 255.0)));
-  EXPECT_EQ(grid.get(0, 0).r, 128);  // padding
+  EXPECT_EQ(grid.get(0, 0).b, 64);  // padding
   std::filesystem::remove(path);
 }
 

@@ -250,6 +250,8 @@ Image scatter_plot(const std::vector<double>& xs, const std::vector<double>& ys,
       yr.add(ys[i]);
     }
   const Frame f = make_frame(image, 0, 0, width, height, xr, yr, text);
+  // Bigger dots when there are few points, small ones when thousands overlap.
+  const int radius = xs.size() > 3000 ? 1 : 2;
   std::set<int> present;
   for (size_t i = 0; i < xs.size() && i < ys.size(); ++i) {
     if (!std::isfinite(xs[i]) || !std::isfinite(ys[i])) continue;
@@ -257,7 +259,7 @@ Image scatter_plot(const std::vector<double>& xs, const std::vector<double>& ys,
     present.insert(label);
     const int cx = static_cast<int>(std::lround(f.px(xs[i])));
     const int cy = static_cast<int>(std::lround(f.py(ys[i])));
-    image.fill_rect(cx - 1, cy - 1, cx + 2, cy + 2, palette(label));
+    image.fill_rect(cx - radius, cy - radius, cx + radius + 1, cy + radius + 1, palette(label));
   }
   std::vector<std::pair<std::string, Rgb>> legend;
   if (!labels.empty())

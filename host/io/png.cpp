@@ -12,6 +12,10 @@
 #include "host/io/safetensors.h"
 
 namespace fusedvae::io {
+namespace {
+// Dark blue-grey: distinct from any grey an image can hold, so tiles stay apart visually.
+constexpr Rgb kGridPadding{40, 44, 64};
+}  // namespace
 
 Image::Image(int w, int h, Rgb fill) : width(w), height(h) {
   if (w <= 0 || h <= 0) throw std::invalid_argument("image size must be positive");
@@ -67,7 +71,7 @@ Image image_grid(const float* images, int count, int height, int width, int colu
   const int rows = (count + columns - 1) / columns;
   const int cell_w = width * scale, cell_h = height * scale;
   Image grid(columns * cell_w + (columns + 1) * pad, rows * cell_h + (rows + 1) * pad,
-             Rgb{128, 128, 128});
+             kGridPadding);
   for (int i = 0; i < count; ++i) {
     const int gx = pad + (i % columns) * (cell_w + pad);
     const int gy = pad + (i / columns) * (cell_h + pad);

@@ -29,8 +29,8 @@ struct Image {
 void write_png(const std::string& path, const Image& image);
 
 // Lays out `count` greyscale images of height x width (values in [0, 1], clamped; row-major, one
-// image after another) in a grid of `columns` columns with `pad` pixels of grey between them,
-// magnified `scale` times (nearest neighbour).
+// image after another) in a grid of `columns` columns with `pad` pixels of dark blue-grey between
+// them, magnified `scale` times (nearest neighbour).
 Image image_grid(const float* images, int count, int height, int width, int columns, int pad,
                  int scale);
 
