@@ -15,6 +15,7 @@
 #include "host/ops/activation_cpu.h"
 #include "host/ops/adamw_cpu.h"
 #include "host/ops/batch_gather_cpu.h"
+#include "host/ops/bias_cpu.h"
 #include "host/ops/grad_norm_cpu.h"
 #include "host/ops/recon_loss_cpu.h"
 #include "host/ops/reparam_kl_cpu.h"
@@ -36,11 +37,6 @@ void linear_product(const float* x, int rows, const LinearLayer& layer, const fl
               params + layer.weight_offset, layer.in, 0.0f, y, layer.out);
 }
 
-void add_bias(float* y, const float* bias, int rows, int cols) {
-  for (int r = 0; r < rows; ++r)
-    for (int c = 0; c < cols; ++c) y[static_cast<size_t>(r) * cols + c] += bias[c];
-}
-
 // Given dy = dL/dy [rows, out] and the layer's input x: dW = dy^T x and db = column sums of dy
 // overwrite their slots in `grads` (every slot belongs to exactly one layer, so the step never
 // zeroes the buffer); dx = dy W, added to dx scaled by dx_beta (1 sums the two latent heads),
@@ -49,12 +45,7 @@ void linear_backward(const float* x, const float* dy, int rows, const LinearLaye
                      const float* params, float* grads, float* dx, float dx_beta) {
   cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, layer.out, layer.in, rows, 1.0f, dy,
               layer.out, x, layer.in, 0.0f, grads + layer.weight_offset, layer.in);
-  float* bias_grad = grads + layer.bias_offset;
-  for (int c = 0; c < layer.out; ++c) {
-    double sum = 0.0;
-    for (int r = 0; r < rows; ++r) sum += dy[static_cast<size_t>(r) * layer.out + c];
-    bias_grad[c] = static_cast<float>(sum);
-  }
+  cpu::bias_gradient(dy, rows, layer.out, grads + layer.bias_offset);
   if (dx)
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, layer.in, layer.out, 1.0f, dy,
                 layer.out, params + layer.weight_offset, layer.in, dx_beta, dx, layer.in);
@@ -258,7 +249,7 @@ class CpuTrainer final : public Trainer {
     for (auto [layer, head] :
          {std::pair{&layout_.mu, &mu_}, std::pair{&layout_.logvar, &logvar_}}) {
       linear_product(input, rows, *layer, params_.data(), head->data());
-      add_bias(head->data(), bias(*layer), rows, layer->out);
+      cpu::bias_add(head->data(), bias(*layer), rows, layer->out);
     }
   }
 
@@ -273,7 +264,7 @@ class CpuTrainer final : public Trainer {
       input = decoder_acts_[i].data();
     }
     linear_product(input, rows, layout_.out, params_.data(), out_.data());
-    add_bias(out_.data(), bias(layout_.out), rows, layout_.out.out);
+    cpu::bias_add(out_.data(), bias(layout_.out), rows, layout_.out.out);
   }
 
   // Backpropagates through a stack of hidden layers (activation, then Linear), top to bottom.
