@@ -243,13 +243,23 @@ Image scatter_plot(const std::vector<double>& xs, const std::vector<double>& ys,
                    const std::vector<int>& labels, const std::vector<std::string>& class_names,
                    const ChartText& text, int width, int height) {
   Image image(width, height, kWhite);
+  // The legend sits right of the plotting area, where it cannot hide points.
+  int legend_width = 0;
+  if (!labels.empty()) {
+    for (int label : std::set<int>(labels.begin(), labels.end())) {
+      const bool named = label >= 0 && label < static_cast<int>(class_names.size());
+      legend_width =
+          std::max(legend_width, text_width(named ? class_names[label] : std::to_string(label)));
+    }
+    legend_width += 46;
+  }
   Range xr, yr;
   for (size_t i = 0; i < xs.size() && i < ys.size(); ++i)
     if (std::isfinite(xs[i]) && std::isfinite(ys[i])) {
       xr.add(xs[i]);
       yr.add(ys[i]);
     }
-  const Frame f = make_frame(image, 0, 0, width, height, xr, yr, text);
+  const Frame f = make_frame(image, 0, 0, width - legend_width, height, xr, yr, text);
   // Bigger dots when there are few points, small ones when thousands overlap.
   const int radius = xs.size() > 3000 ? 1 : 2;
   std::set<int> present;
@@ -267,7 +277,9 @@ Image scatter_plot(const std::vector<double>& xs, const std::vector<double>& ys,
       const bool named = label >= 0 && label < static_cast<int>(class_names.size());
       legend.emplace_back(named ? class_names[label] : std::to_string(label), palette(label));
     }
-  draw_legend(image, f, legend);
+  Frame legend_area = f;
+  legend_area.right = width - 4;
+  draw_legend(image, legend_area, legend);
   return image;
 }
 
