@@ -15,6 +15,7 @@
 
 #include "host/cli/app.h"
 #include "host/cli/commands.h"
+#include "host/io/npy.h"
 #include "host/io/safetensors.h"
 
 namespace fusedvae::cli {
@@ -411,6 +412,44 @@ TEST(CliEndToEnd, EvalPrintsTheBoundsAndWritesPerSampleCsv) {
                       generated_splits);
             }).find("not a fusedvae run directory"),
             std::string::npos);
+}
+
+// python_ref/torch_vae.py (NumPy backend, float64) reads model.safetensors with its own reader and
+// recomputes every sample's recon at z = mu and KL; it exits non-zero when any differs from eval's
+// CSV by more than its tolerance (5e-5 relative + 1e-4 absolute, justified there).
+TEST(CliEndToEnd, PythonReferenceReproducesEvalPerSample) {
+  const char* source = std::getenv("FUSEDVAE_SOURCE_DIR");
+  if (!source) GTEST_SKIP() << "FUSEDVAE_SOURCE_DIR is not set (run through ctest)";
+  const fs::path dir = fresh_dir("python");
+  TrainRequest request = small_run(dir, 2);
+  request.config.train.model.hidden = {24, 12};  // two hidden layers: decoder.1 exists too
+  request.config.train.model.activation = Activation::kTanh;
+  std::ostringstream out;
+  train(request, generated_splits, out);
+  EvalRequest eval;
+  eval.run_dir = dir.string();
+  eval.iwae_samples = 0;
+  eval.device = "cpu";
+  eval.per_sample_csv = (dir / "per_sample.csv").string();
+  evaluate_run(eval, generated_splits, out);
+
+  const Dataset test = generated_splits(request.config).test;
+  std::vector<float> rows(static_cast<size_t>(test.rows) * test.dim);
+  for (int r = 0; r < test.rows; ++r)
+    for (int c = 0; c < test.dim; ++c)
+      rows[static_cast<size_t>(r) * test.dim + c] = test.normalised(r, c);
+  io::write_npy((dir / "test.npy").string(), rows.data(),
+                {static_cast<size_t>(test.rows), static_cast<size_t>(test.dim)});
+  const std::string command =
+      "python3 " + std::string(source) + "/python_ref/torch_vae.py --backend numpy --run-dir " +
+      dir.string() + " --file " + (dir / "test.npy").string() +
+      " --scale 1 --offset 0 --compare-csv " + (dir / "per_sample.csv").string() + " > " +
+      (dir / "python.txt").string() + " 2>&1";
+  const int status = std::system(command.c_str());
+  EXPECT_EQ(status, 0) << read_text(dir / "python.txt");
+  EXPECT_NE(read_text(dir / "python.txt").find("worst error"), std::string::npos)
+      << read_text(dir / "python.txt");
+  std::cout << read_text(dir / "python.txt");
 }
 
 TEST(CliEndToEnd, SampleAndReconstructWritePictures) {

@@ -128,6 +128,35 @@ TEST(Safetensors, CorruptAndTruncatedFilesAreClearErrors) {
   EXPECT_THROW(read_safetensors("/nonexistent/model.safetensors"), std::runtime_error);
 }
 
+// python_ref/torch_vae.py's own reader (used where the safetensors package is absent) reads what
+// we write, and rejects a truncated file.
+TEST(Safetensors, PythonReferenceReaderAgrees) {
+  const char* source = std::getenv("FUSEDVAE_SOURCE_DIR");
+  if (!source) GTEST_SKIP() << "FUSEDVAE_SOURCE_DIR is not set (run through ctest)";
+  const fs::path dir = temp_dir("python");
+  write_safetensors((dir / "m.safetensors").string(), sample_file());
+  const std::vector<unsigned char> good = encode_safetensors(sample_file());
+  std::ofstream((dir / "cut.safetensors").string(), std::ios::binary)
+      .write(reinterpret_cast<const char*>(good.data()),
+             static_cast<std::streamsize>(good.size() - 3));
+  const std::string script =
+      "import sys; sys.path.insert(0, '" + std::string(source) +
+      "/python_ref'); import torch_vae as t\n"
+      "x, meta = t.read_safetensors('" +
+      (dir / "m.safetensors").string() +
+      "')\n"
+      "w = x['encoder.0.weight']\n"
+      "assert w.shape == (3, 2) and w.dtype.str == '<f4', w\n"
+      "assert w[2, 0] == 1e30 and w[0, 1] == -2.25 and x['step'][0] == 12345678901234\n"
+      "assert meta == {'latent_dim': '2', 'activation': 'relu'}, meta\n"
+      "try:\n  t.read_safetensors('" +
+      (dir / "cut.safetensors").string() +
+      "')\n  sys.exit(3)\n"
+      "except ValueError as e:\n  assert 'truncated' in str(e), e\n";
+  std::ofstream(dir / "check.py") << script;
+  EXPECT_EQ(std::system(("python3 " + (dir / "check.py").string()).c_str()), 0);
+}
+
 TEST(Safetensors, MissingTensorNamesIt) {
   try {
     sample_file().at("decoder.out.weight", "m.safetensors");
