@@ -23,6 +23,13 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// The checkout holding python_ref/: FUSEDVAE_SOURCE_DIR when ctest sets it, else two levels above
+// this file (CMake compiles it by its absolute path).
+std::string source_dir() {
+  if (const char* dir = std::getenv("FUSEDVAE_SOURCE_DIR")) return dir;
+  return fs::path(__FILE__).parent_path().parent_path().string();
+}
+
 fs::path fresh_dir(const std::string& name) {
   const fs::path dir = fs::temp_directory_path() / ("fusedvae_test_cli_" + name);
   fs::remove_all(dir);
@@ -314,6 +321,11 @@ TEST(CliEndToEnd, ResumeContinuesTheSameTrajectoryBitwise) {
     run_cli({"train", "--resume", resumed.string(), "--lr", "0.5"}, out, false, generated_splits);
   });
   EXPECT_NE(e.find("lr is 0.001, not 0.5"), std::string::npos) << e;
+  const std::string shorter = error_of([&] {
+    run_cli({"train", "--resume", resumed.string(), "--epochs", "1"}, out, false, generated_splits);
+  });
+  EXPECT_NE(shorter.find("already trained 3 epochs"), std::string::npos) << shorter;
+  EXPECT_EQ(read_run_config(resumed.string()).train.epochs, 3) << "config.json must stay as it was";
 }
 
 TEST(CliEndToEnd, NeverOverwritesARunAndReportsMismatchedCheckpoints) {
@@ -418,8 +430,7 @@ TEST(CliEndToEnd, EvalPrintsTheBoundsAndWritesPerSampleCsv) {
 // recomputes every sample's recon at z = mu and KL; it exits non-zero when any differs from eval's
 // CSV by more than its tolerance (5e-5 relative + 1e-4 absolute, justified there).
 TEST(CliEndToEnd, PythonReferenceReproducesEvalPerSample) {
-  const char* source = std::getenv("FUSEDVAE_SOURCE_DIR");
-  if (!source) GTEST_SKIP() << "FUSEDVAE_SOURCE_DIR is not set (run through ctest)";
+  const std::string source = source_dir();
   const fs::path dir = fresh_dir("python");
   TrainRequest request = small_run(dir, 2);
   request.config.train.model.hidden = {24, 12};  // two hidden layers: decoder.1 exists too
@@ -441,10 +452,9 @@ TEST(CliEndToEnd, PythonReferenceReproducesEvalPerSample) {
   io::write_npy((dir / "test.npy").string(), rows.data(),
                 {static_cast<size_t>(test.rows), static_cast<size_t>(test.dim)});
   const std::string command =
-      "python3 " + std::string(source) + "/python_ref/torch_vae.py --backend numpy --run-dir " +
-      dir.string() + " --file " + (dir / "test.npy").string() +
-      " --scale 1 --offset 0 --compare-csv " + (dir / "per_sample.csv").string() + " > " +
-      (dir / "python.txt").string() + " 2>&1";
+      "python3 " + source + "/python_ref/torch_vae.py --backend numpy --run-dir " + dir.string() +
+      " --file " + (dir / "test.npy").string() + " --scale 1 --offset 0 --compare-csv " +
+      (dir / "per_sample.csv").string() + " > " + (dir / "python.txt").string() + " 2>&1";
   const int status = std::system(command.c_str());
   EXPECT_EQ(status, 0) << read_text(dir / "python.txt");
   EXPECT_NE(read_text(dir / "python.txt").find("worst error"), std::string::npos)

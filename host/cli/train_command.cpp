@@ -187,6 +187,9 @@ std::string train(const TrainRequest& request, const DataLoader& loader, std::os
           run_dir + ": the checkpoint is at step " + std::to_string(info.step) + " after " +
           std::to_string(info.epoch) + " epochs, but this data " + "and batch size give " +
           std::to_string(batches) + " steps an epoch; resume with the run's own data");
+    if (config.train.epochs < info.epoch)
+      throw std::invalid_argument(run_dir + " has already trained " + std::to_string(info.epoch) +
+                                  " epochs; --epochs must be at least that to resume it");
     trainer->set_params(params);
     trainer->set_optimizer_state(state);
     // Metrics logged after the checkpoint (an interrupted epoch) are replayed by this run.
