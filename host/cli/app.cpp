@@ -117,13 +117,13 @@ CommandLine parse_command_line(const std::vector<std::string>& args) {
     const CLI::App* asked = &app;
     for (CLI::App* sub : {train, eval, sample, reconstruct})
       if (sub->parsed()) asked = sub;
-    result.help = asked->help();
+    result.help = asked == &app ? app.help() : asked->help("fusedvae");
     return result;
   } catch (const CLI::CallForAllHelp&) {
     result.help = app.help("", CLI::AppFormatMode::All);
     return result;
   } catch (const CLI::ParseError& e) {
-    throw std::invalid_argument(e.what());
+    throw std::invalid_argument(std::string(e.what()) + " (see fusedvae --help)");
   }
 
   if (train->parsed()) {
