@@ -3,6 +3,7 @@
 // bitwise, refusing to overwrite a run, eval's per-sample CSV, non-finite loss handling.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -15,6 +16,7 @@
 
 #include "host/cli/app.h"
 #include "host/cli/commands.h"
+#include "host/cli/progress.h"
 #include "host/io/npy.h"
 #include "host/io/safetensors.h"
 
@@ -176,6 +178,44 @@ TEST(CliConfig, ResolvedConfigRoundTripsThroughAFile) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Progress output
+
+TEST(CliProgress, TerminalBarRedrawsOneLinePlainOutputLogsLines) {
+  ProgressSample sample;
+  sample.batch = 5;
+  sample.step = 5;
+  sample.images_per_s = 1234;
+  sample.eta_s = 65;
+  sample.loss = 2.5;
+  sample.running_loss = 3.25;
+  std::ostringstream bar;
+  {
+    Progress progress(bar, true);
+    progress.begin_epoch(0, 3, 10);
+    progress.update(sample);
+    sample.batch = 10;
+    progress.update(sample);
+    EXPECT_EQ(bar.str().find('\n'), std::string::npos) << "the bar stays on one line";
+    EXPECT_NE(bar.str().find("[============>"), std::string::npos) << bar.str();
+    EXPECT_NE(bar.str().find("ETA 1:05"), std::string::npos) << bar.str();
+    EXPECT_NE(bar.str().find("loss 3.250"), std::string::npos) << "running loss: " << bar.str();
+    progress.end_epoch("epoch 1/3 done");
+  }
+  EXPECT_EQ(bar.str().substr(bar.str().size() - 15), "epoch 1/3 done\n");
+
+  std::ostringstream plain;
+  Progress lines(plain, false);
+  lines.begin_epoch(1, 3, 10);
+  lines.update(sample);
+  lines.update(sample);
+  const std::string text = plain.str();
+  EXPECT_EQ(text.find('\r'), std::string::npos);
+  EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 2);
+  EXPECT_EQ(text.rfind("epoch 2/3 step 5", 0), 0u) << text;
+  EXPECT_EQ(format_duration(3725), "1:02:05");
+}
+
+// ---------------------------------------------------------------------------------------------
 // End to end on the CPU with generated data
 
 // Images of 6 x 5 (odd sizes) in three classes: a bright band whose position depends on the class,
@@ -298,6 +338,10 @@ TEST(CliEndToEnd, ResumeContinuesTheSameTrajectoryBitwise) {
   std::ostringstream out;
   train(small_run(straight, 3), generated_splits, out);
   train(small_run(resumed, 2), generated_splits, out);
+  // As if the process died during epoch 3: a logged line past the checkpoint and a torn last line.
+  std::ofstream((resumed / "metrics.jsonl").string(), std::ios::app)
+      << R"({"kind":"step","step":16,"loss":1.0})"
+      << "\n{\"kind\":\"st";
   // Continue through the command line, as a user would, extending the run to 3 epochs.
   run_cli({"train", "--resume", resumed.string(), "--epochs", "3"}, out, false, generated_splits);
   const std::vector<float> a = model_params(straight), b = model_params(resumed);
