@@ -290,6 +290,7 @@ std::vector<Field> make_fields() {
 }  // namespace
 
 json float_to_json(float value) {
+  if (!std::isfinite(value)) return nullptr;  // JSON has no NaN or infinity
   char text[32];
   for (int digits = 6; digits <= 9; ++digits) {
     std::snprintf(text, sizeof text, "%.*g", digits, static_cast<double>(value));

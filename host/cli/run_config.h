@@ -66,7 +66,8 @@ void validate(const RunConfig& config);
 
 // Parses a flag's text as the field's kind ("400,200" for lists, true/false/1/0 for booleans).
 nlohmann::json parse_flag_value(const Field& field, const std::string& text);
-// A float as the shortest decimal that reads back as the same float (0.001, not 0.0010000000475).
+// A float as the shortest decimal that reads back as the same float (0.001, not 0.0010000000475);
+// null for NaN and infinities, which JSON cannot hold.
 nlohmann::json float_to_json(float value);
 
 // Registers every field as an option of `app`, storing the text of the flags actually given in

@@ -251,13 +251,13 @@ std::string train(const TrainRequest& request, const DataLoader& loader, std::os
       metrics.append({{"kind", "step"},
                       {"step", step},
                       {"epoch", epoch + 1},
-                      {"loss", losses.loss},
-                      {"recon", losses.recon},
-                      {"kl", losses.kl},
-                      {"kl_weight", losses.kl_weight},
-                      {"lr", losses.lr},
+                      {"loss", float_to_json(losses.loss)},
+                      {"recon", float_to_json(losses.recon)},
+                      {"kl", float_to_json(losses.kl)},
+                      {"kl_weight", float_to_json(losses.kl_weight)},
+                      {"lr", float_to_json(losses.lr)},
                       {"images_per_s", images_per_s},
-                      {"grad_norm", losses.grad_norm},
+                      {"grad_norm", float_to_json(losses.grad_norm)},
                       {"wall_time_s", previous_wall + seconds_since(start)}});
       ProgressSample sample;
       sample.batch = b + 1;
@@ -286,10 +286,10 @@ std::string train(const TrainRequest& request, const DataLoader& loader, std::os
         {"loss", loss_sum / logged},
         {"recon", recon_sum / logged},
         {"kl", kl_sum / logged},
-        {"kl_weight", losses.kl_weight},
-        {"lr", losses.lr},
+        {"kl_weight", float_to_json(losses.kl_weight)},
+        {"lr", float_to_json(losses.lr)},
         {"images_per_s", batches * static_cast<double>(batch_size) / train_seconds},
-        {"grad_norm", losses.grad_norm}};
+        {"grad_norm", float_to_json(losses.grad_norm)}};
     std::string summary = "epoch " + std::to_string(epoch + 1) + "/" + std::to_string(epochs) +
                           "  train loss " + fmt("%.4f", loss_sum / logged);
     if (eval_data) {
