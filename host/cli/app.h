@@ -1,0 +1,31 @@
+// @brief The fusedvae command line (CLI11): subcommands train, eval, sample and reconstruct.
+#pragma once
+
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "host/cli/commands.h"
+
+namespace fusedvae::cli {
+
+struct CommandLine {
+  std::string command;  // train | eval | sample | reconstruct; empty after --help
+  TrainRequest train;
+  EvalRequest eval;
+  SampleRequest sample;
+  ReconstructRequest reconstruct;
+  std::string help;  // the help text when --help was asked for
+};
+
+// Parses the arguments after the program name. Resolves the train configuration: defaults, then
+// --config FILE.json, then the flags given; with --resume RUN_DIR the run's own config.json, where
+// only --epochs, --device and --log-every may differ. Throws std::invalid_argument (one line) on
+// any bad flag or value.
+CommandLine parse_command_line(const std::vector<std::string>& args);
+
+// Parses and runs. Returns the process exit code; errors are thrown (main reports them).
+int run_cli(const std::vector<std::string>& args, std::ostream& out, bool terminal,
+            const DataLoader& loader);
+
+}  // namespace fusedvae::cli

@@ -1,0 +1,156 @@
+// @brief Model and optimizer checkpoints in safetensors, with architecture checks on load.
+#include "host/cli/checkpoint.h"
+
+#include <cstring>
+#include <stdexcept>
+
+#include "host/cli/run_config.h"
+#include "host/io/safetensors.h"
+
+namespace fusedvae::cli {
+namespace {
+
+constexpr const char* kModelFormat = "fusedvae-mlp-vae-1";
+constexpr const char* kOptimizerFormat = "fusedvae-adamw-1";
+
+std::string float_text(float v) {
+  return float_to_json(v).dump();
+}
+
+void put_info(const CheckpointInfo& info, std::map<std::string, std::string>* meta) {
+  (*meta)["epoch"] = std::to_string(info.epoch);
+  (*meta)["step"] = std::to_string(info.step);
+  (*meta)["image_height"] = std::to_string(info.image_height);
+  (*meta)["image_width"] = std::to_string(info.image_width);
+}
+
+CheckpointInfo get_info(const io::SafetensorsFile& file, const std::string& path) {
+  CheckpointInfo info;
+  try {
+    info.epoch = std::stoi(file.metadata.at("epoch"));
+    info.step = std::stoull(file.metadata.at("step"));
+    const auto height = file.metadata.find("image_height"),
+               width = file.metadata.find("image_width");
+    if (height != file.metadata.end() && width != file.metadata.end()) {
+      info.image_height = std::stoi(height->second);
+      info.image_width = std::stoi(width->second);
+    }
+  } catch (const std::exception&) {
+    throw std::runtime_error(path + ": __metadata__ lacks a valid epoch and step");
+  }
+  return info;
+}
+
+void require_format(const io::SafetensorsFile& file, const std::string& path, const char* format) {
+  const auto it = file.metadata.find("format");
+  if (it == file.metadata.end() || it->second != format)
+    throw std::runtime_error(path + ": not a fusedvae checkpoint (__metadata__ format is '" +
+                             (it == file.metadata.end() ? std::string("absent") : it->second) +
+                             "', expected '" + format + "')");
+}
+
+}  // namespace
+
+std::map<std::string, std::string> model_metadata(const ModelConfig& model) {
+  std::string hidden;
+  for (int w : model.hidden) hidden += (hidden.empty() ? "" : ",") + std::to_string(w);
+  return {{"format", kModelFormat},
+          {"input_dim", std::to_string(model.input_dim)},
+          {"hidden", hidden},
+          {"latent_dim", std::to_string(model.latent_dim)},
+          {"activation", activation_name(model.activation)},
+          {"recon_loss", recon_loss_name(model.recon.kind)},
+          {"gaussian_sigma", float_text(model.recon.gaussian_sigma)},
+          {"smooth_l1_beta", float_text(model.recon.smooth_l1_beta)},
+          {"logvar_min", float_text(model.clamp.min)},
+          {"logvar_max", float_text(model.clamp.max)}};
+}
+
+void save_model(const std::string& path, const ModelConfig& model, const std::vector<float>& params,
+                const CheckpointInfo& info) {
+  const ParamLayout layout = make_param_layout(model);
+  if (params.size() != layout.total)
+    throw std::invalid_argument(path + ": " + std::to_string(params.size()) +
+                                " parameters given, the model has " + std::to_string(layout.total));
+  io::SafetensorsFile file;
+  file.metadata = model_metadata(model);
+  put_info(info, &file.metadata);
+  for (const LinearLayer* layer : layout.all()) {
+    file.tensors[layer->name + ".weight"] =
+        io::Tensor::from_floats(params.data() + layer->weight_offset, {layer->out, layer->in});
+    file.tensors[layer->name + ".bias"] =
+        io::Tensor::from_floats(params.data() + layer->bias_offset, {layer->out});
+  }
+  io::write_safetensors(path, file);
+}
+
+std::vector<float> load_model(const std::string& path, const ModelConfig& expected,
+                              CheckpointInfo* info) {
+  const io::SafetensorsFile file = io::read_safetensors(path);
+  require_format(file, path, kModelFormat);
+  for (const auto& [key, value] : model_metadata(expected)) {
+    const auto it = file.metadata.find(key);
+    const std::string found = it == file.metadata.end() ? "(absent)" : it->second;
+    if (found != value)
+      throw std::runtime_error(path + ": checkpoint has " + key + " = " + found +
+                               ", the run's configuration has " + value);
+  }
+  const ParamLayout layout = make_param_layout(expected);
+  std::vector<float> params(layout.total);
+  for (const LinearLayer* layer : layout.all()) {
+    const auto copy = [&](const std::string& name, std::vector<int64_t> shape, size_t offset) {
+      const io::Tensor& t = file.at(name, path);
+      if (t.dtype != "F32" || t.shape != shape)
+        throw std::runtime_error(path + ": tensor " + name + " has the wrong dtype or shape");
+      std::memcpy(params.data() + offset, t.bytes.data(), t.bytes.size());
+    };
+    copy(layer->name + ".weight", {layer->out, layer->in}, layer->weight_offset);
+    copy(layer->name + ".bias", {layer->out}, layer->bias_offset);
+  }
+  if (file.tensors.size() != 2 * layout.all().size())
+    throw std::runtime_error(path + ": holds " + std::to_string(file.tensors.size()) +
+                             " tensors, the model has " + std::to_string(2 * layout.all().size()));
+  if (info) *info = get_info(file, path);
+  return params;
+}
+
+void save_optimizer(const std::string& path, const OptimizerState& state,
+                    const CheckpointInfo& info) {
+  io::SafetensorsFile file;
+  file.metadata["format"] = kOptimizerFormat;
+  put_info(info, &file.metadata);
+  file.tensors["m"] =
+      io::Tensor::from_floats(state.m.data(), {static_cast<int64_t>(state.m.size())});
+  file.tensors["v"] =
+      io::Tensor::from_floats(state.v.data(), {static_cast<int64_t>(state.v.size())});
+  file.tensors["step_state.counters"] =
+      io::Tensor::from_u64({state.step_state.step, state.step_state.draw_index});
+  const float scalars[2] = {state.step_state.kl_weight, state.step_state.lr};
+  file.tensors["step_state.kl_weight_lr"] = io::Tensor::from_floats(scalars, {2});
+  io::write_safetensors(path, file);
+}
+
+OptimizerState load_optimizer(const std::string& path, size_t param_count, CheckpointInfo* info) {
+  const io::SafetensorsFile file = io::read_safetensors(path);
+  require_format(file, path, kOptimizerFormat);
+  const auto vector_of = [&](const char* name, const char* dtype, int64_t count) {
+    const io::Tensor& t = file.at(name, path);
+    if (t.dtype != dtype || t.shape != std::vector<int64_t>{count})
+      throw std::runtime_error(path + ": tensor " + name + " has the wrong dtype or shape (the " +
+                               "model has " + std::to_string(param_count) + " parameters)");
+    return t;
+  };
+  OptimizerState state;
+  state.m = vector_of("m", "F32", static_cast<int64_t>(param_count)).to_floats();
+  state.v = vector_of("v", "F32", static_cast<int64_t>(param_count)).to_floats();
+  const std::vector<uint64_t> counters = vector_of("step_state.counters", "U64", 2).to_u64();
+  const std::vector<float> scalars = vector_of("step_state.kl_weight_lr", "F32", 2).to_floats();
+  state.step_state.step = counters[0];
+  state.step_state.draw_index = counters[1];
+  state.step_state.kl_weight = scalars[0];
+  state.step_state.lr = scalars[1];
+  if (info) *info = get_info(file, path);
+  return state;
+}
+
+}  // namespace fusedvae::cli

@@ -1,0 +1,21 @@
+// @brief The fusedvae executable: runs the command line and turns any error into one line.
+#include <unistd.h>
+
+#include <exception>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "host/cli/app.h"
+
+int main(int argc, char** argv) {
+  try {
+    const std::vector<std::string> args(argv + 1, argv + argc);
+    return fusedvae::cli::run_cli(args, std::cout, isatty(STDOUT_FILENO) != 0,
+                                  fusedvae::cli::load_run_data);
+  } catch (const std::exception& e) {
+    std::cout.flush();
+    std::cerr << "fusedvae: error: " << e.what() << std::endl;
+    return 1;
+  }
+}

@@ -1,0 +1,342 @@
+// @brief `fusedvae train`: the run directory, the epoch loop with progress and metrics, per-epoch
+// evaluation and checkpoints, resumption, and the pictures at the end.
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+
+#include "host/cli/commands.h"
+#include "host/cli/pictures.h"
+#include "host/cli/progress.h"
+#include "host/io/safetensors.h"
+
+namespace fusedvae::cli {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+std::string default_run_dir() {
+  const std::time_t now = std::time(nullptr);
+  std::tm utc{};
+  gmtime_r(&now, &utc);
+  char stamp[32];
+  std::strftime(stamp, sizeof stamp, "runs/%Y%m%d-%H%M%S", &utc);
+  std::string dir = stamp;
+  for (int n = 2; fs::exists(dir); ++n) dir = std::string(stamp) + "-" + std::to_string(n);
+  return dir;
+}
+
+bool holds_run(const fs::path& dir) {
+  for (const char* name : {run_files::kConfig, run_files::kModel, run_files::kMetrics})
+    if (fs::exists(dir / name)) return true;
+  return false;
+}
+
+std::string fmt(const char* format, double value) {
+  char text[64];
+  std::snprintf(text, sizeof text, format, value);
+  return text;
+}
+
+// Appends one JSON object a line, flushed at once so a crash loses nothing already logged.
+class MetricsLog {
+ public:
+  MetricsLog(const std::string& path, std::vector<nlohmann::json> kept) : path_(path) {
+    std::string text;
+    for (const auto& record : kept) text += record.dump() + "\n";
+    io::write_file_atomically(path, text);
+    records_ = std::move(kept);
+    out_.open(path, std::ios::app);
+    if (!out_) throw std::runtime_error(path + ": cannot open for appending");
+  }
+  void append(const nlohmann::json& record) {
+    out_ << record.dump() << '\n' << std::flush;
+    if (!out_) throw std::runtime_error(path_ + ": write failed");
+    records_.push_back(record);
+  }
+  const std::vector<nlohmann::json>& records() const { return records_; }
+
+ private:
+  std::string path_;
+  std::ofstream out_;
+  std::vector<nlohmann::json> records_;
+};
+
+const Dataset* eval_split(const DataSplits& splits, std::string* name) {
+  if (splits.validation.rows > 0) {
+    *name = "validation";
+    return &splits.validation;
+  }
+  if (splits.test.rows > 0) {
+    *name = "test";
+    return &splits.test;
+  }
+  return nullptr;
+}
+
+bool finite(const StepLosses& l) {
+  return std::isfinite(l.loss) && std::isfinite(l.recon) && std::isfinite(l.kl);
+}
+
+bool all_finite(const std::vector<float>& values) {
+  for (float v : values)
+    if (!std::isfinite(v)) return false;
+  return true;
+}
+
+[[noreturn]] void stop_non_finite(const std::string& what, uint64_t step, int epoch,
+                                  int last_good_epoch, const std::string& run_dir) {
+  std::string kept = last_good_epoch > 0
+                         ? "the last good checkpoint (epoch " + std::to_string(last_good_epoch) +
+                               ") is kept in " + run_dir
+                         : "no checkpoint had been written yet";
+  throw std::runtime_error(what + " at step " + std::to_string(step) + " (epoch " +
+                           std::to_string(epoch + 1) + "); training stopped, " + kept +
+                           " (try a lower --lr or --max-grad-norm)");
+}
+
+}  // namespace
+
+std::unique_ptr<Trainer> make_trainer_for(const TrainConfig& config, const std::string& device,
+                                          std::ostream& out) {
+  if (device == "cpu") return make_cpu_trainer(config);
+  if (device == "gpu") return make_gpu_trainer(config);
+  if (device != "auto")
+    throw std::invalid_argument("--device: expected auto, cpu or gpu, got '" + device + "'");
+  std::string reason;
+  if (cuda_device_present(&reason)) return make_gpu_trainer(config);
+  out << "fusedvae: running on the CPU (" << reason << ")\n";
+  return make_cpu_trainer(config);
+}
+
+std::vector<nlohmann::json> read_metrics(const std::string& path) {
+  std::vector<nlohmann::json> records;
+  std::ifstream in(path);
+  if (!in) return records;
+  std::string line;
+  int number = 0;
+  while (std::getline(in, line)) {
+    ++number;
+    if (line.empty()) continue;
+    try {
+      records.push_back(nlohmann::json::parse(line));
+    } catch (const nlohmann::json::exception&) {
+      // A line cut short by a crash is the last one; anything else is corruption.
+      if (in.peek() == std::char_traits<char>::eof()) break;
+      throw std::runtime_error(path + ": line " + std::to_string(number) + " is not JSON");
+    }
+  }
+  return records;
+}
+
+std::string train(const TrainRequest& request, const DataLoader& loader, std::ostream& out) {
+  RunConfig config = request.config;
+  validate(config);
+  std::string run_dir = request.run_dir;
+  if (request.resume) {
+    if (run_dir.empty()) throw std::invalid_argument("--resume needs the run directory");
+    if (!fs::exists(fs::path(run_dir) / run_files::kModel) ||
+        !fs::exists(fs::path(run_dir) / run_files::kOptimizer))
+      throw std::runtime_error(run_dir + ": no checkpoint to resume (model.safetensors and " +
+                               "optimizer.safetensors are written at the end of each epoch)");
+  } else {
+    if (run_dir.empty()) run_dir = default_run_dir();
+    if (holds_run(run_dir) && !request.overwrite)
+      throw std::runtime_error(run_dir + " already holds a run; continue it with --resume " +
+                               run_dir + ", or pick another --run-dir (--overwrite replaces it)");
+    if (fs::exists(run_dir) && !fs::is_directory(run_dir))
+      throw std::runtime_error(run_dir + " exists and is not a directory");
+  }
+  const fs::path dir(run_dir);
+
+  const DataSplits splits = loader(config);
+  config.train.model.input_dim = splits.train.dim;
+  validate(config.train.model);
+  std::string eval_name;
+  const Dataset* eval_data = eval_split(splits, &eval_name);
+  std::unique_ptr<Trainer> trainer = make_trainer_for(config.train, config.device, out);
+  trainer->set_train_data(splits.train);
+  const int batches = trainer->batches_per_epoch();
+
+  CheckpointInfo info;
+  info.image_height = splits.train.image_height;
+  info.image_width = splits.train.image_width;
+  std::vector<nlohmann::json> kept_metrics;
+  double previous_wall = 0.0;
+  if (request.resume) {
+    CheckpointInfo optimizer_info;
+    const std::vector<float> params =
+        load_model((dir / run_files::kModel).string(), config.train.model, &info);
+    OptimizerState state =
+        load_optimizer((dir / run_files::kOptimizer).string(), params.size(), &optimizer_info);
+    if (optimizer_info.step != info.step || optimizer_info.epoch != info.epoch)
+      throw std::runtime_error(run_dir + ": model.safetensors (step " + std::to_string(info.step) +
+                               ") and optimizer.safetensors (step " +
+                               std::to_string(optimizer_info.step) + ") are from different epochs");
+    if (info.step != static_cast<uint64_t>(info.epoch) * batches)
+      throw std::runtime_error(
+          run_dir + ": the checkpoint is at step " + std::to_string(info.step) + " after " +
+          std::to_string(info.epoch) + " epochs, but this data " + "and batch size give " +
+          std::to_string(batches) + " steps an epoch; resume with the run's own data");
+    if (config.train.epochs < info.epoch)
+      throw std::invalid_argument(run_dir + " has already trained " + std::to_string(info.epoch) +
+                                  " epochs; --epochs must be at least that to resume it");
+    trainer->set_params(params);
+    trainer->set_optimizer_state(state);
+    // Metrics logged after the checkpoint (an interrupted epoch) are replayed by this run.
+    for (nlohmann::json& record : read_metrics((dir / run_files::kMetrics).string()))
+      if (record.value("step", uint64_t{0}) <= info.step) {
+        if (record.value("kind", "") == "epoch") previous_wall = record.value("wall_time_s", 0.0);
+        kept_metrics.push_back(std::move(record));
+      }
+    out << "resuming " << run_dir << " after epoch " << info.epoch << " (step " << info.step
+        << ")\n";
+  }
+  fs::create_directories(dir);
+  if (!request.resume && request.overwrite)  // --overwrite: no stale checkpoint may outlive it
+    for (const char* name : {run_files::kModel, run_files::kOptimizer, run_files::kReconstructions,
+                             run_files::kSamples, run_files::kLossCurves, run_files::kLatent})
+      fs::remove(dir / name);
+  io::write_file_atomically((dir / run_files::kConfig).string(), to_json(config).dump(2) + "\n");
+  MetricsLog metrics((dir / run_files::kMetrics).string(), std::move(kept_metrics));
+
+  out << "device: " << trainer->device_name() << "\n"
+      << "data: " << splits.train.source << " (" << splits.train.rows << " x " << splits.train.dim
+      << " train";
+  if (splits.validation.rows > 0) out << ", " << splits.validation.rows << " validation";
+  if (splits.test.rows > 0) out << ", " << splits.test.rows << " test";
+  out << "), " << batches << " steps an epoch\n"
+      << "run directory: " << run_dir << "\n";
+
+  Progress progress(out, request.terminal);
+  const Clock::time_point start = Clock::now();
+  const int epochs = config.train.epochs;
+  const int batch_size = config.train.batch_size;
+  int last_good_epoch = info.epoch;
+  for (int epoch = info.epoch; epoch < epochs; ++epoch) {
+    const Clock::time_point epoch_start = Clock::now();
+    trainer->start_epoch(epoch);
+    progress.begin_epoch(epoch, epochs, batches);
+    Clock::time_point last_log = epoch_start;
+    int last_log_batch = 0;
+    double loss_sum = 0, recon_sum = 0, kl_sum = 0;
+    int logged = 0;
+    StepLosses losses;
+    for (int b = 0; b < batches; ++b) {
+      trainer->train_step(b);
+      const uint64_t step = static_cast<uint64_t>(epoch) * batches + b + 1;
+      if (step % static_cast<uint64_t>(config.log_every) != 0 && b != batches - 1) continue;
+      losses = trainer->last_losses();  // synchronises: the timing below is real
+      if (!finite(losses))
+        stop_non_finite("non-finite loss (" + fmt("%g", losses.loss) + ")", step, epoch,
+                        last_good_epoch, run_dir);
+      const double interval = seconds_since(last_log);
+      last_log = Clock::now();
+      const double images_per_s =
+          interval > 0 ? (b + 1 - last_log_batch) * batch_size / interval : 0;
+      last_log_batch = b + 1;
+      loss_sum += losses.loss;
+      recon_sum += losses.recon;
+      kl_sum += losses.kl;
+      ++logged;
+      metrics.append({{"kind", "step"},
+                      {"step", step},
+                      {"epoch", epoch + 1},
+                      {"loss", float_to_json(losses.loss)},
+                      {"recon", float_to_json(losses.recon)},
+                      {"kl", float_to_json(losses.kl)},
+                      {"kl_weight", float_to_json(losses.kl_weight)},
+                      {"lr", float_to_json(losses.lr)},
+                      {"images_per_s", images_per_s},
+                      {"grad_norm", float_to_json(losses.grad_norm)},
+                      {"wall_time_s", previous_wall + seconds_since(start)}});
+      ProgressSample sample;
+      sample.batch = b + 1;
+      sample.step = step;
+      sample.images_per_s = images_per_s;
+      const double elapsed = seconds_since(epoch_start);
+      sample.eta_s = elapsed / (b + 1) * (batches - b - 1);
+      sample.loss = losses.loss;
+      sample.running_loss = loss_sum / logged;
+      sample.recon = losses.recon;
+      sample.kl = losses.kl;
+      sample.kl_weight = losses.kl_weight;
+      sample.lr = losses.lr;
+      progress.update(sample);
+    }
+    const uint64_t step = static_cast<uint64_t>(epoch + 1) * batches;
+    const double train_seconds = seconds_since(epoch_start);
+    const std::vector<float> params = trainer->params();
+    if (!all_finite(params))
+      stop_non_finite("non-finite parameters", step, epoch, last_good_epoch, run_dir);
+
+    nlohmann::json record = {
+        {"kind", "epoch"},
+        {"step", step},
+        {"epoch", epoch + 1},
+        {"loss", loss_sum / logged},
+        {"recon", recon_sum / logged},
+        {"kl", kl_sum / logged},
+        {"kl_weight", float_to_json(losses.kl_weight)},
+        {"lr", float_to_json(losses.lr)},
+        {"images_per_s", batches * static_cast<double>(batch_size) / train_seconds},
+        {"grad_norm", float_to_json(losses.grad_norm)}};
+    std::string summary = "epoch " + std::to_string(epoch + 1) + "/" + std::to_string(epochs) +
+                          "  train loss " + fmt("%.4f", loss_sum / logged);
+    if (eval_data) {
+      const EvalResult result = trainer->evaluate(*eval_data, 0, config.train.seed);
+      if (!std::isfinite(result.mean_elbo))
+        stop_non_finite("non-finite " + eval_name + " ELBO", step, epoch, last_good_epoch, run_dir);
+      record["eval_split"] = eval_name;
+      record[eval_name + "_elbo"] = result.mean_elbo;
+      record[eval_name + "_recon"] = result.mean_recon;
+      record[eval_name + "_kl"] = result.mean_kl;
+      summary += "  " + eval_name + " ELBO " + fmt("%.4f", result.mean_elbo) + " (recon " +
+                 fmt("%.4f", result.mean_recon) + ", KL " + fmt("%.4f", result.mean_kl) + ")";
+    }
+    info.epoch = epoch + 1;
+    info.step = step;
+    // The optimizer first: a crash between the two writes leaves an old model with a newer
+    // optimizer, which resume detects (different steps) instead of silently mixing them.
+    save_optimizer((dir / run_files::kOptimizer).string(), trainer->optimizer_state(), info);
+    save_model((dir / run_files::kModel).string(), config.train.model, params, info);
+    last_good_epoch = epoch + 1;
+    const double epoch_seconds = seconds_since(epoch_start);
+    record["epoch_time_s"] = epoch_seconds;
+    record["wall_time_s"] = previous_wall + seconds_since(start);
+    metrics.append(record);
+    progress.end_epoch(
+        summary + "  " + fmt("%.1f s", epoch_seconds) + ", " +
+        fmt("%.0f img/s", batches * static_cast<double>(batch_size) / train_seconds));
+  }
+
+  const Dataset& picture_data = splits.test.rows > 0         ? splits.test
+                                : splits.validation.rows > 0 ? splits.validation
+                                                             : splits.train;
+  const PictureShape shape =
+      picture_shape_of(picture_data.dim, picture_data.image_height, picture_data.image_width);
+  write_reconstructions(*trainer, picture_data, 32, shape,
+                        (dir / run_files::kReconstructions).string());
+  write_samples(*trainer, 64, config.train.seed, shape, (dir / run_files::kSamples).string());
+  write_loss_curves(metrics.records(), (dir / run_files::kLossCurves).string());
+  std::string written =
+      "wrote config.json, metrics.jsonl, model.safetensors, "
+      "optimizer.safetensors, reconstructions.png, samples.png, loss_curves.png";
+  if (config.train.model.latent_dim == 2) {
+    write_latent_scatter(*trainer, picture_data, (dir / run_files::kLatent).string());
+    written += ", latent.png";
+  }
+  out << written << " in " << run_dir << "\n";
+  return run_dir;
+}
+
+}  // namespace fusedvae::cli

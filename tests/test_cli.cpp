@@ -1,0 +1,546 @@
+// @brief The fusedvae command line: flags and config files, the resolved config round trip, and
+// end to end on the CPU with generated data: every file of a run directory, resume continuing
+// bitwise, refusing to overwrite a run, eval's per-sample CSV, non-finite loss handling.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+
+#define STB_IMAGE_STATIC
+#define STB_IMAGE_IMPLEMENTATION
+#include <stb_image.h>
+
+#include "host/cli/app.h"
+#include "host/cli/commands.h"
+#include "host/cli/progress.h"
+#include "host/io/npy.h"
+#include "host/io/safetensors.h"
+
+namespace fusedvae::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+// The checkout holding python_ref/: FUSEDVAE_SOURCE_DIR when ctest sets it, else two levels above
+// this file (CMake compiles it by its absolute path).
+std::string source_dir() {
+  if (const char* dir = std::getenv("FUSEDVAE_SOURCE_DIR")) return dir;
+  return fs::path(__FILE__).parent_path().parent_path().string();
+}
+
+fs::path fresh_dir(const std::string& name) {
+  const fs::path dir = fs::temp_directory_path() / ("fusedvae_test_cli_" + name);
+  fs::remove_all(dir);
+  return dir;
+}
+
+std::string read_text(const fs::path& path) {
+  std::ifstream in(path);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+void write_text(const fs::path& path, const std::string& text) {
+  std::ofstream(path) << text;
+}
+
+template <typename F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+// ---------------------------------------------------------------------------------------------
+// Configuration
+
+TEST(CliConfig, FlagsSetEveryPartOfTheConfig) {
+  const CommandLine line = parse_command_line(
+      {"train",        "--hidden",    "64,32",    "--latent",   "2",
+       "--activation", "tanh",        "--loss",   "gaussian",   "--sigma",
+       "0.5",          "--lr",        "3e-4",     "--binarize", "--kl-schedule",
+       "linear",       "--kl-x0",     "100",      "--seed",     "7",
+       "--reduction",  "sum",         "--device", "cpu",        "--validation-fraction",
+       "0.1",          "--log-every", "5",        "--run-dir",  "somewhere",
+       "--tf32=false"});
+  ASSERT_EQ(line.command, "train");
+  const RunConfig& c = line.train.config;
+  EXPECT_EQ(c.train.model.hidden, (std::vector<int>{64, 32}));
+  EXPECT_EQ(c.train.model.latent_dim, 2);
+  EXPECT_EQ(c.train.model.activation, Activation::kTanh);
+  EXPECT_EQ(c.train.model.recon.kind, ReconLossKind::kGaussian);
+  EXPECT_EQ(c.train.model.recon.gaussian_sigma, 0.5f);
+  EXPECT_EQ(c.train.optimizer.lr, 3e-4f);
+  EXPECT_TRUE(c.train.binarize);
+  EXPECT_FALSE(c.train.tf32);
+  EXPECT_EQ(c.train.kl.kind, KlScheduleKind::kLinear);
+  EXPECT_EQ(c.train.kl.x0, 100.0f);
+  EXPECT_EQ(c.train.seed, 7u);
+  EXPECT_EQ(c.train.reduction, BatchReduction::kSum);
+  EXPECT_EQ(c.device, "cpu");
+  EXPECT_EQ(c.data.validation_fraction, 0.1f);
+  EXPECT_EQ(c.log_every, 5);
+  EXPECT_EQ(line.train.run_dir, "somewhere");
+  // Untouched settings keep their defaults.
+  EXPECT_EQ(c.train.batch_size, TrainConfig{}.batch_size);
+}
+
+TEST(CliConfig, EveryFieldIsAFlagAndAKey) {
+  const RunConfig defaults;
+  const auto json = to_json(defaults);
+  EXPECT_EQ(json.size(), run_config_fields().size());
+  std::vector<std::string> args = {"train"};
+  for (const Field& field : run_config_fields()) {
+    ASSERT_TRUE(json.contains(field.name)) << field.name;
+    if (field.kind == FieldKind::kBool) {
+      args.push_back("--" + field.name);
+      continue;
+    }
+    std::string text = json[field.name].is_string() ? json[field.name].get<std::string>()
+                                                    : json[field.name].dump();
+    if (field.kind == FieldKind::kIntList) text = "400";
+    if (text.empty()) continue;  // empty strings (no --train file) are the defaults
+    args.push_back("--" + field.name);
+    args.push_back(text);
+  }
+  EXPECT_NO_THROW(parse_command_line(args));
+}
+
+TEST(CliConfig, JsonFileThenFlagsOverrideIt) {
+  const fs::path dir = fresh_dir("json");
+  fs::create_directories(dir);
+  write_text(dir / "c.json", R"({"latent": 3, "lr": 0.01, "hidden": [50, 40], "binarize": true,
+                                 "kl-schedule": "cyclical", "seed": 11})");
+  const CommandLine line =
+      parse_command_line({"train", "--config", (dir / "c.json").string(), "--lr", "0.02"});
+  const RunConfig& c = line.train.config;
+  EXPECT_EQ(c.train.model.latent_dim, 3);
+  EXPECT_EQ(c.train.optimizer.lr, 0.02f);  // the flag wins
+  EXPECT_EQ(c.train.model.hidden, (std::vector<int>{50, 40}));
+  EXPECT_TRUE(c.train.binarize);
+  EXPECT_EQ(c.train.kl.kind, KlScheduleKind::kCyclical);
+  EXPECT_EQ(c.train.seed, 11u);
+}
+
+TEST(CliConfig, UnknownKeysAndBadValuesAreOneLineErrors) {
+  const fs::path dir = fresh_dir("bad");
+  fs::create_directories(dir);
+  write_text(dir / "unknown.json", R"({"latent": 3, "learning_rate": 0.1})");
+  write_text(dir / "type.json", R"({"latent": "three"})");
+  write_text(dir / "broken.json", R"({"latent": 3,)");
+  const auto parse = [](std::vector<std::string> args) {
+    return error_of([&] { parse_command_line(args); });
+  };
+  std::string e = parse({"train", "--config", (dir / "unknown.json").string()});
+  EXPECT_NE(e.find("unknown key 'learning_rate'"), std::string::npos) << e;
+  e = parse({"train", "--config", (dir / "type.json").string()});
+  EXPECT_NE(e.find("latent"), std::string::npos) << e;
+  e = parse({"train", "--config", (dir / "broken.json").string()});
+  EXPECT_NE(e.find("not valid JSON"), std::string::npos) << e;
+  for (const auto& args :
+       std::vector<std::vector<std::string>>{{"train", "--lr", "-1"},
+                                             {"train", "--lr", "fast"},
+                                             {"train", "--latent", "0"},
+                                             {"train", "--batch-size", "2.5"},
+                                             {"train", "--activation", "gelu"},
+                                             {"train", "--hidden", "400,x"},
+                                             {"train", "--kl-cycle-ratio", "1.5"},
+                                             {"train", "--logvar-min", "5", "--logvar-max", "1"},
+                                             {"train", "--validation-fraction", "1"},
+                                             {"train", "--no-such-flag", "1"},
+                                             {"eval"},
+                                             {"frobnicate"}}) {
+    e = parse(args);
+    EXPECT_NE(e, "(no error)") << args[1];
+    EXPECT_EQ(e.find('\n'), std::string::npos) << e;
+  }
+}
+
+TEST(CliConfig, ResolvedConfigRoundTripsThroughAFile) {
+  const fs::path dir = fresh_dir("roundtrip");
+  fs::create_directories(dir);
+  const CommandLine line = parse_command_line(
+      {"train", "--hidden", "128,64,32", "--lr", "0.0003", "--kl-weight", "0.7", "--adam-eps",
+       "1e-7", "--seed", "18446744073709551615", "--loss", "smooth_l1", "--smooth-l1-beta", "0.1"});
+  const auto json = to_json(line.train.config);
+  write_text(dir / "config.json", json.dump(2));
+  EXPECT_NE(read_text(dir / "config.json").find("\"lr\": 0.0003"), std::string::npos)
+      << "floats are written in their shortest form";
+  const CommandLine again =
+      parse_command_line({"train", "--config", (dir / "config.json").string()});
+  EXPECT_EQ(to_json(again.train.config), json);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Progress output
+
+TEST(CliProgress, TerminalBarRedrawsOneLinePlainOutputLogsLines) {
+  ProgressSample sample;
+  sample.batch = 5;
+  sample.step = 5;
+  sample.images_per_s = 1234;
+  sample.eta_s = 65;
+  sample.loss = 2.5;
+  sample.running_loss = 3.25;
+  std::ostringstream bar;
+  {
+    Progress progress(bar, true);
+    progress.begin_epoch(0, 3, 10);
+    progress.update(sample);
+    sample.batch = 10;
+    progress.update(sample);
+    EXPECT_EQ(bar.str().find('\n'), std::string::npos) << "the bar stays on one line";
+    EXPECT_NE(bar.str().find("[============>"), std::string::npos) << bar.str();
+    EXPECT_NE(bar.str().find("ETA 1:05"), std::string::npos) << bar.str();
+    EXPECT_NE(bar.str().find("loss 3.250"), std::string::npos) << "running loss: " << bar.str();
+    progress.end_epoch("epoch 1/3 done");
+  }
+  EXPECT_EQ(bar.str().substr(bar.str().size() - 15), "epoch 1/3 done\n");
+
+  std::ostringstream plain;
+  Progress lines(plain, false);
+  lines.begin_epoch(1, 3, 10);
+  lines.update(sample);
+  lines.update(sample);
+  const std::string text = plain.str();
+  EXPECT_EQ(text.find('\r'), std::string::npos);
+  EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 2);
+  EXPECT_EQ(text.rfind("epoch 2/3 step 5", 0), 0u) << text;
+  EXPECT_EQ(format_duration(3725), "1:02:05");
+}
+
+// ---------------------------------------------------------------------------------------------
+// End to end on the CPU with generated data
+
+// Images of 6 x 5 (odd sizes) in three classes: a bright band whose position depends on the class,
+// plus noise. uint8, as IDX data is.
+Dataset generated(int rows, uint64_t seed, const std::string& name) {
+  Dataset d;
+  d.source = name;
+  d.rows = rows;
+  d.image_height = 6;
+  d.image_width = 5;
+  d.dim = 30;
+  d.scale = 1.0f / 255.0f;
+  std::mt19937 rng(static_cast<uint32_t>(seed));
+  std::uniform_int_distribution<int> noise(0, 60);
+  for (int r = 0; r < rows; ++r) {
+    const int label = r % 3;
+    d.labels.push_back(label);
+    for (int y = 0; y < 6; ++y)
+      for (int x = 0; x < 5; ++x)
+        d.u8.push_back(
+            static_cast<uint8_t>(std::abs(y - 2 * label) <= 1 ? 255 - noise(rng) : noise(rng)));
+  }
+  return d;
+}
+
+DataSplits generated_splits(const RunConfig&) {
+  DataSplits s;
+  s.train = generated(192, 1, "generated-train");
+  s.test = generated(45, 2, "generated-test");
+  return s;
+}
+
+TrainRequest small_run(const fs::path& dir, int epochs) {
+  TrainRequest r;
+  r.run_dir = dir.string();
+  r.config.device = "cpu";
+  r.config.train.model.hidden = {16};
+  r.config.train.model.latent_dim = 2;
+  r.config.train.batch_size = 32;
+  r.config.train.epochs = epochs;
+  r.config.train.seed = 5;
+  r.config.log_every = 4;
+  return r;
+}
+
+std::vector<float> model_params(const fs::path& dir) {
+  const io::SafetensorsFile f = io::read_safetensors((dir / "model.safetensors").string());
+  std::vector<float> all;
+  for (const auto& [name, tensor] : f.tensors) {
+    const std::vector<float> v = tensor.to_floats();
+    all.insert(all.end(), v.begin(), v.end());
+  }
+  return all;
+}
+
+void expect_png(const fs::path& path) {
+  int w = 0, h = 0, channels = 0;
+  unsigned char* data = stbi_load(path.string().c_str(), &w, &h, &channels, 3);
+  ASSERT_NE(data, nullptr) << path;
+  EXPECT_GT(w, 10);
+  EXPECT_GT(h, 10);
+  stbi_image_free(data);
+}
+
+TEST(CliEndToEnd, TrainWritesEveryFileOfTheRunDirectory) {
+  const fs::path dir = fresh_dir("run");
+  std::ostringstream out;
+  train(small_run(dir, 2), generated_splits, out);
+  for (const char* name :
+       {"config.json", "metrics.jsonl", "model.safetensors", "optimizer.safetensors",
+        "reconstructions.png", "samples.png", "loss_curves.png", "latent.png"})
+    EXPECT_TRUE(fs::exists(dir / name)) << name;
+  for (const char* name : {"reconstructions.png", "samples.png", "loss_curves.png", "latent.png"})
+    expect_png(dir / name);
+
+  // config.json: every key, and it reproduces the configuration.
+  RunConfig back = read_run_config(dir.string());
+  RunConfig expected = small_run(dir, 2).config;
+  EXPECT_EQ(to_json(back), to_json(expected));
+
+  // Model tensors: PyTorch names and [out, in] shapes; the architecture in the metadata.
+  const io::SafetensorsFile model = io::read_safetensors((dir / "model.safetensors").string());
+  const std::map<std::string, std::vector<int64_t>> shapes = {
+      {"encoder.0.weight", {16, 30}},     {"encoder.0.bias", {16}},
+      {"encoder.mu.weight", {2, 16}},     {"encoder.mu.bias", {2}},
+      {"encoder.logvar.weight", {2, 16}}, {"encoder.logvar.bias", {2}},
+      {"decoder.0.weight", {16, 2}},      {"decoder.0.bias", {16}},
+      {"decoder.out.weight", {30, 16}},   {"decoder.out.bias", {30}}};
+  EXPECT_EQ(model.tensors.size(), shapes.size());
+  for (const auto& [name, shape] : shapes) EXPECT_EQ(model.at(name, "model").shape, shape) << name;
+  EXPECT_EQ(model.metadata.at("latent_dim"), "2");
+  EXPECT_EQ(model.metadata.at("input_dim"), "30");
+  EXPECT_EQ(model.metadata.at("epoch"), "2");
+  EXPECT_EQ(model.metadata.at("step"), "12");  // 192 / 32 = 6 steps an epoch
+
+  // metrics.jsonl: logged steps (every 4th and the last of each epoch) and one line per epoch.
+  const std::vector<nlohmann::json> metrics = read_metrics((dir / "metrics.jsonl").string());
+  std::vector<uint64_t> step_lines;
+  int epoch_lines = 0;
+  for (const auto& m : metrics) {
+    for (const char* key :
+         {"step", "epoch", "loss", "recon", "kl", "kl_weight", "lr", "images_per_s", "grad_norm"})
+      EXPECT_TRUE(m.contains(key)) << key << " in " << m.dump();
+    if (m["kind"] == "epoch") {
+      ++epoch_lines;
+      EXPECT_TRUE(m.contains("test_elbo") && m.contains("test_recon") && m.contains("test_kl") &&
+                  m.contains("wall_time_s"))
+          << m.dump();
+      EXPECT_LT(m["test_elbo"].get<double>(), 0.0);
+    } else {
+      step_lines.push_back(m["step"].get<uint64_t>());
+    }
+  }
+  EXPECT_EQ(epoch_lines, 2);
+  EXPECT_EQ(step_lines, (std::vector<uint64_t>{4, 6, 8, 12}));
+}
+
+TEST(CliEndToEnd, ResumeContinuesTheSameTrajectoryBitwise) {
+  const fs::path straight = fresh_dir("straight"), resumed = fresh_dir("resumed");
+  std::ostringstream out;
+  train(small_run(straight, 3), generated_splits, out);
+  train(small_run(resumed, 2), generated_splits, out);
+  // As if the process died during epoch 3: a logged line past the checkpoint and a torn last line.
+  std::ofstream((resumed / "metrics.jsonl").string(), std::ios::app)
+      << R"({"kind":"step","step":16,"loss":1.0})"
+      << "\n{\"kind\":\"st";
+  // Continue through the command line, as a user would, extending the run to 3 epochs.
+  run_cli({"train", "--resume", resumed.string(), "--epochs", "3"}, out, false, generated_splits);
+  const std::vector<float> a = model_params(straight), b = model_params(resumed);
+  ASSERT_EQ(a.size(), b.size());
+  EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0)
+      << "resumed parameters differ from the uninterrupted run";
+  const auto opt_a = io::read_safetensors((straight / "optimizer.safetensors").string());
+  const auto opt_b = io::read_safetensors((resumed / "optimizer.safetensors").string());
+  EXPECT_EQ(opt_a.at("m", "a").bytes, opt_b.at("m", "b").bytes);
+  EXPECT_EQ(opt_a.at("step_state.counters", "a").bytes, opt_b.at("step_state.counters", "b").bytes);
+  // The logged losses agree line for line.
+  const auto ma = read_metrics((straight / "metrics.jsonl").string());
+  const auto mb = read_metrics((resumed / "metrics.jsonl").string());
+  ASSERT_EQ(ma.size(), mb.size());
+  for (size_t i = 0; i < ma.size(); ++i) {
+    EXPECT_EQ(ma[i]["step"], mb[i]["step"]);
+    EXPECT_EQ(ma[i]["loss"], mb[i]["loss"]) << "line " << i;
+  }
+  // A resume that changes the trajectory is refused, naming the setting.
+  const std::string e = error_of([&] {
+    run_cli({"train", "--resume", resumed.string(), "--lr", "0.5"}, out, false, generated_splits);
+  });
+  EXPECT_NE(e.find("lr is 0.001, not 0.5"), std::string::npos) << e;
+  const std::string shorter = error_of([&] {
+    run_cli({"train", "--resume", resumed.string(), "--epochs", "1"}, out, false, generated_splits);
+  });
+  EXPECT_NE(shorter.find("already trained 3 epochs"), std::string::npos) << shorter;
+  EXPECT_EQ(read_run_config(resumed.string()).train.epochs, 3) << "config.json must stay as it was";
+}
+
+TEST(CliEndToEnd, NeverOverwritesARunAndReportsMismatchedCheckpoints) {
+  const fs::path dir = fresh_dir("guard");
+  std::ostringstream out;
+  train(small_run(dir, 1), generated_splits, out);
+  const std::string model_before = read_text(dir / "model.safetensors");
+  std::string e = error_of([&] { train(small_run(dir, 1), generated_splits, out); });
+  EXPECT_NE(e.find("already holds a run"), std::string::npos) << e;
+  EXPECT_EQ(read_text(dir / "model.safetensors"), model_before);
+
+  // A config.json that no longer matches the checkpoint: a clear error naming the setting.
+  auto config = nlohmann::json::parse(read_text(dir / "config.json"));
+  config["latent"] = 4;
+  write_text(dir / "config.json", config.dump());
+  e = error_of([&] { open_run(dir.string(), "cpu", out); });
+  EXPECT_NE(e.find("latent_dim = 2"), std::string::npos) << e;
+  e = error_of([&] { run_cli({"train", "--resume", dir.string()}, out, false, generated_splits); });
+  EXPECT_NE(e.find("latent_dim"), std::string::npos) << e;
+
+  // A corrupt checkpoint is an error naming the file.
+  config["latent"] = 2;
+  write_text(dir / "config.json", config.dump());
+  fs::resize_file(dir / "model.safetensors", fs::file_size(dir / "model.safetensors") - 7);
+  e = error_of([&] { open_run(dir.string(), "cpu", out); });
+  EXPECT_NE(e.find("model.safetensors"), std::string::npos) << e;
+}
+
+TEST(CliEndToEnd, EvalPrintsTheBoundsAndWritesPerSampleCsv) {
+  const fs::path dir = fresh_dir("eval");
+  std::ostringstream out;
+  train(small_run(dir, 1), generated_splits, out);
+  std::ostringstream eval_out;
+  run_cli({"eval", "--run-dir", dir.string(), "--iwae-samples", "8", "--per-sample",
+           (dir / "per_sample.csv").string(), "--device", "cpu"},
+          eval_out, false, generated_splits);
+  const std::string printed = eval_out.str();
+  for (const char* label : {"recon (z = mu)", "KL", "ELBO (1 sample)", "IWAE (K = 8)"})
+    EXPECT_NE(printed.find(label), std::string::npos) << printed;
+
+  std::ifstream csv(dir / "per_sample.csv");
+  std::string header;
+  std::getline(csv, header);
+  EXPECT_EQ(header, "index,recon,kl,elbo,iwae");
+  int rows = 0;
+  std::string line;
+  while (std::getline(csv, line)) {
+    std::stringstream fields(line);
+    std::string index, recon, kl, elbo, iwae;
+    std::getline(fields, index, ',');
+    std::getline(fields, recon, ',');
+    std::getline(fields, kl, ',');
+    std::getline(fields, elbo, ',');
+    std::getline(fields, iwae, ',');
+    EXPECT_EQ(std::stoi(index), rows);
+    EXPECT_GE(std::stod(kl), 0.0);
+    EXPECT_TRUE(std::isfinite(std::stod(iwae))) << line;
+    ++rows;
+  }
+  EXPECT_EQ(rows, 45);
+  EvalRequest request;
+  request.run_dir = dir.string();
+  request.iwae_samples = 0;
+  request.device = "cpu";
+  request.per_sample_csv = (dir / "plain.csv").string();
+  const EvalResult result = evaluate_run(request, generated_splits, eval_out);
+  std::ifstream plain(dir / "plain.csv");
+  std::getline(plain, header);
+  EXPECT_EQ(header, "index,recon,kl,elbo");
+  // The CSV's columns average to the reported means (written with 9 digits; the relative error
+  // of a 45-term double sum of those is far below 1e-6).
+  double sums[3] = {0, 0, 0};
+  int plain_rows = 0;
+  while (std::getline(plain, line)) {
+    std::stringstream fields(line);
+    std::string value;
+    std::getline(fields, value, ',');
+    for (double& sum : sums) {
+      std::getline(fields, value, ',');
+      sum += std::stod(value);
+    }
+    ++plain_rows;
+  }
+  ASSERT_EQ(plain_rows, 45);
+  const double means[3] = {result.mean_recon, result.mean_kl, result.mean_elbo};
+  for (int i = 0; i < 3; ++i)
+    EXPECT_NEAR(sums[i] / plain_rows, means[i], 1e-6 * std::fabs(means[i]) + 1e-9) << i;
+
+  EXPECT_NE(error_of([&] {
+              run_cli({"eval", "--run-dir", dir.string(), "--split", "validation"}, eval_out, false,
+                      generated_splits);
+            }).find("no validation split"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] {
+              run_cli({"eval", "--run-dir", (dir / "nothing").string()}, eval_out, false,
+                      generated_splits);
+            }).find("not a fusedvae run directory"),
+            std::string::npos);
+}
+
+// python_ref/torch_vae.py (NumPy backend, float64) reads model.safetensors with its own reader and
+// recomputes every sample's recon at z = mu and KL; it exits non-zero when any differs from eval's
+// CSV by more than its tolerance (5e-5 relative + 1e-4 absolute, justified there).
+TEST(CliEndToEnd, PythonReferenceReproducesEvalPerSample) {
+  const std::string source = source_dir();
+  const fs::path dir = fresh_dir("python");
+  TrainRequest request = small_run(dir, 2);
+  request.config.train.model.hidden = {24, 12};  // two hidden layers: decoder.1 exists too
+  request.config.train.model.activation = Activation::kTanh;
+  std::ostringstream out;
+  train(request, generated_splits, out);
+  EvalRequest eval;
+  eval.run_dir = dir.string();
+  eval.iwae_samples = 0;
+  eval.device = "cpu";
+  eval.per_sample_csv = (dir / "per_sample.csv").string();
+  evaluate_run(eval, generated_splits, out);
+
+  const Dataset test = generated_splits(request.config).test;
+  std::vector<float> rows(static_cast<size_t>(test.rows) * test.dim);
+  for (int r = 0; r < test.rows; ++r)
+    for (int c = 0; c < test.dim; ++c)
+      rows[static_cast<size_t>(r) * test.dim + c] = test.normalised(r, c);
+  io::write_npy((dir / "test.npy").string(), rows.data(),
+                {static_cast<size_t>(test.rows), static_cast<size_t>(test.dim)});
+  const std::string command =
+      "python3 " + source + "/python_ref/torch_vae.py --backend numpy --run-dir " + dir.string() +
+      " --file " + (dir / "test.npy").string() + " --scale 1 --offset 0 --compare-csv " +
+      (dir / "per_sample.csv").string() + " > " + (dir / "python.txt").string() + " 2>&1";
+  const int status = std::system(command.c_str());
+  EXPECT_EQ(status, 0) << read_text(dir / "python.txt");
+  EXPECT_NE(read_text(dir / "python.txt").find("worst error"), std::string::npos)
+      << read_text(dir / "python.txt");
+  std::cout << read_text(dir / "python.txt");
+}
+
+TEST(CliEndToEnd, SampleAndReconstructWritePictures) {
+  const fs::path dir = fresh_dir("pictures");
+  std::ostringstream out;
+  train(small_run(dir, 1), generated_splits, out);
+  run_cli({"sample", "--run-dir", dir.string(), "--count", "10", "--out", (dir / "s.png").string(),
+           "--device", "cpu"},
+          out, false, generated_splits);
+  run_cli({"reconstruct", "--run-dir", dir.string(), "--count", "5", "--out",
+           (dir / "r.png").string(), "--device", "cpu"},
+          out, false, generated_splits);
+  int w = 0, h = 0, c = 0;
+  unsigned char* s = stbi_load((dir / "s.png").string().c_str(), &w, &h, &c, 3);
+  ASSERT_NE(s, nullptr);
+  stbi_image_free(s);
+  // 10 samples of 6 x 5 at 8x magnification (64 / 6 = 10, capped at 8), 4 columns x 3 rows, pad 2.
+  EXPECT_EQ(w, 4 * 5 * 8 + 5 * 2);
+  EXPECT_EQ(h, 3 * 6 * 8 + 4 * 2);
+  unsigned char* r = stbi_load((dir / "r.png").string().c_str(), &w, &h, &c, 3);
+  ASSERT_NE(r, nullptr);
+  stbi_image_free(r);
+  EXPECT_EQ(w, 5 * 5 * 8 + 6 * 2);  // 5 originals in a row
+  EXPECT_EQ(h, 2 * 6 * 8 + 3 * 2);  // above their reconstructions
+}
+
+TEST(CliEndToEnd, NonFiniteLossStopsTheRunNamingTheStep) {
+  const fs::path dir = fresh_dir("nan");
+  TrainRequest request = small_run(dir, 2);
+  request.config.train.optimizer.lr = 1e30f;  // the first update throws the weights to ~1e30
+  request.config.log_every = 1;
+  std::ostringstream out;
+  const std::string e = error_of([&] { train(request, generated_splits, out); });
+  EXPECT_NE(e.find("non-finite"), std::string::npos) << e;
+  EXPECT_NE(e.find("at step "), std::string::npos) << e;
+  EXPECT_FALSE(fs::exists(dir / "model.safetensors")) << "no checkpoint of a diverged model";
+}
+
+}  // namespace
+}  // namespace fusedvae::cli
