@@ -19,18 +19,12 @@
 #include "host/cli/progress.h"
 #include "host/io/npy.h"
 #include "host/io/safetensors.h"
+#include "tests/support/test_support.h"
 
 namespace fusedvae::cli {
 namespace {
 
 namespace fs = std::filesystem;
-
-// The checkout holding python_ref/: FUSEDVAE_SOURCE_DIR when ctest sets it, else two levels above
-// this file (CMake compiles it by its absolute path).
-std::string source_dir() {
-  if (const char* dir = std::getenv("FUSEDVAE_SOURCE_DIR")) return dir;
-  return fs::path(__FILE__).parent_path().parent_path().string();
-}
 
 fs::path fresh_dir(const std::string& name) {
   const fs::path dir = fs::temp_directory_path() / ("fusedvae_test_cli_" + name);
@@ -474,7 +468,7 @@ TEST(CliEndToEnd, EvalPrintsTheBoundsAndWritesPerSampleCsv) {
 // recomputes every sample's recon at z = mu and KL; it exits non-zero when any differs from eval's
 // CSV by more than its tolerance (5e-5 relative + 1e-4 absolute, justified there).
 TEST(CliEndToEnd, PythonReferenceReproducesEvalPerSample) {
-  const std::string source = source_dir();
+  const std::string source = fusedvae::test::source_dir();
   const fs::path dir = fresh_dir("python");
   TrainRequest request = small_run(dir, 2);
   request.config.train.model.hidden = {24, 12};  // two hidden layers: decoder.1 exists too

@@ -13,18 +13,12 @@
 #include <nlohmann/json.hpp>
 
 #include "host/io/safetensors.h"
+#include "tests/support/test_support.h"
 
 namespace fusedvae::io {
 namespace {
 
 namespace fs = std::filesystem;
-
-// The checkout holding python_ref/: FUSEDVAE_SOURCE_DIR when ctest sets it, else two levels above
-// this file (CMake compiles it by its absolute path).
-std::string source_dir() {
-  if (const char* dir = std::getenv("FUSEDVAE_SOURCE_DIR")) return dir;
-  return fs::path(__FILE__).parent_path().parent_path().string();
-}
 
 fs::path temp_dir(const std::string& name) {
   const fs::path dir = fs::temp_directory_path() / ("fusedvae_test_st_" + name);
@@ -138,7 +132,7 @@ TEST(Safetensors, CorruptAndTruncatedFilesAreClearErrors) {
 // python_ref/torch_vae.py's own reader (used where the safetensors package is absent) reads what
 // we write, and rejects a truncated file.
 TEST(Safetensors, PythonReferenceReaderAgrees) {
-  const std::string source = source_dir();
+  const std::string source = fusedvae::test::source_dir();
   const fs::path dir = temp_dir("python");
   write_safetensors((dir / "m.safetensors").string(), sample_file());
   const std::vector<unsigned char> good = encode_safetensors(sample_file());

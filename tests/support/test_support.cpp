@@ -202,7 +202,12 @@ BatchReduction golden_reduction(const GoldenCase& c) {
 
 std::string golden_dir() {
   const char* dir = std::getenv("FUSEDVAE_GOLDEN_DIR");
-  return dir ? dir : "build/golden";
+  return dir ? dir : FUSEDVAE_DEFAULT_GOLDEN_DIR;
+}
+
+std::string source_dir() {
+  const char* dir = std::getenv("FUSEDVAE_SOURCE_DIR");
+  return dir ? dir : FUSEDVAE_DEFAULT_SOURCE_DIR;
 }
 
 std::vector<size_t> GoldenCase::shape(const std::string& array) const {

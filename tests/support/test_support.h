@@ -162,7 +162,10 @@ struct GoldenCase {
 // The batch reduction a golden manifest names ("mean" or "sum").
 BatchReduction golden_reduction(const GoldenCase& c);
 
+// $FUSEDVAE_GOLDEN_DIR, else the build's golden folder (set at configure time).
 std::string golden_dir();
+// The checkout (python_ref/ lives there): $FUSEDVAE_SOURCE_DIR, else the configured source dir.
+std::string source_dir();
 // All cases of one op; fails the test (with the command to run) when there are none.
 std::vector<GoldenCase> golden_cases(const std::string& op);
 
