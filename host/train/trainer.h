@@ -20,10 +20,12 @@ namespace fusedvae {
 
 // The state that advances every step. Device memory on the GPU, host memory on the CPU.
 struct StepState {
-  uint64_t step = 0;        // optimizer steps taken so far
-  uint64_t draw_index = 0;  // Philox draw for the next reparameterization
-  float kl_weight = 0.0f;   // beta for the next step
-  float lr = 0.0f;          // learning rate for the next step
+  uint64_t step = 0;  // optimizer steps taken so far
+  // Philox draw of the next step (+1 per step): its reparameterization eps are keyed by the run's
+  // seed, its dynamic binarisation by math::stream_seed(seed, RngStream::kBinarize).
+  uint64_t draw_index = 0;
+  float kl_weight = 0.0f;  // beta for the next step
+  float lr = 0.0f;         // learning rate for the next step
 };
 
 // Losses of the last step, in nats per sample (whatever the batch reduction).
@@ -68,6 +70,9 @@ class Trainer {
   // One full step on batch `batch_in_epoch` of the current shuffle. Does not synchronise.
   virtual void train_step(int batch_in_epoch) = 0;
   // Synchronises and reads the losses of the last step.
+  // A non-finite value (NaN/inf in the data, divergence) is not raised inside the step, because the
+  // GPU could only learn of it through a synchronisation: it shows here as a non-finite `loss` (the
+  // parameters are then non-finite too), and the caller (the CLI) stops the run with a message.
   virtual StepLosses last_losses() = 0;
 
   // A full step on a batch given on the host (already normalised to [0, 1]), with eps given on the
@@ -81,9 +86,14 @@ class Trainer {
   virtual void set_optimizer_state(const OptimizerState& state) = 0;
 
   // Inference on host data (normalised rows). Seeded, independent of the training draws.
+  // logvar is returned clamped (model.clamp), as the model uses it.
   virtual void encode(const float* x, int rows, float* mu, float* logvar) = 0;
   // Decoder outputs mapped to data space: sigmoid(logits) for Bernoulli, the mean otherwise.
   virtual void decode(const float* z, int rows, float* x_mean) = 0;
+  // Rows are processed in chunks of batch_size; the Monte-Carlo samples of chunk c use Philox draws
+  // c * (K + 1) + k (k = 0 for the ELBO's sample, k >= 1 for IWAE's) keyed by
+  // math::stream_seed(seed, kEvaluation) (kernels/step_math.cuh); with binarize the data are
+  // binarised once at draw 0 of stream_seed(seed, kBinarize). The same seed gives the same numbers.
   virtual EvalResult evaluate(const Dataset& data, int iwae_samples, uint64_t seed) = 0;
 };
 

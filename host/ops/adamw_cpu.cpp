@@ -1,0 +1,16 @@
+// @brief CPU twin of the fused AdamW update: the same scalar math, in index order.
+#include "host/ops/adamw_cpu.h"
+
+#include "kernels/optimizer_math.cuh"
+#include "kernels/step_math.cuh"
+
+namespace fusedvae::cpu {
+
+void adamw_update(float* params, float* m, float* v, const float* grads, size_t count,
+                  const StepState* state, const OptimizerConfig& opt, const float* grad_scale) {
+  const math::AdamStepScalars s =
+      math::adam_step_scalars(opt, *state, grad_scale ? *grad_scale : 1.0f);
+  for (size_t i = 0; i < count; ++i) math::adamw_update(params[i], m[i], v[i], grads[i], s);
+}
+
+}  // namespace fusedvae::cpu

@@ -1,0 +1,369 @@
+// @brief cuBLASLt Linear layers: descriptors and algorithms made once per shape, fused epilogues
+// (bias, ReLU + mask, ReLU gradient, bias gradient) where offered, elementwise kernels otherwise.
+#include "host/train/gpu_linear.h"
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+#include "kernels/activation.h"
+#include "kernels/bias.h"
+#include "kernels/cuda_check.h"
+
+namespace fusedvae::gpu {
+namespace {
+
+#define FUSEDVAE_CUBLAS_CHECK(call)                                                              \
+  do {                                                                                           \
+    const cublasStatus_t fusedvae_status_ = (call);                                              \
+    if (fusedvae_status_ != CUBLAS_STATUS_SUCCESS)                                               \
+      throw std::runtime_error(std::string("cuBLASLt error: ") +                                 \
+                               cublasLtGetStatusName(fusedvae_status_) + " in " + #call + " (" + \
+                               __FILE__ + ":" + std::to_string(__LINE__) + ")");                 \
+  } while (0)
+
+// Activations and masks live in buffers the callers align to at least this (cudaMalloc gives
+// 256; the trainer's arena carves at 256).
+constexpr size_t kActivationAlignment = 16;
+constexpr size_t kMaskAlignment = 256;
+// The heuristic reads the alignment of the bias and aux pointers from their values without
+// dereferencing them; before the real buffers are known it is shown an address this aligned.
+const void* const kAlignedPlaceholder = reinterpret_cast<const void*>(uintptr_t{256});
+
+template <typename T>
+void set_desc(cublasLtMatmulDesc_t desc, cublasLtMatmulDescAttributes_t attr, const T& value) {
+  FUSEDVAE_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, attr, &value, sizeof(value)));
+}
+
+template <typename T>
+void set_pref(cublasLtMatmulPreference_t pref, cublasLtMatmulPreferenceAttributes_t attr,
+              const T& value) {
+  FUSEDVAE_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, attr, &value, sizeof(value)));
+}
+
+}  // namespace
+
+size_t pointer_alignment(const void* p) {
+  const uintptr_t address = reinterpret_cast<uintptr_t>(p);
+  size_t alignment = 256;
+  while (alignment > 1 && address % alignment != 0) alignment /= 2;
+  return alignment;
+}
+
+LinearAct linear_act_of(Activation activation) {
+  return activation == Activation::kTanh ? LinearAct::kTanh : LinearAct::kRelu;
+}
+
+Activation activation_of(LinearAct act) {
+  if (act == LinearAct::kIdentity) throw std::logic_error("activation_of: identity has none");
+  return act == LinearAct::kTanh ? Activation::kTanh : Activation::kRelu;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Engine
+
+LinearEngine::LinearEngine(bool tf32, size_t workspace_bytes)
+    : workspace_bytes_(workspace_bytes),
+      compute_type_(tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F) {
+  FUSEDVAE_CUBLAS_CHECK(cublasLtCreate(&handle_));
+  FUSEDVAE_CUDA_CHECK(cudaMalloc(&workspace_, workspace_bytes_));
+}
+
+LinearEngine::~LinearEngine() {
+  cudaFree(workspace_);
+  cublasLtDestroy(handle_);
+}
+
+// ---------------------------------------------------------------------------------------------
+// One matmul: D = alpha op(A) op(B) + beta C (C = D), column-major, with its chosen algorithm.
+
+namespace {
+
+struct MatmulShape {
+  cublasOperation_t trans_a, trans_b;
+  // Stored (not transposed) extents of A, B and D, column-major with ld = rows.
+  int a_rows, a_cols, b_rows, b_cols, d_rows, d_cols;
+  size_t align_a, align_b, align_d;
+};
+
+struct MatmulEpilogue {
+  cublasLtEpilogue_t kind = CUBLASLT_EPILOGUE_DEFAULT;
+  const void* bias = nullptr;  // representative pointer, for the alignment the heuristic sees
+  const void* aux = nullptr;
+  int64_t aux_ld = 0;
+};
+
+class Matmul {
+ public:
+  Matmul() = default;
+  ~Matmul() { release(); }
+  Matmul(const Matmul&) = delete;
+  Matmul& operator=(const Matmul&) = delete;
+
+  // Builds the descriptors and asks the heuristic for one algorithm with no split-K reduction
+  // (then, failing that, one whose split-K partials are reduced in a separate deterministic pass;
+  // never the in-place scheme). Returns false, holding nothing, when none is offered.
+  bool build(const LinearEngine& engine, const MatmulShape& s, const MatmulEpilogue& e) {
+    release();
+    FUSEDVAE_CUBLAS_CHECK(cublasLtMatmulDescCreate(&desc_, engine.compute_type(), CUDA_R_32F));
+    set_desc(desc_, CUBLASLT_MATMUL_DESC_TRANSA, s.trans_a);
+    set_desc(desc_, CUBLASLT_MATMUL_DESC_TRANSB, s.trans_b);
+    set_desc(desc_, CUBLASLT_MATMUL_DESC_EPILOGUE, e.kind);
+    if (e.bias != nullptr) set_desc(desc_, CUBLASLT_MATMUL_DESC_BIAS_POINTER, e.bias);
+    if (e.aux != nullptr) {
+      set_desc(desc_, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, e.aux);
+      set_desc(desc_, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, e.aux_ld);
+    }
+    FUSEDVAE_CUBLAS_CHECK(
+        cublasLtMatrixLayoutCreate(&a_, CUDA_R_32F, s.a_rows, s.a_cols, s.a_rows));
+    FUSEDVAE_CUBLAS_CHECK(
+        cublasLtMatrixLayoutCreate(&b_, CUDA_R_32F, s.b_rows, s.b_cols, s.b_rows));
+    FUSEDVAE_CUBLAS_CHECK(
+        cublasLtMatrixLayoutCreate(&d_, CUDA_R_32F, s.d_rows, s.d_cols, s.d_rows));
+
+    cublasLtMatmulPreference_t pref = nullptr;
+    FUSEDVAE_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+    const uint64_t workspace = engine.workspace_bytes();
+    set_pref(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, workspace);
+    set_pref(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, static_cast<uint32_t>(s.align_a));
+    set_pref(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, static_cast<uint32_t>(s.align_b));
+    set_pref(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, static_cast<uint32_t>(s.align_d));
+    set_pref(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, static_cast<uint32_t>(s.align_d));
+    const uint32_t schemes[] = {
+        CUBLASLT_REDUCTION_SCHEME_NONE,
+        CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE | CUBLASLT_REDUCTION_SCHEME_OUTPUT_TYPE};
+    bool found = false;
+    for (const uint32_t scheme : schemes) {
+      set_pref(pref, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, scheme);
+      cublasLtMatmulHeuristicResult_t result{};
+      int returned = 0;
+      const cublasStatus_t status = cublasLtMatmulAlgoGetHeuristic(
+          engine.handle(), desc_, a_, b_, d_, d_, pref, 1, &result, &returned);
+      if (status == CUBLAS_STATUS_SUCCESS && returned > 0 &&
+          result.state == CUBLAS_STATUS_SUCCESS) {
+        algo_ = result.algo;
+        found = true;
+        break;
+      }
+      // NOT_SUPPORTED is the heuristic's "no algorithm for this epilogue/shape"; anything else is
+      // a real error.
+      if (status != CUBLAS_STATUS_SUCCESS && status != CUBLAS_STATUS_NOT_SUPPORTED) {
+        cublasLtMatmulPreferenceDestroy(pref);
+        FUSEDVAE_CUBLAS_CHECK(status);
+      }
+    }
+    cublasLtMatmulPreferenceDestroy(pref);
+    if (!found) release();
+    return found;
+  }
+
+  bool valid() const { return desc_ != nullptr; }
+
+  // The epilogue's bias and aux pointers are set per call (a host-side write into the descriptor
+  // made at construction; no allocation, no synchronisation).
+  void run(const LinearEngine& engine, const void* a, const void* b, void* d, bool accumulate,
+           const void* bias, const void* aux, cudaStream_t stream) const {
+    if (bias != nullptr) set_desc(desc_, CUBLASLT_MATMUL_DESC_BIAS_POINTER, bias);
+    if (aux != nullptr) set_desc(desc_, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, aux);
+    const float alpha = 1.0f;
+    const float beta = accumulate ? 1.0f : 0.0f;
+    FUSEDVAE_CUBLAS_CHECK(cublasLtMatmul(engine.handle(), desc_, &alpha, a, a_, b, b_, &beta, d, d_,
+                                         d, d_, &algo_, engine.workspace(),
+                                         engine.workspace_bytes(), stream));
+  }
+
+ private:
+  void release() {
+    if (a_ != nullptr) cublasLtMatrixLayoutDestroy(a_);
+    if (b_ != nullptr) cublasLtMatrixLayoutDestroy(b_);
+    if (d_ != nullptr) cublasLtMatrixLayoutDestroy(d_);
+    if (desc_ != nullptr) cublasLtMatmulDescDestroy(desc_);
+    a_ = b_ = d_ = nullptr;
+    desc_ = nullptr;
+  }
+
+  cublasLtMatmulDesc_t desc_ = nullptr;
+  cublasLtMatrixLayout_t a_ = nullptr, b_ = nullptr, d_ = nullptr;
+  cublasLtMatmulAlgo_t algo_{};
+};
+
+// Tries each epilogue in turn (most fused first) and keeps the first one offered.
+int build_first(Matmul& matmul, const LinearEngine& engine, const MatmulShape& shape,
+                const MatmulEpilogue* options, int count) {
+  for (int i = 0; i < count; ++i)
+    if (matmul.build(engine, shape, options[i])) return i;
+  throw std::runtime_error("cuBLASLt offers no float32 algorithm for a " +
+                           std::to_string(shape.d_rows) + " x " + std::to_string(shape.d_cols) +
+                           " matmul (not even without an epilogue)");
+}
+
+}  // namespace
+
+struct Linear::Plan {
+  Matmul forward, input, weight;
+  LinearPaths paths;
+  bool writes_mask = false;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Linear
+
+Linear::Linear(LinearEngine& engine, const LinearSpec& spec, const LinearAlignment& alignment,
+               bool allow_fused)
+    : engine_(engine), spec_(spec), allow_fused_(allow_fused) {
+  if (spec.in < 1 || spec.out < 1)
+    throw std::invalid_argument("Linear: in and out must be >= 1 (got " + std::to_string(spec.in) +
+                                ", " + std::to_string(spec.out) + ")");
+  const auto align_of = [](const void* p) { return p != nullptr ? pointer_alignment(p) : 256; };
+  align_weight_ = align_of(alignment.weight);
+  align_bias_ = align_of(alignment.bias);
+  align_weight_grad_ = align_of(alignment.weight_grad);
+  align_bias_grad_ = align_of(alignment.bias_grad);
+  bias_rep_ = alignment.bias != nullptr ? alignment.bias : kAlignedPlaceholder;
+  bias_grad_rep_ = alignment.bias_grad != nullptr ? alignment.bias_grad : kAlignedPlaceholder;
+}
+
+void Linear::add_batch(int batch, bool input_relu_mask) {
+  if (batch < 1) throw std::invalid_argument("Linear: batch sizes must be >= 1");
+  if (plans_.count(batch) != 0) return;
+  const LinearSpec& spec = spec_;
+  const bool allow_fused = allow_fused_;
+  const void* bias_rep = bias_rep_;
+  const void* bias_grad_rep = bias_grad_rep_;
+  const int in = spec.in, out = spec.out;
+  {
+    auto plan = std::make_unique<Plan>();
+
+    // Forward: y^T [out, batch] = W (stored [in, out], transposed) x^T (stored [in, batch]).
+    const MatmulShape fwd{
+        CUBLAS_OP_T,          CUBLAS_OP_N,         in, out, in, batch, out, batch, align_weight_,
+        kActivationAlignment, kActivationAlignment};
+    const MatmulEpilogue bias_only{CUBLASLT_EPILOGUE_BIAS, bias_rep};
+    const MatmulEpilogue plain{};
+    if (spec.output_act == LinearAct::kRelu && allow_fused) {
+      const MatmulEpilogue options[] = {
+          {CUBLASLT_EPILOGUE_RELU_AUX_BIAS, bias_rep, kAlignedPlaceholder, relu_mask_ld_bits(out)},
+          {CUBLASLT_EPILOGUE_RELU_BIAS, bias_rep},
+          plain};
+      const int chosen = build_first(plan->forward, engine_, fwd, options, 3);
+      plan->writes_mask = chosen == 0;
+      plan->paths.forward_fused_act = chosen <= 1;
+      plan->paths.forward_fused_bias = chosen <= 1;
+    } else if (spec.output_act == LinearAct::kIdentity && allow_fused) {
+      const MatmulEpilogue options[] = {bias_only, plain};
+      plan->paths.forward_fused_bias = build_first(plan->forward, engine_, fwd, options, 2) == 0;
+    } else {
+      build_first(plan->forward, engine_, fwd, &plain, 1);
+    }
+
+    // Input gradient: dx^T [in, batch] = W (stored [in, out]) dy^T (stored [out, batch]).
+    if (spec.needs_input_grad) {
+      const MatmulShape bwd{
+          CUBLAS_OP_N,          CUBLAS_OP_N,         in, out, out, batch, in, batch, align_weight_,
+          kActivationAlignment, kActivationAlignment};
+      // The ReLU gradient epilogue would act on dx + (earlier dx) as a whole when accumulating;
+      // that is left to the elementwise kernel rather than trusted to the epilogue's ordering.
+      if (allow_fused && spec.input_act == LinearAct::kRelu && input_relu_mask &&
+          !spec.accumulate_input_grad) {
+        const MatmulEpilogue options[] = {
+            {CUBLASLT_EPILOGUE_DRELU, nullptr, kAlignedPlaceholder, relu_mask_ld_bits(in)}, plain};
+        plan->paths.input_fused_drelu = build_first(plan->input, engine_, bwd, options, 2) == 0;
+      } else {
+        build_first(plan->input, engine_, bwd, &plain, 1);
+      }
+    }
+
+    // Weight gradient: dW^T [in, out] = x^T (stored [in, batch]) dy (stored [out, batch],
+    // transposed); BGRADB sums op(dy) = dy over the k = batch dimension: the bias gradient.
+    const MatmulShape wgt{CUBLAS_OP_N,
+                          CUBLAS_OP_T,
+                          in,
+                          batch,
+                          out,
+                          batch,
+                          in,
+                          out,
+                          kActivationAlignment,
+                          kActivationAlignment,
+                          align_weight_grad_};
+    if (allow_fused) {
+      const MatmulEpilogue options[] = {{CUBLASLT_EPILOGUE_BGRADB, bias_grad_rep}, plain};
+      plan->paths.weight_fused_bgrad = build_first(plan->weight, engine_, wgt, options, 2) == 0;
+    } else {
+      build_first(plan->weight, engine_, wgt, &plain, 1);
+    }
+    plans_.emplace(batch, std::move(plan));
+  }
+}
+
+Linear::~Linear() = default;
+
+const Linear::Plan& Linear::plan(int batch) const {
+  const auto it = plans_.find(batch);
+  if (it == plans_.end())
+    throw std::invalid_argument("Linear " + std::to_string(spec_.in) + "->" +
+                                std::to_string(spec_.out) + ": no plan for batch " +
+                                std::to_string(batch) + " (batch sizes are fixed at construction)");
+  return *it->second;
+}
+
+LinearPaths Linear::paths(int batch) const {
+  return plan(batch).paths;
+}
+bool Linear::writes_relu_mask(int batch) const {
+  return plan(batch).writes_mask;
+}
+
+void Linear::check_alignment(const void* p, size_t assumed, const char* what) const {
+  if (p == nullptr) throw std::invalid_argument(std::string("Linear: null ") + what);
+  if (pointer_alignment(p) < assumed)
+    throw std::invalid_argument(std::string("Linear: ") + what + " is less aligned than the " +
+                                std::to_string(assumed) + " bytes its algorithm was chosen for");
+}
+
+void Linear::forward(int batch, const float* x, const float* weight, const float* bias, float* y,
+                     void* relu_mask, cudaStream_t stream) const {
+  const Plan& p = plan(batch);
+  check_alignment(x, kActivationAlignment, "x");
+  check_alignment(weight, align_weight_, "weight");
+  check_alignment(bias, align_bias_, "bias");
+  check_alignment(y, kActivationAlignment, "y");
+  if (p.writes_mask) check_alignment(relu_mask, kMaskAlignment, "relu mask");
+  p.forward.run(engine_, weight, x, y, false, p.paths.forward_fused_bias ? bias : nullptr,
+                p.writes_mask ? relu_mask : nullptr, stream);
+  if (spec_.output_act != LinearAct::kIdentity && !p.paths.forward_fused_act)
+    bias_activation_forward(y, bias, batch, spec_.out, activation_of(spec_.output_act), stream);
+  else if (spec_.output_act == LinearAct::kIdentity && !p.paths.forward_fused_bias)
+    bias_add(y, bias, batch, spec_.out, stream);
+}
+
+void Linear::backward_input(int batch, const float* dy, const float* weight, const float* x,
+                            const void* input_mask, float* dx, cudaStream_t stream) const {
+  const Plan& p = plan(batch);
+  if (!p.input.valid())
+    throw std::logic_error("Linear: backward_input on a layer built without the input gradient");
+  check_alignment(dy, kActivationAlignment, "dy");
+  check_alignment(weight, align_weight_, "weight");
+  check_alignment(dx, kActivationAlignment, "dx");
+  if (p.paths.input_fused_drelu) check_alignment(input_mask, kMaskAlignment, "input relu mask");
+  if (!p.paths.input_fused_drelu && spec_.input_act != LinearAct::kIdentity && x == nullptr)
+    throw std::invalid_argument("Linear: backward_input needs the forward input x");
+  p.input.run(engine_, weight, dy, dx, spec_.accumulate_input_grad, nullptr,
+              p.paths.input_fused_drelu ? input_mask : nullptr, stream);
+  if (!p.paths.input_fused_drelu && spec_.input_act != LinearAct::kIdentity)
+    activation_backward(x, dx, batch, spec_.in, activation_of(spec_.input_act), stream);
+}
+
+void Linear::backward_weight(int batch, const float* dy, const float* x, float* weight_grad,
+                             float* bias_grad, cudaStream_t stream) const {
+  const Plan& p = plan(batch);
+  check_alignment(dy, kActivationAlignment, "dy");
+  check_alignment(x, kActivationAlignment, "x");
+  check_alignment(weight_grad, align_weight_grad_, "weight gradient");
+  check_alignment(bias_grad, align_bias_grad_, "bias gradient");
+  p.weight.run(engine_, x, dy, weight_grad, false, p.paths.weight_fused_bgrad ? bias_grad : nullptr,
+               nullptr, stream);
+  if (!p.paths.weight_fused_bgrad) bias_gradient(dy, batch, spec_.out, bias_grad, stream);
+}
+
+}  // namespace fusedvae::gpu

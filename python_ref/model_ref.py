@@ -1,0 +1,265 @@
+"""Float64 NumPy reference of the whole MLP VAE training step.
+
+Forward, loss, every gradient (written out by hand, checked against central finite differences by
+`python3 model_ref.py --self-check`), global-norm clipping and one AdamW update, on the same flat
+parameter layout as host/model/model_config.h. Hyper-parameters are rounded to float32 first, as
+the C++ code holds them, so the reference differs from the implementation only by arithmetic.
+"""
+import math
+
+import numpy as np
+
+HALF_LOG_TWO_PI = 0.5 * math.log(2.0 * math.pi)
+CLIP_EPSILON = 1e-6  # torch.nn.utils.clip_grad_norm_
+
+
+def f32(value):
+    """A hyper-parameter as the C++ code holds it (float32), widened to float64."""
+    return float(np.float32(value))
+
+
+# --------------------------------------------------------------------------------------------
+# Layout: encoder hidden layers, mu head, logvar head, decoder hidden layers, output; each a
+# Linear with weight [out, in] then bias [out].
+
+
+def param_layout(input_dim, hidden, latent_dim):
+    layers, cursor = [], 0
+
+    def carve(name, n_in, n_out):
+        nonlocal cursor
+        layer = dict(name=name, n_in=n_in, n_out=n_out, w=cursor, b=cursor + n_in * n_out)
+        cursor += n_in * n_out + n_out
+        layers.append(layer)
+        return layer
+
+    width = input_dim
+    for i, h in enumerate(hidden):
+        carve(f"encoder.{i}", width, h)
+        width = h
+    carve("encoder.mu", width, latent_dim)
+    carve("encoder.logvar", width, latent_dim)
+    width = latent_dim
+    for i, h in enumerate(reversed(hidden)):
+        carve(f"decoder.{i}", width, h)
+        width = h
+    carve("decoder.out", width, input_dim)
+    return layers, cursor
+
+
+def weight(params, layer):
+    return params[layer["w"]:layer["b"]].reshape(layer["n_out"], layer["n_in"])
+
+
+def bias(params, layer):
+    return params[layer["b"]:layer["b"] + layer["n_out"]]
+
+
+# --------------------------------------------------------------------------------------------
+# Scalar pieces
+
+
+def activate(name, x):
+    return np.tanh(x) if name == "tanh" else np.maximum(x, 0.0)
+
+
+def activation_grad_from_output(name, y):
+    return 1.0 - y * y if name == "tanh" else (y > 0.0).astype(np.float64)
+
+
+def sigmoid(x):
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
+def recon_loss_and_grad(cfg, out, x):
+    """Per-element loss and d loss / d out."""
+    kind = cfg["recon"]
+    if kind == "bernoulli":
+        loss = np.maximum(out, 0.0) - out * x + np.log1p(np.exp(-np.abs(out)))
+        return loss, sigmoid(out) - x
+    if kind == "gaussian":
+        sigma = f32(cfg.get("gaussian_sigma", 1.0))
+        r = (out - x) / sigma
+        return 0.5 * r * r + math.log(sigma) + HALF_LOG_TWO_PI, r / sigma
+    raise ValueError(f"reconstruction loss {kind!r} not in the model reference")
+
+
+def kl_weight_at(cfg, step):
+    kl = cfg["kl"]
+    w0 = f32(kl.get("weight", 1.0))
+    kind = kl.get("kind", "constant")
+    if kind == "constant":
+        return w0
+    if kind == "linear":
+        x0 = f32(kl["x0"])
+        return w0 * min(1.0, step / x0) if x0 > 0 else w0
+    raise ValueError(f"KL schedule {kind!r} not in the model reference")
+
+
+# --------------------------------------------------------------------------------------------
+# The step
+
+
+def forward(cfg, params, x, eps):
+    layers, _ = param_layout(cfg["input_dim"], cfg["hidden"], cfg["latent_dim"])
+    n_hidden = len(cfg["hidden"])
+    enc, (mu_l, lv_l), dec, out_l = (layers[:n_hidden], layers[n_hidden:n_hidden + 2],
+                                     layers[n_hidden + 2:-1], layers[-1])
+    act = cfg["activation"]
+    t = {"x": x, "eps": eps}
+    h = x
+    t["enc_acts"] = []
+    for layer in enc:
+        h = activate(act, h @ weight(params, layer).T + bias(params, layer))
+        t["enc_acts"].append(h)
+    t["mu"] = h @ weight(params, mu_l).T + bias(params, mu_l)
+    t["logvar_raw"] = h @ weight(params, lv_l).T + bias(params, lv_l)
+    lo, hi = f32(cfg["clamp_min"]), f32(cfg["clamp_max"])
+    lv = np.clip(t["logvar_raw"], lo, hi)
+    t["logvar"] = lv
+    t["z"] = t["mu"] + np.exp(0.5 * lv) * eps
+    t["kl_per_sample"] = 0.5 * np.sum(t["mu"] ** 2 + np.expm1(lv) - lv, axis=1)
+    h = t["z"]
+    t["dec_acts"] = []
+    for layer in dec:
+        h = activate(act, h @ weight(params, layer).T + bias(params, layer))
+        t["dec_acts"].append(h)
+    t["out"] = h @ weight(params, out_l).T + bias(params, out_l)
+    loss_el, t["dloss_dout"] = recon_loss_and_grad(cfg, t["out"], x)
+    t["recon_per_sample"] = loss_el.sum(axis=1)
+    t["layers"] = (enc, mu_l, lv_l, dec, out_l)
+    return t
+
+
+def reduction_scale(cfg, batch):
+    return 1.0 / batch if cfg["reduction"] == "mean" else 1.0
+
+
+def loss_and_gradients(cfg, params, x, eps, kl_weight):
+    """The optimised loss reduce(recon) + w * reduce(KL), its gradient (flat) and the tensors."""
+    t = forward(cfg, params, x, eps)
+    enc, mu_l, lv_l, dec, out_l = t["layers"]
+    act = cfg["activation"]
+    batch = x.shape[0]
+    s = reduction_scale(cfg, batch)
+    t["recon"] = s * t["recon_per_sample"].sum()
+    t["kl"] = s * t["kl_per_sample"].sum()
+    t["loss"] = t["recon"] + kl_weight * t["kl"]
+    grads = np.zeros_like(params)
+
+    def linear_backward(layer, inp, dy):
+        grads[layer["w"]:layer["b"]] = (dy.T @ inp).ravel()
+        grads[layer["b"]:layer["b"] + layer["n_out"]] = dy.sum(axis=0)
+        return dy @ weight(params, layer)
+
+    # decoder
+    dy = s * t["dloss_dout"]
+    inputs = [t["z"]] + t["dec_acts"]
+    dy = linear_backward(out_l, inputs[-1], dy)
+    for k in reversed(range(len(dec))):
+        dy = dy * activation_grad_from_output(act, t["dec_acts"][k])
+        dy = linear_backward(dec[k], inputs[k], dy)
+    dz = dy
+    # reparameterization + KL
+    lo, hi = f32(cfg["clamp_min"]), f32(cfg["clamp_max"])
+    lv, raw = t["logvar"], t["logvar_raw"]
+    passes = ((raw >= lo) & (raw <= hi)).astype(np.float64)
+    w = kl_weight * s
+    dmu = dz + w * t["mu"]
+    dlogvar = passes * (dz * np.exp(0.5 * lv) * eps * 0.5 + w * 0.5 * np.expm1(lv))
+    # encoder: the two heads share their input
+    inputs = [x] + t["enc_acts"]
+    dh = linear_backward(mu_l, inputs[-1], dmu) + linear_backward(lv_l, inputs[-1], dlogvar)
+    for k in reversed(range(len(enc))):
+        dh = dh * activation_grad_from_output(act, t["enc_acts"][k])
+        dh = linear_backward(enc[k], inputs[k], dh)
+    t["dz"], t["dmu"], t["dlogvar"] = dz, dmu, dlogvar
+    return t["loss"], grads, t
+
+
+def clip_factor(grads, max_norm):
+    norm = math.sqrt(float(np.sum(grads * grads)))
+    max_norm = f32(max_norm)
+    scale = min(1.0, max_norm / (norm + CLIP_EPSILON)) if max_norm > 0 else 1.0
+    return norm, scale
+
+
+def adamw(cfg, params, m, v, grads, step, lr):
+    """torch.optim.AdamW at step t = step + 1 on grads (already clipped)."""
+    opt = cfg["optimizer"]
+    b1, b2, eps, wd = f32(opt["beta1"]), f32(opt["beta2"]), f32(opt["eps"]), f32(opt["weight_decay"])
+    t = step + 1
+    m = b1 * m + (1.0 - b1) * grads
+    v = b2 * v + (1.0 - b2) * grads * grads
+    m_hat = m / (1.0 - b1 ** t)
+    denom = np.sqrt(v) / math.sqrt(1.0 - b2 ** t) + eps
+    params = params - lr * wd * params
+    params = params - lr * m_hat / denom
+    return params, m, v
+
+
+def train_step(cfg, params, m, v, step, x, eps):
+    """One full step from the state before it; returns the new state and what the tests compare."""
+    kl_weight = kl_weight_at(cfg, step)
+    lr = f32(cfg["optimizer"]["lr"])
+    loss, grads, t = loss_and_gradients(cfg, params, x, eps, kl_weight)
+    norm, scale = clip_factor(grads, cfg["optimizer"]["max_grad_norm"])
+    new_params, new_m, new_v = adamw(cfg, params, m, v, grads * scale, step, lr)
+    batch = x.shape[0]
+    recon_mean = t["recon_per_sample"].mean()
+    kl_mean = t["kl_per_sample"].mean()
+    return dict(params=new_params, m=new_m, v=new_v, grads=grads, grad_norm=norm,
+                grad_scale=scale, loss=loss, recon=t["recon"], kl=t["kl"],
+                loss_per_sample=recon_mean + kl_weight * kl_mean, recon_per_sample_mean=recon_mean,
+                kl_per_sample_mean=kl_mean, kl_weight=kl_weight, tensors=t, batch=batch)
+
+
+def trajectory(cfg, params, batches, eps_per_step):
+    """Steps from m = v = 0, step 0; one batch per step (repeat one batch for the same-batch case)."""
+    m = np.zeros_like(params)
+    v = np.zeros_like(params)
+    losses = []
+    for step, (x, eps) in enumerate(zip(batches, eps_per_step)):
+        r = train_step(cfg, params, m, v, step, x, eps)
+        params, m, v = r["params"], r["m"], r["v"]
+        losses.append((r["loss_per_sample"], r["recon_per_sample_mean"], r["kl_per_sample_mean"],
+                       r["grad_norm"]))
+    return params, m, v, np.array(losses)
+
+
+# --------------------------------------------------------------------------------------------
+# Self-check of the hand-written gradients against central differences (float64).
+
+
+def self_check():
+    rng = np.random.default_rng(7)
+    worst = 0.0
+    for act in ("relu", "tanh"):
+        for recon in ("bernoulli", "gaussian"):
+            for reduction in ("sum", "mean"):
+                cfg = dict(input_dim=5, hidden=[4, 3], latent_dim=2, activation=act, recon=recon,
+                           gaussian_sigma=0.7, reduction=reduction, clamp_min=-30.0,
+                           clamp_max=20.0, kl=dict(kind="constant", weight=0.8))
+                _, total = param_layout(5, [4, 3], 2)
+                params = rng.uniform(-0.8, 0.8, total)
+                x = rng.uniform(0, 1, (3, 5))
+                eps = rng.standard_normal((3, 2))
+                _, grads, _ = loss_and_gradients(cfg, params, x, eps, 0.8)
+                h = 1e-6
+                for i in range(total):
+                    p1, p2 = params.copy(), params.copy()
+                    p1[i] += h
+                    p2[i] -= h
+                    fd = (loss_and_gradients(cfg, p1, x, eps, 0.8)[0] -
+                          loss_and_gradients(cfg, p2, x, eps, 0.8)[0]) / (2 * h)
+                    err = abs(fd - grads[i]) / (1e-6 + 1e-5 * abs(fd))
+                    worst = max(worst, err)
+    print(f"finite-difference check: worst error {worst:.3f} of tolerance (abs 1e-6 + rel 1e-5)")
+    if worst > 1.0:
+        raise SystemExit("gradient check failed")
+
+
+if __name__ == "__main__":
+    import sys
+    if "--self-check" in sys.argv:
+        self_check()
