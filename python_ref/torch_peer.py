@@ -275,6 +275,9 @@ def parse_args(argv):
     p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: default)")
     p.add_argument("--tf32", action="store_true", help="allow TF32 matrix products (off, as fusedvae)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--synthetic", action="store_true",
+                   help="random uint8 images of Fashion-MNIST's shape instead of --data (a step's "
+                        "cost does not depend on the pixels); recorded in the JSON header")
     p.add_argument("--json", help="write the results here")
     p.add_argument("--dry-run", action="store_true",
                    help="check the arguments and the data, without torch")
@@ -312,11 +315,17 @@ def write_json(path, doc):
 
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    try:
-        images = load_train_images(args.data)
-    except (OSError, ValueError) as e:
-        print(f"torch_peer: {e}", file=sys.stderr)
-        return 1
+    if args.synthetic:
+        rng = np.random.default_rng(args.seed)
+        images = (rng.integers(0, 256, (60000, INPUT_DIM)) * (rng.random((60000, INPUT_DIM)) < 0.5)
+                  ).astype(np.uint8)
+        args.data = "synthetic uint8 60000 x 784 (Fashion-MNIST's shape)"
+    else:
+        try:
+            images = load_train_images(args.data)
+        except (OSError, ValueError) as e:
+            print(f"torch_peer: {e}", file=sys.stderr)
+            return 1
     doc = {"header": header(args, images), "rows": []}
     if args.dry_run:
         print(f"torch_peer dry run: {images.shape[0]} images of {images.shape[1]} from {args.data}"
