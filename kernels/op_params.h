@@ -52,4 +52,11 @@ struct ReconLoss {
 const char* recon_loss_name(ReconLossKind kind);
 bool parse_recon_loss_kind(const char* name, ReconLossKind* kind);
 
+// Argument checks shared by the GPU launchers and their CPU twins: each throws
+// std::invalid_argument with a one-line message starting with `op`. A clamp needs finite bounds
+// with min <= max; a Gaussian sigma must be finite and > 0, a SmoothL1 beta finite and >= 0 (only
+// the parameter of the chosen loss is checked). Otherwise the ops would return NaN or garbage.
+void check_logvar_clamp(LogvarClamp clamp, const char* op);
+void check_recon_loss(const ReconLoss& loss, const char* op);
+
 }  // namespace fusedvae

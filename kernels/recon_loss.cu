@@ -73,6 +73,7 @@ void recon_loss_forward_backward(const float* output, const float* target, int b
   if (batch < 1 || dim < 1) throw std::invalid_argument("recon_loss: batch and dim must be >= 1");
   if (block_size < kWarpSize || block_size > 1024 || block_size % kWarpSize != 0)
     throw std::invalid_argument("recon_loss: block size must be a multiple of 32 in [32, 1024]");
+  check_recon_loss(loss, "recon_loss");
   const float batch_scale = batch_reduction_scale(reduction, batch);
   const float grad_scale = loss_scale * batch_scale;
   math::with_recon_kind(loss.kind, [&](auto kind) {

@@ -167,6 +167,7 @@ void launch_forward(const float* mu, const float* logvar, EpsSource source, int 
                     float* kl_reduced, ReductionWorkspace workspace, cudaStream_t stream,
                     int block_size) {
   check_shape(batch, dim, block_size);
+  check_logvar_clamp(clamp, "reparam_kl_forward");
   reparam_kl_forward_kernel<<<row_grid(batch, block_size), block_size, 0, stream>>>(
       mu, logvar, source, batch, dim, clamp, batch_reduction_scale(reduction, batch), z,
       kl_per_sample, kl_reduced, workspace);
@@ -179,6 +180,7 @@ void launch_backward(const float* dz, const float* mu, const float* logvar, EpsS
                      LogvarClamp clamp, BatchReduction reduction, float* dmu, float* dlogvar,
                      cudaStream_t stream, int block_size) {
   check_shape(batch, dim, block_size);
+  check_logvar_clamp(clamp, "reparam_kl_backward");
   reparam_kl_backward_kernel<<<group_grid(batch, dim, block_size), block_size, 0, stream>>>(
       dz, mu, logvar, source, batch, dim, kl_weight,
       loss_scale * batch_reduction_scale(reduction, batch), clamp, dmu, dlogvar);

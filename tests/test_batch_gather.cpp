@@ -152,20 +152,25 @@ TEST(GatherCpu, Float32NormalisesAndClips) {
 }
 
 TEST(GatherCpu, DatasetNormalisedMatchesGatherBitwise) {
-  Dataset d;
-  d.rows = 4;
-  d.dim = 5;
-  d.f32 = random_floats(20, -2.0f, 2.0f, 77);
-  d.scale = 0.25f;
-  d.offset = 0.5f;
-  const int32_t identity[4] = {0, 1, 2, 3};
-  std::vector<float> out(20);
-  cpu::gather_batch(nullptr, d.f32.data(), d.dim, identity, 0, d.rows, d.scale, d.offset, false,
-                    RngState{}, out.data());
-  std::vector<float> via_dataset;
-  for (int r = 0; r < d.rows; ++r)
-    for (int c = 0; c < d.dim; ++c) via_dataset.push_back(d.normalised(r, c));
-  test::expect_bitwise_equal(via_dataset, out, "Dataset::normalised vs gather");
+  for (bool use_u8 : {true, false}) {
+    Dataset d;
+    d.rows = 4;
+    d.dim = 5;
+    if (use_u8)
+      d.u8 = random_bytes(20, 76);
+    else
+      d.f32 = random_floats(20, -2.0f, 2.0f, 77);
+    d.scale = use_u8 ? 1.0f / 255.0f : 0.25f;
+    d.offset = use_u8 ? 0.0f : 0.5f;
+    const int32_t identity[4] = {0, 1, 2, 3};
+    std::vector<float> out(20);
+    cpu::gather_batch(use_u8 ? d.u8.data() : nullptr, use_u8 ? nullptr : d.f32.data(), d.dim,
+                      identity, 0, d.rows, d.scale, d.offset, false, RngState{}, out.data());
+    std::vector<float> via_dataset;
+    for (int r = 0; r < d.rows; ++r)
+      for (int c = 0; c < d.dim; ++c) via_dataset.push_back(d.normalised(r, c));
+    test::expect_bitwise_equal(via_dataset, out, use_u8 ? "u8" : "f32");
+  }
 }
 
 TEST(GatherCpu, RejectsBadArguments) {

@@ -1,7 +1,10 @@
 // @brief Names of the reconstruction losses, as the CLI, configs and checkpoints spell them.
 #include "kernels/op_params.h"
 
+#include <cmath>
 #include <cstring>
+#include <stdexcept>
+#include <string>
 
 namespace fusedvae {
 namespace {
@@ -28,6 +31,23 @@ bool parse_recon_loss_kind(const char* name, ReconLossKind* kind) {
       return true;
     }
   return false;
+}
+
+void check_logvar_clamp(LogvarClamp clamp, const char* op) {
+  if (!(std::isfinite(clamp.min) && std::isfinite(clamp.max) && clamp.min <= clamp.max))
+    throw std::invalid_argument(std::string(op) + ": logvar clamp needs finite min <= max, got [" +
+                                std::to_string(clamp.min) + ", " + std::to_string(clamp.max) + "]");
+}
+
+void check_recon_loss(const ReconLoss& loss, const char* op) {
+  if (loss.kind == ReconLossKind::kGaussian &&
+      !(std::isfinite(loss.gaussian_sigma) && loss.gaussian_sigma > 0.0f))
+    throw std::invalid_argument(std::string(op) + ": gaussian sigma must be finite and > 0, got " +
+                                std::to_string(loss.gaussian_sigma));
+  if (loss.kind == ReconLossKind::kSmoothL1 &&
+      !(std::isfinite(loss.smooth_l1_beta) && loss.smooth_l1_beta >= 0.0f))
+    throw std::invalid_argument(std::string(op) + ": smooth_l1 beta must be finite and >= 0, got " +
+                                std::to_string(loss.smooth_l1_beta));
 }
 
 }  // namespace fusedvae

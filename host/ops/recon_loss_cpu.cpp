@@ -11,6 +11,7 @@ void recon_loss_forward_backward(const float* output, const float* target, int b
                                  ReconLoss loss, BatchReduction reduction, float loss_scale,
                                  float* loss_per_sample, float* loss_reduced, float* grad_output) {
   if (batch < 1 || dim < 1) throw std::invalid_argument("recon_loss: batch and dim must be >= 1");
+  check_recon_loss(loss, "recon_loss");
   const float batch_scale = batch_reduction_scale(reduction, batch);
   const float grad_scale = loss_scale * batch_scale;
   math::with_recon_kind(loss.kind, [&](auto kind) {

@@ -31,6 +31,7 @@ void forward(const float* mu, const float* logvar, int batch, int dim, RowEps ro
              LogvarClamp clamp, BatchReduction reduction, float* z, float* kl_per_sample,
              float* kl_reduced) {
   check_shape(batch, dim);
+  check_logvar_clamp(clamp, "reparam_kl_forward");
   std::vector<float> buffer(dim);
   double batch_kl = 0.0;
   for (int row = 0; row < batch; ++row) {
@@ -54,6 +55,7 @@ void backward(const float* dz, const float* mu, const float* logvar, int batch, 
               RowEps row_eps, const float* kl_weight, float loss_scale, LogvarClamp clamp,
               BatchReduction reduction, float* dmu, float* dlogvar) {
   check_shape(batch, dim);
+  check_logvar_clamp(clamp, "reparam_kl_backward");
   const float w = *kl_weight * (loss_scale * batch_reduction_scale(reduction, batch));
   std::vector<float> buffer(dim);
   for (int row = 0; row < batch; ++row) {

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <stdexcept>
 
 #include "host/io/npy.h"
 #include "kernels/cuda_check.h"
@@ -141,11 +142,19 @@ CompareResult compare(const std::vector<float>& actual, const std::vector<double
   return r;
 }
 
-void expect_close(const std::string& name, const std::vector<float>& actual,
-                  const std::vector<double>& reference, const std::vector<double>* magnitude,
-                  Tolerance tol) {
-  ASSERT_EQ(actual.size(), reference.size()) << name << ": size mismatch";
-  if (magnitude) ASSERT_EQ(magnitude->size(), reference.size()) << name << ": magnitude size";
+CompareResult expect_close(const std::string& name, const std::vector<float>& actual,
+                           const std::vector<double>& reference,
+                           const std::vector<double>* magnitude, Tolerance tol) {
+  CompareResult mismatch;
+  mismatch.worst_share = INFINITY;
+  if (actual.size() != reference.size()) {
+    ADD_FAILURE() << name << ": size mismatch: " << actual.size() << " vs " << reference.size();
+    return mismatch;
+  }
+  if (magnitude && magnitude->size() != reference.size()) {
+    ADD_FAILURE() << name << ": magnitude size " << magnitude->size() << " vs " << reference.size();
+    return mismatch;
+  }
   expect_all_written(actual, name);
   const CompareResult r = compare(actual, reference, magnitude, tol);
   std::ostringstream line;
@@ -155,9 +164,41 @@ void expect_close(const std::string& name, const std::vector<float>& actual,
   std::printf("[ accuracy ] %s\n", line.str().c_str());
   ::testing::Test::RecordProperty(name + ".worst_share", std::to_string(r.worst_share));
   EXPECT_LE(r.worst_share, 1.0) << line.str();
+  return r;
+}
+
+int gpu_batch_sum_depth(int batch, int block_size) {
+  const int warps_per_block = block_size / 32;
+  const int blocks = std::min((batch + warps_per_block - 1) / warps_per_block, 1024);
+  const int rows_per_warp = (batch + blocks * warps_per_block - 1) / (blocks * warps_per_block);
+  const int blocks_per_thread = (blocks + block_size - 1) / block_size;
+  return rows_per_warp + 10 + blocks_per_thread + 10 + 2;
+}
+
+AccuracySummary::~AccuracySummary() {
+  for (const auto& [tensor, w] : worst_)
+    std::printf("[ accuracy ] %s: worst over %d cases: %s = %.3g of tolerance (case %s)\n",
+                title_.c_str(), w.cases, tensor.c_str(), w.share, w.case_name.c_str());
+}
+
+void AccuracySummary::add(const std::string& tensor, const std::string& case_name,
+                          const CompareResult& r) {
+  Worst& w = worst_[tensor];
+  ++w.cases;
+  if (w.cases == 1 || r.worst_share > w.share || std::isnan(r.worst_share)) {
+    w.share = r.worst_share;
+    w.case_name = case_name;
+  }
 }
 
 // ----------------------------------------------------------------------------------------------
+
+BatchReduction golden_reduction(const GoldenCase& c) {
+  const std::string name = c.manifest.at("reduction").get<std::string>();
+  if (name == "mean") return BatchReduction::kMean;
+  if (name == "sum") return BatchReduction::kSum;
+  throw std::runtime_error(c.dir + "/manifest.json: unknown reduction '" + name + "'");
+}
 
 std::string golden_dir() {
   const char* dir = std::getenv("FUSEDVAE_GOLDEN_DIR");

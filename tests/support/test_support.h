@@ -12,6 +12,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "kernels/op_params.h"
+#include "kernels/reduction_workspace.h"
+
 namespace fusedvae::test {
 
 // ----------------------------------------------------------------------------------------------
@@ -45,6 +48,15 @@ class DeviceBuffer {
  private:
   float* ptr_ = nullptr;
   size_t count_ = 0;
+};
+
+// The device workspace of the deterministic batch reductions, for the length of one test.
+struct ScopedReductionWorkspace {
+  ReductionWorkspace ws = gpu::create_reduction_workspace();
+  ScopedReductionWorkspace() = default;
+  ScopedReductionWorkspace(const ScopedReductionWorkspace&) = delete;
+  ScopedReductionWorkspace& operator=(const ScopedReductionWorkspace&) = delete;
+  ~ScopedReductionWorkspace() { gpu::destroy_reduction_workspace(&ws); }
 };
 
 // Device copy of a small POD value (a draw index, a KL weight).
@@ -94,9 +106,45 @@ CompareResult compare(const std::vector<float>& actual, const std::vector<double
                       const std::vector<double>* magnitude, Tolerance tol);
 
 // Compares, records the worst share as a test property and prints it, and fails above 1.
-void expect_close(const std::string& name, const std::vector<float>& actual,
-                  const std::vector<double>& reference, const std::vector<double>* magnitude,
-                  Tolerance tol);
+// Returns the comparison (worst_share is infinite when the sizes do not match).
+CompareResult expect_close(const std::string& name, const std::vector<float>& actual,
+                           const std::vector<double>& reference,
+                           const std::vector<double>* magnitude, Tolerance tol);
+
+// float32 unit roundoff: one correctly rounded float32 operation errs by at most u * |result|.
+constexpr double kFloat32Roundoff = 0x1p-24;
+
+// Absolute tolerance for float32 results: below the normal range (1.2e-38) gradual underflow rounds
+// to multiples of 2^-149 ~ 1.4e-45, an absolute error no relative bound covers (mu = 1e-20 gives a
+// denormal mu^2, sigmoid(-100) = 3.7e-44). 1e-36 covers such roundings and is far below any
+// normal-range result, so it hides no real error.
+constexpr double kDenormalAbs = 1e-36;
+
+// Depth, in roundings, of the deterministic GPU batch reduction (kernels/block_reduce.cuh) that
+// ends a row-per-warp kernel: each warp adds its rows one after another (rows_per_warp), a 5-level
+// shuffle tree per warp and a 5-level tree over the block's warps, then the last block's threads
+// add the block partials one after another and a second 10-level block tree, then one multiply by
+// the float32 batch scale (itself rounded once). A sum of n terms formed this way errs by at most
+// depth * u * (sum of |terms|), to first order.
+int gpu_batch_sum_depth(int batch, int block_size);
+
+// Largest |error| / tolerance of one tensor over many golden cases, printed at the end as
+// "[ accuracy ] worst over N cases: <tensor> ...", so one line per tensor summarises an op.
+class AccuracySummary {
+ public:
+  explicit AccuracySummary(std::string title) : title_(std::move(title)) {}
+  ~AccuracySummary();
+  void add(const std::string& tensor, const std::string& case_name, const CompareResult& r);
+
+ private:
+  struct Worst {
+    double share = 0.0;
+    std::string case_name;
+    int cases = 0;
+  };
+  std::string title_;
+  std::map<std::string, Worst> worst_;
+};
 
 // ----------------------------------------------------------------------------------------------
 // Golden cases: $FUSEDVAE_GOLDEN_DIR/<op>/<case>/{manifest.json, *.npy}.
@@ -110,6 +158,9 @@ struct GoldenCase {
   std::vector<double> f64(const std::string& array) const;  // reference outputs (float64)
   bool has(const std::string& array) const;
 };
+
+// The batch reduction a golden manifest names ("mean" or "sum").
+BatchReduction golden_reduction(const GoldenCase& c);
 
 std::string golden_dir();
 // All cases of one op; fails the test (with the command to run) when there are none.

@@ -1,0 +1,147 @@
+// @brief CSV reader: header detection, label column, and one-line errors with line numbers.
+#include "host/data/csv.h"
+
+#include <cctype>
+#include <cerrno>
+#include <cfloat>
+#include <climits>
+#include <cmath>
+#include <cstdlib>
+#include <stdexcept>
+#include <string_view>
+#include <vector>
+
+#include "host/data/file_bytes.h"
+#include "host/data/values.h"
+
+namespace fusedvae::data {
+namespace {
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
+  return s;
+}
+
+std::vector<std::string_view> split_cells(std::string_view line) {
+  std::vector<std::string_view> cells;
+  size_t start = 0;
+  while (true) {
+    const size_t comma = line.find(',', start);
+    cells.push_back(
+        trim(line.substr(start, comma == std::string_view::npos ? line.npos : comma - start)));
+    if (comma == std::string_view::npos) return cells;
+    start = comma + 1;
+  }
+}
+
+// True when the whole cell is a number (strtod syntax, so "nan" and "inf" count: they are
+// numbers that the finiteness check then rejects with a clearer message).
+bool parse_number(std::string_view cell, double* value) {
+  if (cell.empty() || cell.size() > 64) return false;
+  char buffer[65];
+  cell.copy(buffer, cell.size());
+  buffer[cell.size()] = '\0';
+  char* end = nullptr;
+  errno = 0;
+  *value = std::strtod(buffer, &end);
+  return end == buffer + cell.size();
+}
+
+struct Line {
+  std::string_view text;
+  size_t number;  // 1-based, as an editor shows it
+};
+
+std::vector<Line> non_blank_lines(std::string_view text) {
+  std::vector<Line> lines;
+  size_t start = 0, number = 1;
+  while (start < text.size()) {
+    size_t end = text.find('\n', start);
+    if (end == std::string_view::npos) end = text.size();
+    const std::string_view line = trim(text.substr(start, end - start));
+    if (!line.empty()) lines.push_back({line, number});
+    start = end + 1;
+    ++number;
+  }
+  return lines;
+}
+
+int find_label_column(const std::string& path, const std::string& label_column,
+                      const std::vector<std::string_view>& header, size_t columns) {
+  if (label_column.empty()) return -1;
+  const bool is_index =
+      label_column.find_first_not_of("0123456789") == std::string::npos && label_column.size() < 9;
+  if (is_index) {
+    const size_t index = std::stoul(label_column);
+    if (index >= columns)
+      throw std::runtime_error(path + ": label column " + label_column + " is out of range (" +
+                               std::to_string(columns) + " columns)");
+    return static_cast<int>(index);
+  }
+  for (size_t c = 0; c < header.size(); ++c)
+    if (header[c] == label_column) return static_cast<int>(c);
+  throw std::runtime_error(path + ": no column named '" + label_column + "'" +
+                           (header.empty() ? " (the file has no header)" : " in the header"));
+}
+
+}  // namespace
+
+Dataset read_csv_dataset(const std::string& path, const std::string& label_column) {
+  const std::vector<uint8_t> bytes = read_file_bytes(path);
+  const std::string_view text(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+  const std::vector<Line> lines = non_blank_lines(text);
+  if (lines.empty()) throw std::runtime_error(path + ": empty CSV file");
+
+  const std::vector<std::string_view> first = split_cells(lines[0].text);
+  bool has_header = false;
+  for (std::string_view cell : first) {
+    double unused;
+    if (!parse_number(cell, &unused)) has_header = true;
+  }
+  const size_t columns = first.size();
+  const std::vector<std::string_view> header = has_header ? first : std::vector<std::string_view>{};
+  const int label = find_label_column(path, label_column, header, columns);
+  const size_t dim = columns - (label >= 0 ? 1 : 0);
+  if (dim == 0) throw std::runtime_error(path + ": no data columns besides the label column");
+  const size_t rows = lines.size() - (has_header ? 1 : 0);
+  if (rows == 0) throw std::runtime_error(path + ": CSV file has a header but no data rows");
+  if (rows > static_cast<size_t>(INT_MAX) || dim > static_cast<size_t>(INT_MAX))
+    throw std::runtime_error(path + ": CSV file too large");
+
+  Dataset d;
+  d.source = path;
+  d.rows = static_cast<int>(rows);
+  d.dim = static_cast<int>(dim);
+  d.f32.reserve(rows * dim);
+  if (label >= 0) d.labels.reserve(rows);
+  for (size_t i = has_header ? 1 : 0; i < lines.size(); ++i) {
+    const std::string where = "line " + std::to_string(lines[i].number);
+    const std::vector<std::string_view> cells = split_cells(lines[i].text);
+    if (cells.size() != columns)
+      throw std::runtime_error(path + ": " + where + " has " + std::to_string(cells.size()) +
+                               " fields, expected " + std::to_string(columns));
+    for (size_t c = 0; c < columns; ++c) {
+      double v;
+      if (!parse_number(cells[c], &v))
+        throw std::runtime_error(path + ": " + where + ", column " + std::to_string(c) + ": '" +
+                                 std::string(cells[c].substr(0, 40)) + "' is not a number");
+      auto row_where = [&] {
+        return "row " + std::to_string(i - (has_header ? 1 : 0)) + " (" + where + ")";
+      };
+      if (static_cast<int>(c) == label) {
+        d.labels.push_back(label_from_number(path, v, row_where()));
+        continue;
+      }
+      if (!std::isfinite(v) || std::fabs(v) > FLT_MAX)
+        throw std::runtime_error(
+            path + ": " + row_where() + " holds " +
+            (std::isfinite(v) ? "a value beyond float32's range" : "NaN or Inf") + " (column " +
+            std::to_string(c) + ")");
+      d.f32.push_back(static_cast<float>(v));
+    }
+  }
+  return d;
+}
+
+}  // namespace fusedvae::data
