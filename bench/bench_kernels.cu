@@ -31,8 +31,12 @@ class DeviceArray {
   DeviceArray(const DeviceArray&) = delete;
   DeviceArray& operator=(const DeviceArray&) = delete;
   float* get() const { return ptr_; }
-  // All-ones bytes: a NaN, so an element the op does not write fails validation.
-  void poison() const { FUSEDVAE_CUDA_CHECK(cudaMemset(ptr_, 0xff, count_ * sizeof(float))); }
+  // All-ones bytes: a NaN, so an element the op does not write fails validation. The ops run on a
+  // non-blocking stream, which does not wait for the legacy stream's memset: synchronise.
+  void poison() const {
+    FUSEDVAE_CUDA_CHECK(cudaMemset(ptr_, 0xff, count_ * sizeof(float)));
+    FUSEDVAE_CUDA_CHECK(cudaDeviceSynchronize());
+  }
   std::vector<float> to_host() const {
     std::vector<float> host(count_);
     FUSEDVAE_CUDA_CHECK(
@@ -267,6 +271,7 @@ GpuCaseResult run_gpu_case(const OpCase& c, int repetitions, int warmup) {
     DeviceArray* copy_src = buffer(copy_size / 4);
     DeviceArray* copy_dst = buffer(copy_size / 4);
     FUSEDVAE_CUDA_CHECK(cudaMemset(copy_src->get(), 0, copy_size));
+    FUSEDVAE_CUDA_CHECK(cudaDeviceSynchronize());  // the timing stream does not wait for it
     result.copy = timer.time(
         [&] {
           FUSEDVAE_CUDA_CHECK(cudaMemcpyAsync(copy_dst->get(), copy_src->get(), copy_size,

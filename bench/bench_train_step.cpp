@@ -38,7 +38,7 @@ struct Options {
   bool smoke = false;
   std::string device = "all";
   std::string out;
-  int steps = 0;   // 0: per device and shape defaults
+  int steps = 0;  // 0: per device and shape defaults
   int warmup = -1;
   int rows = 60000;
   bool epoch = true;
@@ -119,12 +119,13 @@ nlohmann::json bench_trainer(Trainer* trainer, const TrainShape& shape, bool gpu
   const StepLosses final_losses = trainer->last_losses();
   const bool finite = std::isfinite(first.loss) && std::isfinite(final_losses.loss);
   if (!finite) *ok = false;
-  std::printf("%-18s %-34s batch %5d: step %9.3f ms (min %.3f, max %.3f) %11.0f img/s; epoch "
-              "%s; loss %.3f -> %.3f%s\n",
-              shape.name.c_str(), trainer->device_name().c_str(), shape.batch, stats.median_ms,
-              stats.min_ms, stats.max_ms, shape.batch / (stats.median_ms * 1e-3),
-              epoch ? (std::to_string(epoch_s) + " s").c_str() : "skipped", first.loss,
-              final_losses.loss, finite ? "" : "  NON-FINITE LOSS");
+  std::printf(
+      "%-18s %-34s batch %5d: step %9.3f ms (min %.3f, max %.3f) %11.0f img/s; epoch "
+      "%s; loss %.3f -> %.3f%s\n",
+      shape.name.c_str(), trainer->device_name().c_str(), shape.batch, stats.median_ms,
+      stats.min_ms, stats.max_ms, shape.batch / (stats.median_ms * 1e-3),
+      epoch ? (std::to_string(epoch_s) + " s").c_str() : "skipped", first.loss, final_losses.loss,
+      finite ? "" : "  NON-FINITE LOSS");
   std::fflush(stdout);
   nlohmann::json row = {{"config", shape.name},
                         {"batch", shape.batch},
@@ -162,8 +163,9 @@ int run(const Options& options) {
   bool ok = true;
   ResultsFile results;
   results.header = host_header("bench_train_step: fusedvae training step", options.smoke);
-  results.header["data"] = options.smoke ? "synthetic uint8 512 x 64" : "synthetic uint8 " +
-                                                                            std::to_string(options.rows) + " x 784 (Fashion-MNIST's shape)";
+  results.header["data"] = options.smoke ? "synthetic uint8 512 x 64"
+                                         : "synthetic uint8 " + std::to_string(options.rows) +
+                                               " x 784 (Fashion-MNIST's shape)";
   results.header["objective"] = "Bernoulli logits, mean over batch, KL weight 1, Adam lr 1e-3";
 
   std::string reason;
@@ -193,8 +195,8 @@ int run(const Options& options) {
       results.rows.push_back(bench_trainer(trainer.get(), shape, gpu, steps, warmup, epoch, &ok));
     }
   }
-  const std::string dir = !options.out.empty() ? options.out
-                                               : default_results_dir(have_gpu ? "gpu" : "cpu");
+  const std::string dir =
+      !options.out.empty() ? options.out : default_results_dir(have_gpu ? "gpu" : "cpu");
   const auto paths = write_results(results, kColumns, dir, "train_step",
                                    "fusedvae training step (through the Trainer interface)");
   const std::string problem = check_written_results(dir, "train_step", results.rows.size());

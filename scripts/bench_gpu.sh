@@ -23,6 +23,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --carried)
       carry="${2:?--carried needs a directory}"
+      [ -f "$carry/source_root" ] || { echo "bench_gpu: $carry is not a carried build" >&2; exit 2; }
       build_dir="$carry/build"
       export LD_LIBRARY_PATH="$PWD/$carry/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
       # CTest files hold the absolute paths of the machine that built them; rewrite them for here.
@@ -79,7 +80,6 @@ if run_stage torch; then
     tee "$results/torch_peer.log"
   [ "${PIPESTATUS[0]}" = 0 ] || status=1
 fi
-if run_stage report || [ "$stage" != all ]; then :; fi
 echo "== summary"
 extra=()
 [ -d bench/results/cpu-2core ] && extra+=(bench/results/cpu-2core)
