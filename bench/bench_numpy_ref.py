@@ -20,11 +20,23 @@ import time
 CONFIGS = {"784-400-20": ([400], 20, 128), "784-1024-512-64": ([1024, 512], 64, 4096)}
 
 
+def step_flops(hidden, latent, batch):
+    """Matrix-product FLOPs of one step: forward, weight gradients, and input gradients of every
+    layer but the first (the data needs none); the same count as torch_peer.py and
+    bench_train_step."""
+    sizes = [784] + hidden
+    enc = list(zip(sizes[:-1], sizes[1:])) + [(sizes[-1], latent)] * 2
+    dec_sizes = [latent] + hidden[::-1] + [784]
+    layers = enc + list(zip(dec_sizes[:-1], dec_sizes[1:]))
+    macs = sum(a * b for a, b in layers)
+    return 2.0 * batch * (3 * macs - 784 * sizes[1] if hidden else 3 * macs)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--threads", type=int, default=2, help="BLAS threads (set before numpy loads)")
     p.add_argument("--configs", default=",".join(CONFIGS))
-    p.add_argument("--steps", type=int, default=0, help="timed steps (0: 20 small, 3 large)")
+    p.add_argument("--steps", type=int, default=0, help="timed steps (0: 40 small, 5 large)")
     p.add_argument("--rows", type=int, default=60000, help="training-set size for steps per epoch")
     p.add_argument("--json", help="write the results here")
     args = p.parse_args()
@@ -55,7 +67,7 @@ def main():
         m, v = np.zeros(total), np.zeros(total)
         x = (rng.integers(0, 256, (batch, 784)) * (rng.random((batch, 784)) < 0.5)) / 255.0
         eps = rng.standard_normal((batch, latent))
-        steps = args.steps or (3 if batch >= 1024 else 20)
+        steps = args.steps or (5 if batch >= 1024 else 40)
         r = model_ref.train_step(cfg, params, m, v, 0, x, eps)  # warm-up
         samples = []
         for step in range(steps):
@@ -68,6 +80,7 @@ def main():
                "device": f"cpu (numpy float64, {args.threads} BLAS threads)",
                "steps_timed": steps, "step_median_ms": median, "step_min_ms": min(samples),
                "step_max_ms": max(samples), "images_per_s": batch / (median * 1e-3),
+               "tflops": step_flops(hidden, latent, batch) / (median * 1e-3) / 1e12,
                "steps_per_epoch": per_epoch, "epoch_s": None,
                "epoch_s_estimated": median * per_epoch / 1e3, "final_loss": float(r["loss"])}
         print(f"{name:>16} numpy float64 ({args.threads} threads) batch {batch}: step "

@@ -71,6 +71,24 @@ TrainConfig train_config(const TrainShape& shape) {
   return config;
 }
 
+// Matrix-product FLOPs of one step: forward, weight gradients, and input gradients of every layer
+// but the first (the data needs none). torch_peer.py and bench_numpy_ref.py count the same way.
+double step_flops(const TrainShape& shape) {
+  std::vector<std::pair<int, int>> layers;
+  int width = shape.input_dim;
+  for (int h : shape.hidden) layers.push_back({width, h}), width = h;
+  layers.push_back({width, shape.latent});
+  layers.push_back({width, shape.latent});
+  width = shape.latent;
+  for (auto it = shape.hidden.rbegin(); it != shape.hidden.rend(); ++it)
+    layers.push_back({width, *it}), width = *it;
+  layers.push_back({width, shape.input_dim});
+  double macs = 0.0;
+  for (const auto& [in, out] : layers) macs += static_cast<double>(in) * out;
+  const double first = static_cast<double>(layers.front().first) * layers.front().second;
+  return 2.0 * shape.batch * (3.0 * macs - first);
+}
+
 using Clock = std::chrono::steady_clock;
 double ms_since(Clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
@@ -139,6 +157,7 @@ nlohmann::json bench_trainer(Trainer* trainer, const TrainShape& shape, bool gpu
                         {"step_max_ms", stats.max_ms},
                         {"step_wall_mean_ms", mean_ms},
                         {"images_per_s", shape.batch / (stats.median_ms * 1e-3)},
+                        {"tflops", step_flops(shape) / (stats.median_ms * 1e-3) / 1e12},
                         {"steps_per_epoch", per_epoch},
                         {"loss_after_warmup", first.loss},
                         {"final_loss", final_losses.loss},
@@ -155,6 +174,7 @@ const std::vector<Column> kColumns = {{"config", "config"},
                                       {"min", "step_min_ms", 3},
                                       {"max", "step_max_ms", 3},
                                       {"images/s", "images_per_s", 0},
+                                      {"TFLOP/s", "tflops", 3},
                                       {"epoch s", "epoch_s", 2},
                                       {"steps timed", "steps_timed"},
                                       {"final loss", "final_loss", 2}};

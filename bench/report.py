@@ -123,15 +123,15 @@ def train_section(rows, lines, verdicts):
     table_rows = []
     for r in rows:
         if r["failed"]:
-            table_rows.append([r["config"], str(r["batch"]), r["label"], "-", "-", "-", "-",
+            table_rows.append([r["config"], str(r["batch"]), r["label"], "-", "-", "-", "-", "-",
                                "FAILED: " + r["error"][:80].replace("|", "/")])
             continue
         table_rows.append([r["config"], str(r["batch"]), r["label"], r["device_name"],
-                           r.get("step_median_ms"), r.get("images_per_s"),
+                           r.get("step_median_ms"), r.get("images_per_s"), r.get("tflops"),
                            r.get("epoch_s") if r.get("epoch_s") is not None
                            else r.get("epoch_s_estimated"), ""])
     lines.append(table(["config", "batch", "implementation", "device", "step ms", "images/s",
-                        "epoch s", "note"], table_rows))
+                        "TFLOP/s", "epoch s", "note"], table_rows))
     lines.append("")
     # Speed-ups of fusedvae's GPU step over each torch variant (CUDA rows only).
     gpu_fused = {r["batch"]: r for r in rows if r["who"] == "fusedvae" and not r["failed"]

@@ -89,6 +89,18 @@ def load_train_images(data_dir):
     return np.ascontiguousarray(images.reshape(images.shape[0], INPUT_DIM))
 
 
+def step_flops(hidden, latent, batch):
+    """Matrix-product FLOPs of one step: forward, weight gradients, and input gradients of every
+    layer but the first (the data needs none; autograd skips it too). bench_train_step and
+    bench/bench_numpy_ref.py count the same way."""
+    sizes = [INPUT_DIM] + hidden
+    enc = list(zip(sizes[:-1], sizes[1:])) + [(sizes[-1], latent)] * 2
+    dec_sizes = [latent] + hidden[::-1] + [INPUT_DIM]
+    layers = enc + list(zip(dec_sizes[:-1], dec_sizes[1:]))
+    macs = sum(a * b for a, b in layers)
+    return 2.0 * batch * (3 * macs - INPUT_DIM * sizes[1])
+
+
 def parameter_count(hidden, latent):
     sizes = [INPUT_DIM] + hidden
     enc = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:])) + 2 * (sizes[-1] * latent + latent)
@@ -254,6 +266,7 @@ def bench_variant(torch, device, images, config_name, variant, args):
         "step_median_ms": median, "step_min_ms": min(samples), "step_max_ms": max(samples),
         "step_wall_mean_ms": wall_ms,
         "images_per_s": batch / (median * 1e-3),
+        "tflops": step_flops(hidden, latent, batch) / (median * 1e-3) / 1e12,
         "steps_per_epoch": steps_per_epoch, "epoch_s": epoch_s,
         "final_loss": float(loss.detach().float().item()),
     }
@@ -333,6 +346,7 @@ def main(argv=None):
         for c in args.configs:
             hidden, latent, batch = CONFIGS[c]
             print(f"  {c} batch {batch}: {parameter_count(hidden, latent)} parameters, "
+                  f"{step_flops(hidden, latent, batch) / 1e9:.2f} GFLOP per step, "
                   f"{images.shape[0] // batch} steps per epoch; variants {', '.join(args.variants)}")
         doc["header"]["dry_run"] = True
         if args.json:
