@@ -12,7 +12,9 @@
 # machine (bench/results/cpu-2core) are merged into the summary when present.
 # FUSEDVAE_DATA: the Fashion-MNIST folder for the PyTorch peer (default
 # /usr/share/datasets/fashion-mnist; without it the peer runs on synthetic data of the same shape).
-# TORCH_VARIANTS: comma-separated subset of the peer's variants (default: all four).
+# TORCH_VARIANTS / TORCH_CONFIGS: comma-separated subsets of the peer's variants and configurations
+# (default: all); runs into the same torch_peer.json merge, so the slow max-autotune compile can
+# get its own command, e.g. TORCH_VARIANTS=compile_max_autotune bash scripts/bench_gpu.sh ... --stage torch
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/usr/local/cuda/bin:$PATH"
@@ -76,7 +78,7 @@ if run_stage torch; then
     data_args=(--synthetic)
   fi
   python3 python_ref/torch_peer.py --device cuda "${data_args[@]}" \
-    ${TORCH_VARIANTS:+--variants "$TORCH_VARIANTS"} --json "$results/torch_peer.json" 2>&1 |
+    ${TORCH_VARIANTS:+--variants "$TORCH_VARIANTS"} ${TORCH_CONFIGS:+--configs "$TORCH_CONFIGS"} --json "$results/torch_peer.json" 2>&1 |
     tee "$results/torch_peer.log"
   [ "${PIPESTATUS[0]}" = 0 ] || status=1
 fi
