@@ -8,6 +8,7 @@
 #include <memory>
 #include <stdexcept>
 
+#include "bench/candidate_ops.h"
 #include "bench/gpu_bench.h"
 #include "bench/unfused_ops.h"
 #include "kernels/cuda_check.h"
@@ -121,7 +122,18 @@ struct Runner {
   std::vector<const DeviceArray*> outputs;  // same order as OpCase::output_names
   std::function<void()> fused;
   std::function<void()> unfused;
+  std::function<void()> candidate;  // empty when the float4 layout does not apply
 };
+
+bool bitwise_equal(const std::vector<std::vector<float>>& a,
+                   const std::vector<std::vector<float>>& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t k = 0; k < a.size(); ++k)
+    if (a[k].size() != b[k].size() ||
+        std::memcmp(a[k].data(), b[k].data(), a[k].size() * sizeof(float)) != 0)
+      return false;
+  return true;
+}
 
 }  // namespace
 
@@ -185,7 +197,7 @@ GpuCaseResult run_gpu_case(const OpCase& c, int repetitions, int warmup) {
   const LogvarClamp clamp;
 
   Runner runner;
-  std::function<void()> unfused_setup = [] {};
+  const bool vec4 = candidate::applies(dim);
   if (c.kind == OpKind::kReparamForward) {
     const float* mu = input(0);
     const float* logvar = input(1);
@@ -203,6 +215,11 @@ GpuCaseResult run_gpu_case(const OpCase& c, int repetitions, int warmup) {
       unfused::reparam_kl_forward(mu, logvar, batch, dim, rng, clamp, kBenchReduction, z->get(),
                                   kl->get(), reduced->get(), s, stream);
     };
+    if (vec4)
+      runner.candidate = [=] {
+        candidate::reparam_kl_forward(mu, logvar, batch, dim, rng, clamp, kBenchReduction, z->get(),
+                                      kl->get(), reduced->get(), workspace, stream);
+      };
   } else if (c.kind == OpKind::kReparamBackward) {
     const float* dz = input(0);
     const float* mu = input(1);
@@ -229,6 +246,11 @@ GpuCaseResult run_gpu_case(const OpCase& c, int repetitions, int warmup) {
                                    batch, dim, kl_weight, kBenchLossScale, clamp, kBenchReduction,
                                    dmu->get(), dlogvar->get(), s, stream);
     };
+    if (vec4)
+      runner.candidate = [=] {
+        candidate::reparam_kl_backward(dz, mu, logvar, batch, dim, rng, kl_weight, kBenchLossScale,
+                                       clamp, kBenchReduction, dmu->get(), dlogvar->get(), stream);
+      };
   } else {
     const float* output = input(0);
     const float* target = input(1);
@@ -248,6 +270,12 @@ GpuCaseResult run_gpu_case(const OpCase& c, int repetitions, int warmup) {
                                            kBenchLossScale, per_sample->get(), reduced->get(),
                                            grad->get(), loss_elements, stream);
     };
+    if (vec4)
+      runner.candidate = [=] {
+        candidate::recon_loss_forward_backward(output, target, batch, dim, loss, kBenchReduction,
+                                               kBenchLossScale, per_sample->get(), reduced->get(),
+                                               grad->get(), workspace, stream);
+      };
   }
 
   GpuCaseResult result;
@@ -256,16 +284,30 @@ GpuCaseResult run_gpu_case(const OpCase& c, int repetitions, int warmup) {
   poison(runner.outputs);
   runner.fused();
   FUSEDVAE_CUDA_CHECK(cudaStreamSynchronize(stream));
-  result.fused_validation = validate_against_cpu_twin(c, download(runner.outputs), "gpu_fused");
+  const auto fused_outputs = download(runner.outputs);
+  result.fused_validation = validate_against_cpu_twin(c, fused_outputs, "gpu_fused");
   poison(runner.outputs);
   runner.unfused();
   FUSEDVAE_CUDA_CHECK(cudaStreamSynchronize(stream));
   result.unfused_validation = validate_against_cpu_twin(c, download(runner.outputs), "gpu_unfused");
 
+  if (runner.candidate) {
+    poison(runner.outputs);
+    runner.candidate();
+    FUSEDVAE_CUDA_CHECK(cudaStreamSynchronize(stream));
+    const auto candidate_outputs = download(runner.outputs);
+    result.has_candidate = true;
+    result.candidate_validation =
+        validate_against_cpu_twin(c, candidate_outputs, "gpu_candidate_vec4");
+    result.candidate_bitwise_equal_fused = bitwise_equal(candidate_outputs, fused_outputs);
+  }
+
   if (result.fused_validation.pass() && result.unfused_validation.pass()) {
     ColdL2Timer timer(static_cast<size_t>(prop.l2CacheSize), stream);
     result.fused = timer.time(runner.fused, repetitions, warmup);
     result.unfused = timer.time(runner.unfused, repetitions, warmup);
+    if (result.has_candidate && result.candidate_validation.pass())
+      result.candidate = timer.time(runner.candidate, repetitions, warmup);
     // The copy moves the op's bytes: half read, half written.
     const size_t copy_size = (static_cast<size_t>(c.bytes_moved / 2) + 3) / 4 * 4;
     DeviceArray* copy_src = buffer(copy_size / 4);

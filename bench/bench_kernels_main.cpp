@@ -153,6 +153,21 @@ bool run_gpu_benchmarks(const std::vector<Shape>& shapes, const Options& options
                     {"unfused_min_us", r.unfused.min_ms * 1e3},
                     {"unfused_max_us", r.unfused.max_ms * 1e3},
                     {"speedup_vs_unfused", speedup}});
+        if (r.has_candidate) {
+          // A failing candidate is reported, not fatal: it is a proposal, not the library.
+          row["candidate_valid"] = r.candidate_validation.pass();
+          row["candidate_worst_share"] = r.candidate_validation.worst_share();
+          row["candidate_bitwise_equal_fused"] = r.candidate_bitwise_equal_fused;
+          if (r.candidate_validation.pass()) {
+            const double gbps = gigabytes_per_second(c.bytes_moved, r.candidate.median_ms);
+            row["candidate_median_us"] = r.candidate.median_ms * 1e3;
+            row["candidate_gbps"] = gbps;
+            row["candidate_copy_share"] = gbps / copy_gbps;
+            row["candidate_speedup_vs_fused"] = r.fused.median_ms / r.candidate.median_ms;
+          } else {
+            print_validation(r.candidate_validation);
+          }
+        }
         std::printf("%-28s %6d x %-6d %10.2f %9.1f %9.1f %6.1f%% %10.2f %7.2fx %6.3f\n",
                     c.op.c_str(), shape.batch, shape.dim, r.fused.median_ms * 1e3, fused_gbps,
                     copy_gbps, 100.0 * fused_gbps / copy_gbps, r.unfused.median_ms * 1e3, speedup,
@@ -184,6 +199,8 @@ const std::vector<Column> kTimingColumns = {{"op", "op"},
                                             {"share of copy", "copy_share", 3},
                                             {"unfused us", "unfused_median_us", 2},
                                             {"speed-up", "speedup_vs_unfused", 2},
+                                            {"float4 candidate us", "candidate_median_us", 2},
+                                            {"its share of copy", "candidate_copy_share", 3},
                                             {"valid", "valid"},
                                             {"worst share of tol", "fused_worst_share", 3}};
 

@@ -30,7 +30,12 @@ struct GpuCaseResult {
   Validation unfused_validation;  // the unfused composition's outputs against the CPU twin
   TimeStats fused;
   TimeStats unfused;
-  TimeStats copy;         // device-to-device copy moving the same bytes (read + write)
+  TimeStats copy;  // device-to-device copy moving the same bytes (read + write)
+  // The float4 candidate layout (bench/candidate_ops.h), when dim % 4 == 0.
+  bool has_candidate = false;
+  Validation candidate_validation;
+  TimeStats candidate;
+  bool candidate_bitwise_equal_fused = false;
   double copy_bytes = 0;  // bytes moved by the copy: 2 x its size
   bool timed = false;     // false when validation failed (no timing of wrong results)
 };

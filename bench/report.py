@@ -83,9 +83,13 @@ def kernel_section(doc, lines, verdicts):
                      r.get("fused_gbps"), r.get("copy_gbps"),
                      None if r.get("copy_share") is None else 100.0 * r["copy_share"],
                      r.get("unfused_median_us"), r.get("speedup_vs_unfused"),
+                     None if r.get("candidate_copy_share") is None
+                     else 100.0 * r["candidate_copy_share"],
+                     r.get("candidate_bitwise_equal_fused"),
                      r.get("fused_worst_share"), target])
     lines.append(table(["op", "size", "fused us", "GB/s", "copy GB/s", "% of copy", "unfused us",
-                        "speed-up", "worst share of tol", "target (>= 64M)"], rows))
+                        "speed-up", "float4 candidate % of copy", "candidate bitwise = fused",
+                        "worst share of tol", "target (>= 64M)"], rows))
     lines.append("")
 
 
