@@ -77,6 +77,7 @@ def main():
         median = statistics.median(samples)
         per_epoch = args.rows // batch
         row = {"config": name, "batch": batch, "implementation": "numpy float64 reference",
+               "precision": "fp64",
                "device": f"cpu (numpy float64, {args.threads} BLAS threads)",
                "steps_timed": steps, "step_median_ms": median, "step_min_ms": min(samples),
                "step_max_ms": max(samples), "images_per_s": batch / (median * 1e-3),

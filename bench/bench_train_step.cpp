@@ -42,6 +42,7 @@ struct Options {
   int warmup = -1;
   int rows = 60000;
   bool epoch = true;
+  bool tf32 = false;
 };
 
 Dataset synthetic_dataset(int rows, int dim) {
@@ -61,13 +62,14 @@ Dataset synthetic_dataset(int rows, int dim) {
   return data;
 }
 
-TrainConfig train_config(const TrainShape& shape) {
+TrainConfig train_config(const TrainShape& shape, bool tf32) {
   TrainConfig config;  // Bernoulli logits, mean reduction, Adam lr 1e-3, KL weight 1
   config.model.input_dim = shape.input_dim;
   config.model.hidden = shape.hidden;
   config.model.latent_dim = shape.latent;
   config.batch_size = shape.batch;
   config.seed = 0;
+  config.tf32 = tf32;  // GPU matrix products in TF32 (the CPU trainer ignores it)
   return config;
 }
 
@@ -97,8 +99,8 @@ double ms_since(Clock::time_point t0) {
 // Steps are timed in blocks that end with last_losses() (a synchronisation on the GPU): the
 // median over blocks of (block time / steps in block) is the per-step time, with the host's
 // enqueueing and the device's work both inside it. On the CPU a step is synchronous: blocks of 1.
-nlohmann::json bench_trainer(Trainer* trainer, const TrainShape& shape, bool gpu, int steps,
-                             int warmup, bool epoch, bool* ok) {
+nlohmann::json bench_trainer(Trainer* trainer, const TrainShape& shape, bool gpu, bool tf32,
+                             int steps, int warmup, bool epoch, bool* ok) {
   const int per_epoch = trainer->batches_per_epoch();
   int epoch_index = 0, batch_index = 0;
   trainer->start_epoch(epoch_index);
@@ -149,6 +151,7 @@ nlohmann::json bench_trainer(Trainer* trainer, const TrainShape& shape, bool gpu
                         {"batch", shape.batch},
                         {"implementation", "fusedvae"},
                         {"device", trainer->device_name()},
+                        {"precision", gpu && tf32 ? "tf32" : "fp32"},
                         {"steps_timed", blocks * block},
                         {"steps_per_block", block},
                         {"warmup_steps", warmup},
@@ -209,17 +212,19 @@ int run(const Options& options) {
                                           : (large ? 3 : 100);
       const int warmup = options.warmup >= 0 ? options.warmup : (options.smoke ? 1 : gpu ? 20 : 2);
       const bool epoch = options.epoch;
-      const TrainConfig config = train_config(shape);
+      const TrainConfig config = train_config(shape, options.tf32);
       auto trainer = gpu ? make_gpu_trainer(config) : make_cpu_trainer(config);
       trainer->set_train_data(data);
-      results.rows.push_back(bench_trainer(trainer.get(), shape, gpu, steps, warmup, epoch, &ok));
+      results.rows.push_back(
+          bench_trainer(trainer.get(), shape, gpu, options.tf32, steps, warmup, epoch, &ok));
     }
   }
   const std::string dir =
       !options.out.empty() ? options.out : default_results_dir(have_gpu ? "gpu" : "cpu");
-  const auto paths = write_results(results, kColumns, dir, "train_step",
+  const std::string stem = options.tf32 ? "train_step_tf32" : "train_step";
+  const auto paths = write_results(results, kColumns, dir, stem,
                                    "fusedvae training step (through the Trainer interface)");
-  const std::string problem = check_written_results(dir, "train_step", results.rows.size());
+  const std::string problem = check_written_results(dir, stem, results.rows.size());
   if (!problem.empty()) {
     std::printf("results writer check FAILED: %s\n", problem.c_str());
     ok = false;
@@ -246,6 +251,9 @@ int main(int argc, char** argv) {
   app.add_option("--rows", options.rows, "rows of the synthetic training set")
       ->check(CLI::Range(4096, 10000000));
   app.add_flag("!--no-epoch", options.epoch, "skip the epoch timing");
+  app.add_flag("--tf32", options.tf32,
+               "GPU matrix products in TF32 (writes train_step_tf32.json; compare with "
+               "torch_peer.py --tf32)");
   CLI11_PARSE(app, argc, argv);
   try {
     return fusedvae::bench::run(options);

@@ -10,6 +10,7 @@ train_step.json (bench_train_step), torch_peer.json (python_ref/torch_peer.py) a
 summary.png) into --out (default: the first folder) and prints the markdown.
 """
 import argparse
+import glob
 import json
 import os
 import sys
@@ -127,44 +128,55 @@ def train_section(rows, lines, verdicts):
     table_rows = []
     for r in rows:
         if r["failed"]:
-            table_rows.append([r["config"], str(r["batch"]), r["label"], "-", "-", "-", "-", "-",
+            table_rows.append([r["config"], str(r["batch"]), r["label"], r.get("precision", "-"),
+                               "-", "-", "-", "-", "-",
                                "FAILED: " + r["error"][:80].replace("|", "/")])
             continue
-        table_rows.append([r["config"], str(r["batch"]), r["label"], r["device_name"],
+        table_rows.append([r["config"], str(r["batch"]), r["label"], r.get("precision", "fp32"),
+                           r["device_name"],
                            r.get("step_median_ms"), r.get("images_per_s"), r.get("tflops"),
                            r.get("epoch_s") if r.get("epoch_s") is not None
                            else r.get("epoch_s_estimated"), ""])
-    lines.append(table(["config", "batch", "implementation", "device", "step ms", "images/s",
-                        "TFLOP/s", "epoch s", "note"], table_rows))
+    lines.append(table(["config", "batch", "implementation", "precision", "device", "step ms",
+                        "images/s", "TFLOP/s", "epoch s", "note"], table_rows))
     lines.append("")
     # Speed-ups of fusedvae's GPU step over each torch variant (CUDA rows only).
-    gpu_fused = {r["batch"]: r for r in rows if r["who"] == "fusedvae" and not r["failed"]
+    gpu_fused = {(r["batch"], r.get("precision", "fp32")): r for r in rows
+                 if r["who"] == "fusedvae" and not r["failed"]
                  and not r["device_name"].startswith("cpu")}
     torch_cuda = [r for r in rows if r["who"] == "torch" and not r["failed"]
                   and not r["device_name"].startswith("cpu")]
     sp_rows = []
     for t in torch_cuda:
-        f = gpu_fused.get(t["batch"])
+        precision = t.get("precision", "fp32")
+        f = gpu_fused.get((t["batch"], precision))
         if f:
-            sp_rows.append([t["config"], str(t["batch"]), t["label"],
+            sp_rows.append([t["config"], str(t["batch"]), precision, t["label"],
                             t["step_median_ms"] / f["step_median_ms"]])
     if sp_rows:
-        lines.append("fusedvae GPU step speed-up over each PyTorch variant:\n")
-        lines.append(table(["config", "batch", "against", "speed-up"], sp_rows))
+        lines.append("fusedvae GPU step speed-up over each PyTorch variant (same precision):\n")
+        lines.append(table(["config", "batch", "precision", "against", "speed-up"], sp_rows))
         lines.append("")
-    for batch, targets in TRAIN_TARGETS.items():
-        f = gpu_fused.get(batch)
-        for family, minimum in targets:
-            peers = [t for t in torch_cuda if t["batch"] == batch and
-                     t["variant"].startswith(family)]
-            if not f or not peers:
-                verdicts.append((f"train step batch {batch} >= {minimum}x torch {family}: not "
-                                 "measured", None))
-                continue
-            best = min(peers, key=lambda t: t["step_median_ms"])  # the fastest peer of the family
-            speedup = best["step_median_ms"] / f["step_median_ms"]
-            verdicts.append((f"train step batch {batch}: {speedup:.2f}x torch {best['variant']} "
-                             f"(fastest {family}; target >= {minimum}x)", speedup >= minimum))
+    precisions = sorted({p for _, p in gpu_fused} | {t.get("precision", "fp32") for t in torch_cuda}
+                        | {"fp32"})
+    for precision in precisions:
+        tag = "" if precision == "fp32" else f" ({precision})"
+        for batch, targets in TRAIN_TARGETS.items():
+            f = gpu_fused.get((batch, precision))
+            for family, minimum in targets:
+                peers = [t for t in torch_cuda if t["batch"] == batch and
+                         t.get("precision", "fp32") == precision and
+                         t["variant"].startswith(family)]
+                if not f or not peers:
+                    if precision == "fp32":  # the targets are judged at the default precision
+                        verdicts.append((f"train step batch {batch} >= {minimum}x torch {family}: "
+                                         "not measured", None))
+                    continue
+                best = min(peers, key=lambda t: t["step_median_ms"])  # the fastest of the family
+                speedup = best["step_median_ms"] / f["step_median_ms"]
+                verdicts.append((f"train step batch {batch}{tag}: {speedup:.2f}x torch "
+                                 f"{best['variant']} (fastest {family}; target >= {minimum}x)",
+                                 speedup >= minimum))
     cpu_f = {r["batch"]: r for r in rows if r["who"] == "fusedvae" and not r["failed"]
              and r["device_name"].startswith("cpu")}
     for r in rows:
@@ -238,6 +250,12 @@ def main():
         train_docs += [("fusedvae", load(folder, "train_step.json", notes)),
                        ("numpy", load(folder, "numpy_ref.json", notes)),
                        ("torch", load(folder, "torch_peer.json", notes))]
+        # TF32 runs (bench_train_step --tf32 writes train_step_tf32.json; the peer's --tf32 rows
+        # carry "precision": "tf32" and may share torch_peer.json or have their own file).
+        for path in sorted(glob.glob(os.path.join(folder, "train_step_tf32.json")) +
+                           glob.glob(os.path.join(folder, "torch_peer_tf32.json"))):
+            kind = "fusedvae" if "train_step" in path else "torch"
+            train_docs.append((kind, load(folder, os.path.basename(path), notes)))
     rows = step_rows(train_docs)
     if rows:
         train_section(rows, lines, verdicts)

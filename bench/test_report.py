@@ -51,7 +51,12 @@ def main():
              "step_median_ms": 0.1, "images_per_s": 1.28e6, "epoch_s": 0.05},
             {"config": "b", "batch": 4096, "implementation": "fusedvae", "device": "NVIDIA fixture",
              "step_median_ms": 1.0, "images_per_s": 4.1e6, "epoch_s": 0.02}]})
+        write(folder, "train_step_tf32.json", {"header": {}, "rows": [
+            {"config": "b", "batch": 4096, "implementation": "fusedvae", "precision": "tf32",
+             "device": "NVIDIA fixture", "step_median_ms": 0.5, "images_per_s": 8.2e6}]})
         write(folder, "torch_peer.json", {"header": {"device": "NVIDIA fixture"}, "rows": [
+            {"config": "b", "batch": 4096, "variant": "compile_max_autotune", "precision": "tf32",
+             "step_median_ms": 0.7},
             {"config": "a", "batch": 128, "variant": "eager", "step_median_ms": 4.0},
             {"config": "a", "batch": 128, "variant": "eager_fused_adam", "step_median_ms": 2.0},
             {"config": "a", "batch": 128, "variant": "compile_reduce_overhead",
@@ -79,6 +84,9 @@ def main():
         expect("- MISSED: train step batch 4096: 1.20x torch compile_max_autotune" in out,
                "the batch-4096 target, ignoring a failed variant")
         expect("FAILED: RuntimeError: fixture" in out, "a failed variant is listed")
+        # TF32 rows pair with TF32 rows only: 0.7 / 0.5 = 1.4x.
+        expect("- met: train step batch 4096 (tf32): 1.40x torch compile_max_autotune" in out,
+               "TF32 rows are compared with TF32 rows")
         expect("numpy_ref.json: not found" in out, "a missing file is noted")
         expect(os.path.exists(os.path.join(folder, "summary.md")), "summary.md is written")
 

@@ -275,6 +275,7 @@ def bench_variant(torch, device, images, config_name, variant, args):
     median = statistics.median(samples)
     return {
         "config": config_name, "batch": batch, "variant": variant,
+        "precision": "tf32" if args.tf32 else "fp32",
         "parameters": parameter_count(hidden, latent),
         "steps_timed": len(samples), "warmup_steps": warmup, "warmup_s": warmup_s,
         "step_median_ms": median, "step_min_ms": min(samples), "step_max_ms": max(samples),
@@ -343,8 +344,9 @@ def merge_rows(path, doc):
             old = json.load(f)
     except (OSError, ValueError):
         return doc
-    done = {(r.get("config"), r.get("variant")) for r in doc["rows"]}
-    kept = [r for r in old.get("rows", []) if (r.get("config"), r.get("variant")) not in done]
+    key = lambda r: (r.get("config"), r.get("variant"), r.get("precision", "fp32"))  # noqa: E731
+    done = {key(r) for r in doc["rows"]}
+    kept = [r for r in old.get("rows", []) if key(r) not in done]
     return dict(doc, rows=kept + doc["rows"])
 
 
@@ -420,6 +422,7 @@ def main(argv=None):
             except Exception as e:  # a variant that fails (e.g. no compiler) is recorded, not fatal
                 failures += 1
                 row = {"config": config, "batch": CONFIGS[config][2], "variant": variant,
+                       "precision": "tf32" if args.tf32 else "fp32",
                        "error": f"{type(e).__name__}: {e}"[:500]}
                 print(f"{config:>16} {variant:<24} FAILED: {row['error']}", flush=True)
             doc["rows"].append(row)

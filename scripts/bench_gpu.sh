@@ -15,6 +15,8 @@
 # TORCH_VARIANTS / TORCH_CONFIGS: comma-separated subsets of the peer's variants and configurations
 # (default: all); runs into the same torch_peer.json merge, so the slow max-autotune compile can
 # get its own command, e.g. TORCH_VARIANTS=compile_max_autotune bash scripts/bench_gpu.sh ... --stage torch
+# TORCH_PRECISIONS: "fp32" (default) or "fp32 tf32": the peer also with TF32 matrix products, to pair
+# with bench_train_step --tf32 (the train stage runs both).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/usr/local/cuda/bin:$PATH"
@@ -64,10 +66,12 @@ if run_stage kernels; then
   [ "${PIPESTATUS[0]}" = 0 ] || status=1
 fi
 if run_stage train; then
-  echo "== training-step benchmark (GPU trainer)"
-  "$build_dir/bench/bench_train_step" --device gpu --out "$results" 2>&1 |
-    tee "$results/bench_train_step.log"
-  [ "${PIPESTATUS[0]}" = 0 ] || status=1
+  echo "== training-step benchmark (GPU trainer), FP32 then TF32 matrix products"
+  for precision in "" --tf32; do
+    "$build_dir/bench/bench_train_step" --device gpu $precision --out "$results" 2>&1 |
+      tee -a "$results/bench_train_step.log"
+    [ "${PIPESTATUS[0]}" = 0 ] || status=1
+  done
 fi
 if run_stage torch; then
   echo "== PyTorch peer"
@@ -77,10 +81,13 @@ if run_stage torch; then
     echo "bench_gpu: no Fashion-MNIST at $data; the peer uses synthetic data of the same shape"
     data_args=(--synthetic)
   fi
-  python3 python_ref/torch_peer.py --device cuda "${data_args[@]}" \
-    ${TORCH_VARIANTS:+--variants "$TORCH_VARIANTS"} ${TORCH_CONFIGS:+--configs "$TORCH_CONFIGS"} --json "$results/torch_peer.json" 2>&1 |
-    tee "$results/torch_peer.log"
-  [ "${PIPESTATUS[0]}" = 0 ] || status=1
+  for precision in ${TORCH_PRECISIONS:-fp32}; do
+    python3 python_ref/torch_peer.py --device cuda "${data_args[@]}" \
+      $([ "$precision" = tf32 ] && echo --tf32) ${TORCH_VARIANTS:+--variants "$TORCH_VARIANTS"} \
+      ${TORCH_CONFIGS:+--configs "$TORCH_CONFIGS"} --json "$results/torch_peer.json" 2>&1 |
+      tee -a "$results/torch_peer.log"
+    [ "${PIPESTATUS[0]}" = 0 ] || status=1
+  done
 fi
 echo "== summary"
 extra=()
