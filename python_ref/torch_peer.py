@@ -169,7 +169,10 @@ def make_step(torch, variant, model, optimizer_mode=None):
     if variant.startswith("compile_"):
         mode = variant[len("compile_"):].replace("_", "-")
         loss_fn = torch.compile(loss_fn, mode=mode)
-        opt_step = torch.compile(opt.step, mode=optimizer_mode or mode)
+        def optimizer_step():  # the compiled-optimizer tutorial's form: a function around step()
+            opt.step()
+
+        opt_step = torch.compile(optimizer_step, mode=optimizer_mode or mode)
     else:
         opt_step = opt.step
 
