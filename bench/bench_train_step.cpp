@@ -1,0 +1,264 @@
+// @brief Training-step benchmark through the Trainer interface (CPU and GPU trainers): time per
+// step, images/s and one epoch's wall time for the two reference configurations.
+//
+//   bench_train_step [--smoke] [--device cpu|gpu|all] [--out DIR] [--steps N] [--warmup N]
+//
+// Data: a synthetic uint8 training set with Fashion-MNIST's shape (60000 x 784, about half the
+// pixels 0 like the real images). A step's cost does not depend on the pixel values (dense matrix
+// products, branch-free element-wise ops), and the PyTorch peer reads the real files.
+#include <CLI/CLI.hpp>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <exception>
+#include <string>
+#include <vector>
+
+#include "bench/bench_results.h"
+#include "host/train/trainer.h"
+
+namespace fusedvae::bench {
+namespace {
+
+struct TrainShape {
+  std::string name;
+  int input_dim;
+  std::vector<int> hidden;
+  int latent;
+  int batch;
+};
+
+const std::vector<TrainShape> kFullShapes = {{"784-400-20", 784, {400}, 20, 128},
+                                             {"784-1024-512-64", 784, {1024, 512}, 64, 4096}};
+// Smoke: a tiny model on a tiny set, a few steps; exercises the whole path on the CPU.
+const std::vector<TrainShape> kSmokeShapes = {{"64-32-8 (smoke)", 64, {32}, 8, 32}};
+
+struct Options {
+  bool smoke = false;
+  std::string device = "all";
+  std::string out;
+  int steps = 0;  // 0: per device and shape defaults
+  int warmup = -1;
+  int rows = 60000;
+  bool epoch = true;
+  bool tf32 = false;
+};
+
+Dataset synthetic_dataset(int rows, int dim) {
+  Dataset data;
+  data.source = "synthetic uint8 " + std::to_string(rows) + "x" + std::to_string(dim);
+  data.rows = rows;
+  data.dim = dim;
+  data.u8.resize(static_cast<size_t>(rows) * dim);
+  uint64_t state = 0x2545F4914F6CDD1Dull;
+  for (auto& v : data.u8) {
+    state ^= state << 13;
+    state ^= state >> 7;
+    state ^= state << 17;
+    v = (state & 1) ? 0 : static_cast<uint8_t>(state >> 24);
+  }
+  data.scale = 1.0f / 255.0f;
+  return data;
+}
+
+TrainConfig train_config(const TrainShape& shape, bool tf32) {
+  TrainConfig config;  // Bernoulli logits, mean reduction, Adam lr 1e-3, KL weight 1
+  config.model.input_dim = shape.input_dim;
+  config.model.hidden = shape.hidden;
+  config.model.latent_dim = shape.latent;
+  config.batch_size = shape.batch;
+  config.seed = 0;
+  config.tf32 = tf32;  // GPU matrix products in TF32 (the CPU trainer ignores it)
+  return config;
+}
+
+// Matrix-product FLOPs of one step: forward, weight gradients, and input gradients of every layer
+// but the first (the data needs none). torch_peer.py and bench_numpy_ref.py count the same way.
+double step_flops(const TrainShape& shape) {
+  std::vector<std::pair<int, int>> layers;
+  int width = shape.input_dim;
+  for (int h : shape.hidden) layers.push_back({width, h}), width = h;
+  layers.push_back({width, shape.latent});
+  layers.push_back({width, shape.latent});
+  width = shape.latent;
+  for (auto it = shape.hidden.rbegin(); it != shape.hidden.rend(); ++it)
+    layers.push_back({width, *it}), width = *it;
+  layers.push_back({width, shape.input_dim});
+  double macs = 0.0;
+  for (const auto& [in, out] : layers) macs += static_cast<double>(in) * out;
+  const double first = static_cast<double>(layers.front().first) * layers.front().second;
+  return 2.0 * shape.batch * (3.0 * macs - first);
+}
+
+using Clock = std::chrono::steady_clock;
+double ms_since(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+// Steps are timed in blocks that end with last_losses() (a synchronisation on the GPU): the
+// median over blocks of (block time / steps in block) is the per-step time, with the host's
+// enqueueing and the device's work both inside it. On the CPU a step is synchronous: blocks of 1.
+nlohmann::json bench_trainer(Trainer* trainer, const TrainShape& shape, bool gpu, bool tf32,
+                             int steps, int warmup, bool epoch, bool* ok) {
+  const int per_epoch = trainer->batches_per_epoch();
+  int epoch_index = 0, batch_index = 0;
+  trainer->start_epoch(epoch_index);
+  auto next_step = [&] {
+    if (batch_index == per_epoch) {
+      trainer->start_epoch(++epoch_index);
+      batch_index = 0;
+    }
+    trainer->train_step(batch_index++);
+  };
+  for (int i = 0; i < warmup; ++i) next_step();
+  const StepLosses first = trainer->last_losses();
+
+  const int block = gpu ? 20 : 1;
+  const int blocks = std::max(1, steps / block);
+  std::vector<double> per_step_ms;
+  const auto t_all = Clock::now();
+  for (int b = 0; b < blocks; ++b) {
+    const auto t0 = Clock::now();
+    for (int i = 0; i < block; ++i) next_step();
+    trainer->last_losses();
+    per_step_ms.push_back(ms_since(t0) / block);
+  }
+  const double mean_ms = ms_since(t_all) / (blocks * block);
+  const StepLosses last = trainer->last_losses();
+  const TimeStats stats = summarize(per_step_ms);
+
+  double epoch_s = -1.0;
+  if (epoch) {
+    const auto t0 = Clock::now();
+    trainer->start_epoch(++epoch_index);
+    for (int b = 0; b < per_epoch; ++b) trainer->train_step(b);
+    trainer->last_losses();
+    epoch_s = ms_since(t0) / 1e3;
+  }
+  const StepLosses final_losses = trainer->last_losses();
+  const bool finite = std::isfinite(first.loss) && std::isfinite(final_losses.loss);
+  if (!finite) *ok = false;
+  std::printf(
+      "%-18s %-34s batch %5d: step %9.3f ms (min %.3f, max %.3f) %11.0f img/s; epoch "
+      "%s; loss %.3f -> %.3f%s\n",
+      shape.name.c_str(), trainer->device_name().c_str(), shape.batch, stats.median_ms,
+      stats.min_ms, stats.max_ms, shape.batch / (stats.median_ms * 1e-3),
+      epoch ? (std::to_string(epoch_s) + " s").c_str() : "skipped", first.loss, final_losses.loss,
+      finite ? "" : "  NON-FINITE LOSS");
+  std::fflush(stdout);
+  nlohmann::json row = {{"config", shape.name},
+                        {"batch", shape.batch},
+                        {"implementation", "fusedvae"},
+                        {"device", trainer->device_name()},
+                        {"precision", gpu && tf32 ? "tf32" : "fp32"},
+                        {"steps_timed", blocks * block},
+                        {"steps_per_block", block},
+                        {"warmup_steps", warmup},
+                        {"step_median_ms", stats.median_ms},
+                        {"step_min_ms", stats.min_ms},
+                        {"step_max_ms", stats.max_ms},
+                        {"step_wall_mean_ms", mean_ms},
+                        {"images_per_s", shape.batch / (stats.median_ms * 1e-3)},
+                        {"tflops", step_flops(shape) / (stats.median_ms * 1e-3) / 1e12},
+                        {"steps_per_epoch", per_epoch},
+                        {"loss_after_warmup", first.loss},
+                        {"final_loss", final_losses.loss},
+                        {"finite", finite}};
+  row["epoch_s"] = epoch ? nlohmann::json(epoch_s) : nlohmann::json(nullptr);
+  (void)last;
+  return row;
+}
+
+const std::vector<Column> kColumns = {{"config", "config"},
+                                      {"batch", "batch"},
+                                      {"device", "device"},
+                                      {"step ms (median)", "step_median_ms", 3},
+                                      {"min", "step_min_ms", 3},
+                                      {"max", "step_max_ms", 3},
+                                      {"images/s", "images_per_s", 0},
+                                      {"TFLOP/s", "tflops", 3},
+                                      {"epoch s", "epoch_s", 2},
+                                      {"steps timed", "steps_timed"},
+                                      {"final loss", "final_loss", 2}};
+
+int run(const Options& options) {
+  bool ok = true;
+  ResultsFile results;
+  results.header = host_header("bench_train_step: fusedvae training step", options.smoke);
+  results.header["data"] = options.smoke ? "synthetic uint8 512 x 64"
+                                         : "synthetic uint8 " + std::to_string(options.rows) +
+                                               " x 784 (Fashion-MNIST's shape)";
+  results.header["objective"] = "Bernoulli logits, mean over batch, KL weight 1, Adam lr 1e-3";
+
+  std::string reason;
+  const bool have_gpu = cuda_device_present(&reason);
+  const bool want_cpu = options.device == "cpu" || options.device == "all";
+  const bool want_gpu = options.device == "gpu" || options.device == "all";
+  if (want_gpu && !have_gpu) {
+    std::printf("== GPU trainer SKIPPED: %s. No GPU numbers are reported.\n", reason.c_str());
+    if (options.device == "gpu") ok = false;
+  }
+  const auto& shapes = options.smoke ? kSmokeShapes : kFullShapes;
+  for (const TrainShape& shape : shapes) {
+    const Dataset data = synthetic_dataset(options.smoke ? 512 : options.rows, shape.input_dim);
+    for (const bool gpu : {false, true}) {
+      if (gpu ? !(want_gpu && have_gpu) : !want_cpu) continue;
+      const bool large = shape.batch >= 1024;
+      // The large configuration takes about a second per step on a 2-core CPU.
+      const int steps = options.steps > 0 ? options.steps
+                        : options.smoke   ? 5
+                        : gpu             ? (large ? 100 : 400)
+                                          : (large ? 3 : 100);
+      const int warmup = options.warmup >= 0 ? options.warmup : (options.smoke ? 1 : gpu ? 20 : 2);
+      const bool epoch = options.epoch;
+      const TrainConfig config = train_config(shape, options.tf32);
+      auto trainer = gpu ? make_gpu_trainer(config) : make_cpu_trainer(config);
+      trainer->set_train_data(data);
+      results.rows.push_back(
+          bench_trainer(trainer.get(), shape, gpu, options.tf32, steps, warmup, epoch, &ok));
+    }
+  }
+  const std::string dir =
+      !options.out.empty() ? options.out : default_results_dir(have_gpu ? "gpu" : "cpu");
+  const std::string stem = options.tf32 ? "train_step_tf32" : "train_step";
+  const auto paths = write_results(results, kColumns, dir, stem,
+                                   "fusedvae training step (through the Trainer interface)");
+  const std::string problem = check_written_results(dir, stem, results.rows.size());
+  if (!problem.empty()) {
+    std::printf("results writer check FAILED: %s\n", problem.c_str());
+    ok = false;
+  } else {
+    std::printf("wrote %s and %s (read back: both parse)\n", paths[0].c_str(), paths[1].c_str());
+  }
+  std::printf("bench_train_step: %s\n", ok ? "PASS" : "FAIL");
+  return ok ? 0 : 1;
+}
+
+}  // namespace
+}  // namespace fusedvae::bench
+
+int main(int argc, char** argv) {
+  fusedvae::bench::Options options;
+  CLI::App app{"fusedvae training-step benchmark"};
+  app.add_flag("--smoke", options.smoke, "tiny model, few steps (the ctest mode)");
+  app.add_option("--device", options.device, "cpu, gpu or all (all: the GPU when present)")
+      ->check(CLI::IsMember({"cpu", "gpu", "all"}));
+  app.add_option("--out", options.out, "results folder (default bench/results/<date>-<device>)");
+  app.add_option("--steps", options.steps, "timed steps per measurement")
+      ->check(CLI::Range(1, 1000000));
+  app.add_option("--warmup", options.warmup, "untimed steps first")->check(CLI::Range(0, 100000));
+  app.add_option("--rows", options.rows, "rows of the synthetic training set")
+      ->check(CLI::Range(4096, 10000000));
+  app.add_flag("!--no-epoch", options.epoch, "skip the epoch timing");
+  app.add_flag("--tf32", options.tf32,
+               "GPU matrix products in TF32 (writes train_step_tf32.json; compare with "
+               "torch_peer.py --tf32)");
+  CLI11_PARSE(app, argc, argv);
+  try {
+    return fusedvae::bench::run(options);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_train_step: %s\n", e.what());
+    return 1;
+  }
+}

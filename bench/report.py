@@ -1,0 +1,283 @@
+#!/usr/bin/env python3
+"""@brief Merges the JSON results of benchmark folders into one markdown summary (the README shows
+the latest) and, when matplotlib is importable, a PNG plot; checks the issue-4 targets.
+
+  python3 bench/report.py bench/results/<date>-<device> [more folders] [--out DIR]
+
+Reads, from every folder given: kernels.json and kernels_validation.json (bench_kernels),
+train_step.json (bench_train_step), torch_peer.json (python_ref/torch_peer.py) and numpy_ref.json
+(bench/bench_numpy_ref.py); a file that is missing is skipped with a note. Writes summary.md (and
+summary.png) into --out (default: the first folder) and prints the markdown.
+"""
+import argparse
+import glob
+import json
+import os
+import sys
+
+# Issue 4's targets.
+KERNEL_LARGE_ELEMENTS = 64 * 1024 * 1024  # "bandwidth-bound (>= 64M elements)"
+KERNEL_COPY_SHARE = 0.90
+KERNEL_SPEEDUP = 4.0
+TRAIN_TARGETS = {  # batch: [(torch variant family, minimum speed-up of fusedvae's GPU step)]
+    128: [("eager", 30.0), ("compile", 3.0)],
+    4096: [("compile", 1.3)],
+}
+
+
+def load(folder, name, notes):
+    path = os.path.join(folder, name)
+    if not os.path.exists(path):
+        notes.append(f"{path}: not found, skipped")
+        return None
+    try:
+        with open(path) as f:
+            doc = json.load(f)
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"report: {path} does not parse: {e}")
+    if not isinstance(doc, dict) or not isinstance(doc.get("rows"), list):
+        raise SystemExit(f"report: {path} has no 'rows' list")
+    return doc
+
+
+def fmt(value, decimals=2):
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.0f}" if abs(value) >= 1000 else f"{value:.{decimals}f}"
+    return str(value)
+
+
+def table(headers, rows):
+    out = ["| " + " | ".join(headers) + " |", "|" + " --- |" * len(headers)]
+    out += ["| " + " | ".join(fmt(c) if not isinstance(c, str) else c for c in r) + " |"
+            for r in rows]
+    return "\n".join(out)
+
+
+def header_line(doc):
+    h = doc.get("header", {})
+    keys = ["device", "driver", "cuda_runtime", "torch", "cuda", "cpu", "threads", "date"]
+    return "; ".join(f"{k}: {h[k]}" for k in keys if k in h)
+
+
+def kernel_section(doc, lines, verdicts):
+    lines.append("## Fused ops against an unfused composition and a device copy\n")
+    lines.append(header_line(doc) + "\n")
+    rows = []
+    for r in doc["rows"]:
+        large = r.get("elements", 0) >= KERNEL_LARGE_ELEMENTS
+        target = ""
+        if not r.get("valid", False):
+            target = "INVALID"
+            if large:
+                verdicts.append((f"{r['op']} {r['batch']}x{r['dim']}: failed validation", False))
+        elif large:
+            ok = r["copy_share"] >= KERNEL_COPY_SHARE and r["speedup_vs_unfused"] >= KERNEL_SPEEDUP
+            target = "met" if ok else "MISSED"
+            verdicts.append((f"{r['op']} {r['batch']}x{r['dim']}: copy share "
+                             f"{r['copy_share']:.2f} (>= {KERNEL_COPY_SHARE}), speed-up "
+                             f"{r['speedup_vs_unfused']:.2f}x (>= {KERNEL_SPEEDUP}x)", ok))
+        rows.append([r["op"], f"{r['batch']}x{r['dim']}", r.get("fused_median_us"),
+                     r.get("fused_gbps"), r.get("copy_gbps"),
+                     None if r.get("copy_share") is None else 100.0 * r["copy_share"],
+                     r.get("unfused_median_us"), r.get("speedup_vs_unfused"),
+                     None if r.get("candidate_copy_share") is None
+                     else 100.0 * r["candidate_copy_share"],
+                     r.get("candidate_bitwise_equal_fused"),
+                     r.get("fused_worst_share"), target])
+    lines.append(table(["op", "size", "fused us", "GB/s", "copy GB/s", "% of copy", "unfused us",
+                        "speed-up", "float4 candidate % of copy", "candidate bitwise = fused",
+                        "worst share of tol", "target (>= 64M)"], rows))
+    lines.append("")
+
+
+def validation_section(doc, lines):
+    bad = [r for r in doc["rows"] if not (r.get("cpu_twin_pass") and r.get("corruption_rejected"))]
+    worst = max((r.get("cpu_twin_worst_share") or 0.0 for r in doc["rows"]), default=0.0)
+    lines.append(f"Harness checks (CPU): {len(doc['rows'])} cases, {len(bad)} failing; worst CPU "
+                 f"twin error {worst:.3f} of its tolerance; corrupted outputs rejected in "
+                 f"{sum(1 for r in doc['rows'] if r.get('corruption_rejected'))} of "
+                 f"{len(doc['rows'])}.\n")
+
+
+def step_rows(docs):
+    """Every training-step row, tagged with who measured it."""
+    rows = []
+    for kind, doc in docs:
+        if doc is None:
+            continue
+        for r in doc["rows"]:
+            if "error" in r:
+                rows.append(dict(r, who=kind, label=f"torch {r['variant']}", failed=True))
+                continue
+            if kind == "torch":
+                label = f"torch {r['variant']}"
+                device = doc["header"].get("device", "?")
+            else:
+                label = r.get("implementation", kind)
+                device = r.get("device", "?")
+            rows.append(dict(r, who=kind, label=label, device_name=device, failed=False))
+    return rows
+
+
+def train_section(rows, lines, verdicts):
+    lines.append("## Training step\n")
+    table_rows = []
+    for r in rows:
+        if r["failed"]:
+            table_rows.append([r["config"], str(r["batch"]), r["label"], r.get("precision", "-"),
+                               "-", "-", "-", "-", "-",
+                               "FAILED: " + r["error"][:80].replace("|", "/")])
+            continue
+        table_rows.append([r["config"], str(r["batch"]), r["label"], r.get("precision", "fp32"),
+                           r["device_name"],
+                           r.get("step_median_ms"), r.get("images_per_s"), r.get("tflops"),
+                           r.get("epoch_s") if r.get("epoch_s") is not None
+                           else r.get("epoch_s_estimated"), ""])
+    lines.append(table(["config", "batch", "implementation", "precision", "device", "step ms",
+                        "images/s", "TFLOP/s", "epoch s", "note"], table_rows))
+    lines.append("")
+    # Speed-ups of fusedvae's GPU step over each torch variant (CUDA rows only).
+    gpu_fused = {(r["batch"], r.get("precision", "fp32")): r for r in rows
+                 if r["who"] == "fusedvae" and not r["failed"]
+                 and not r["device_name"].startswith("cpu")}
+    torch_cuda = [r for r in rows if r["who"] == "torch" and not r["failed"]
+                  and not r["device_name"].startswith("cpu")]
+    sp_rows = []
+    for t in torch_cuda:
+        precision = t.get("precision", "fp32")
+        f = gpu_fused.get((t["batch"], precision))
+        if f:
+            sp_rows.append([t["config"], str(t["batch"]), precision, t["label"],
+                            t["step_median_ms"] / f["step_median_ms"]])
+    if sp_rows:
+        lines.append("fusedvae GPU step speed-up over each PyTorch variant (same precision):\n")
+        lines.append(table(["config", "batch", "precision", "against", "speed-up"], sp_rows))
+        lines.append("")
+    precisions = sorted({p for _, p in gpu_fused} | {t.get("precision", "fp32") for t in torch_cuda}
+                        | {"fp32"})
+    for precision in precisions:
+        tag = "" if precision == "fp32" else f" ({precision})"
+        for batch, targets in TRAIN_TARGETS.items():
+            f = gpu_fused.get((batch, precision))
+            for family, minimum in targets:
+                peers = [t for t in torch_cuda if t["batch"] == batch and
+                         t.get("precision", "fp32") == precision and
+                         t["variant"].startswith(family)]
+                if not f or not peers:
+                    if precision == "fp32":  # the targets are judged at the default precision
+                        verdicts.append((f"train step batch {batch} >= {minimum}x torch {family}: "
+                                         "not measured", None))
+                    continue
+                best = min(peers, key=lambda t: t["step_median_ms"])  # the fastest of the family
+                speedup = best["step_median_ms"] / f["step_median_ms"]
+                verdicts.append((f"train step batch {batch}{tag}: {speedup:.2f}x torch "
+                                 f"{best['variant']} (fastest {family}; target >= {minimum}x)",
+                                 speedup >= minimum))
+    cpu_f = {r["batch"]: r for r in rows if r["who"] == "fusedvae" and not r["failed"]
+             and r["device_name"].startswith("cpu")}
+    for r in rows:
+        if r["who"] == "numpy" and r["batch"] in cpu_f:
+            lines.append(f"CPU, batch {r['batch']}: fusedvae's CPU trainer "
+                         f"{r['step_median_ms'] / cpu_f[r['batch']]['step_median_ms']:.2f}x the "
+                         f"float64 NumPy reference step ({r['device_name']}).\n")
+
+
+def plot(kernel_doc, rows, path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("report: matplotlib is not importable; wrote the markdown only", file=sys.stderr)
+        return False
+    fig, axes = plt.subplots(1, 3, figsize=(18, 5))
+    if kernel_doc:
+        by_op = {}
+        for r in kernel_doc["rows"]:
+            if r.get("valid") and r.get("copy_share") is not None:
+                by_op.setdefault(r["op"], []).append(r)
+        for op, rs in sorted(by_op.items()):
+            rs.sort(key=lambda r: r["bytes"])
+            x = [r["bytes"] / 1e6 for r in rs]
+            axes[0].plot(x, [100 * r["copy_share"] for r in rs], marker="o", label=op)
+            axes[1].plot(x, [r["speedup_vs_unfused"] for r in rs], marker="o", label=op)
+        axes[0].axhline(100 * KERNEL_COPY_SHARE, color="gray", ls="--", lw=1)
+        axes[1].axhline(KERNEL_SPEEDUP, color="gray", ls="--", lw=1)
+    for ax, title, ylabel in ((axes[0], "Fused ops: share of copy bandwidth", "% of D2D copy"),
+                              (axes[1], "Fused vs unfused composition", "speed-up (x)")):
+        ax.set_xscale("log")
+        ax.set_xlabel("MB moved")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.grid(True, which="both", alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    ok_rows = [r for r in rows if not r["failed"]]
+    labels = [f"{r['config']}\n{r['label']}\n{r['device_name'][:18]}" for r in ok_rows]
+    axes[2].barh(range(len(ok_rows)), [r["images_per_s"] for r in ok_rows])
+    axes[2].set_yticks(range(len(ok_rows)))
+    axes[2].set_yticklabels(labels, fontsize=6)
+    axes[2].set_xscale("log")
+    axes[2].set_xlabel("images / s")
+    axes[2].set_title("Training step throughput")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    return True
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("folders", nargs="+", help="results folders")
+    p.add_argument("--out", help="where summary.md / summary.png go (default: the first folder)")
+    args = p.parse_args()
+    notes, lines, verdicts = [], ["# fusedvae benchmarks\n"], []
+    kernel_doc = None
+    train_docs = []
+    for folder in args.folders:
+        if not os.path.isdir(folder):
+            raise SystemExit(f"report: {folder} is not a folder")
+        k = load(folder, "kernels.json", notes)
+        if k:
+            kernel_doc = k
+            kernel_section(k, lines, verdicts)
+        v = load(folder, "kernels_validation.json", notes)
+        if v:
+            validation_section(v, lines)
+        train_docs += [("fusedvae", load(folder, "train_step.json", notes)),
+                       ("numpy", load(folder, "numpy_ref.json", notes)),
+                       ("torch", load(folder, "torch_peer.json", notes))]
+        # TF32 runs (bench_train_step --tf32 writes train_step_tf32.json; the peer's --tf32 rows
+        # carry "precision": "tf32" and may share torch_peer.json or have their own file).
+        for path in sorted(glob.glob(os.path.join(folder, "train_step_tf32.json")) +
+                           glob.glob(os.path.join(folder, "torch_peer_tf32.json"))):
+            kind = "fusedvae" if "train_step" in path else "torch"
+            train_docs.append((kind, load(folder, os.path.basename(path), notes)))
+    rows = step_rows(train_docs)
+    if rows:
+        train_section(rows, lines, verdicts)
+    if verdicts:
+        lines.append("## Issue 4 targets\n")
+        for text, ok in verdicts:
+            lines.append(f"- {'met' if ok else ('not measured' if ok is None else 'MISSED')}: "
+                         f"{text}")
+        lines.append("")
+    if notes:
+        lines.append("Notes: " + "; ".join(notes) + "\n")
+    out = args.out or args.folders[0]
+    os.makedirs(out, exist_ok=True)
+    md = "\n".join(lines)
+    with open(os.path.join(out, "summary.md"), "w") as f:
+        f.write(md)
+    if plot(kernel_doc, rows, os.path.join(out, "summary.png")):
+        notes.append("plot: summary.png")
+    print(md)
+    print(f"report: wrote {os.path.join(out, 'summary.md')}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,443 @@
+#!/usr/bin/env python3
+"""@brief The PyTorch peer of fusedvae's training step, for the speed comparison of issue 4.
+
+The same MLP VAE (nn.Linear layers, ReLU, logvar clamped to [-30, 20]), the same objective
+(Bernoulli BCE-with-logits summed over features + analytic KL summed over latents, both averaged
+over the batch, KL weight 1) and the same optimizer (Adam, lr 1e-3, betas 0.9/0.999, eps 1e-8),
+on Fashion-MNIST resident on the device as uint8 and normalised per batch (as fusedvae's gather
+does). Variants:
+  eager             torch.optim.Adam with its default (foreach on CUDA)
+  eager_fused_adam  torch.optim.Adam(fused=True)
+  compile_reduce_overhead  torch.compile(mode="reduce-overhead") on the loss and the optimizer step
+  compile_max_autotune     torch.compile(mode="max-autotune") on the same
+Per variant: step time (CUDA events per step on CUDA, perf_counter on CPU; warm-up excluded;
+median, min, max), images/s, and one full epoch's wall time (shuffle included).
+
+  python3 python_ref/torch_peer.py --device cuda --json OUT.json
+  python3 python_ref/torch_peer.py --dry-run          # data + arguments only; no torch needed
+"""
+import argparse
+import datetime
+import gzip
+import json
+import os
+import platform
+import socket
+import statistics
+import struct
+import sys
+import time
+
+import numpy as np
+
+CONFIGS = {
+    # name: (hidden widths, latent, batch size)
+    "784-400-20": ([400], 20, 128),
+    "784-1024-512-64": ([1024, 512], 64, 4096),
+}
+VARIANTS = ["eager", "eager_fused_adam", "compile_reduce_overhead", "compile_max_autotune"]
+INPUT_DIM = 784
+LOGVAR_MIN, LOGVAR_MAX = -30.0, 20.0
+DEFAULT_DATA = "/usr/share/datasets/fashion-mnist"
+
+
+# ------------------------------------------------------------------------------------------------
+# Data: IDX files (gzip-compressed), read with numpy alone.
+
+IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
+              0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
+
+
+def read_idx(path):
+    """Returns the array stored in an IDX(.gz) file; ValueError with the file named when it is
+    not a valid IDX file."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: no such file")
+    opener = gzip.open if path.endswith(".gz") else open
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError) as e:
+        raise ValueError(f"{path}: cannot read ({e})") from e
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
+        raise ValueError(f"{path}: not an IDX file (bad magic)")
+    dtype = IDX_DTYPES.get(raw[2])
+    ndim = raw[3]
+    if dtype is None or ndim < 1:
+        raise ValueError(f"{path}: unsupported IDX type 0x{raw[2]:02x} or rank {ndim}")
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise ValueError(f"{path}: truncated IDX header")
+    shape = struct.unpack(">" + "I" * ndim, raw[4:header])
+    count = int(np.prod(shape))
+    itemsize = np.dtype(dtype).itemsize
+    if len(raw) - header != count * itemsize:
+        raise ValueError(f"{path}: holds {len(raw) - header} data bytes, shape {shape} needs "
+                         f"{count * itemsize}")
+    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
+
+
+def load_train_images(data_dir):
+    """Fashion-MNIST training images as uint8 [n, 784]."""
+    path = os.path.join(data_dir, "train-images-idx3-ubyte.gz")
+    if not os.path.exists(path):
+        path = os.path.join(data_dir, "train-images-idx3-ubyte")
+    images = read_idx(path)
+    if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1] * images.shape[2] != INPUT_DIM:
+        raise ValueError(f"{path}: expected uint8 images of 28x28, got {images.dtype} "
+                         f"{images.shape}")
+    return np.ascontiguousarray(images.reshape(images.shape[0], INPUT_DIM))
+
+
+def step_flops(hidden, latent, batch):
+    """Matrix-product FLOPs of one step: forward, weight gradients, and input gradients of every
+    layer but the first (the data needs none; autograd skips it too). bench_train_step and
+    bench/bench_numpy_ref.py count the same way."""
+    sizes = [INPUT_DIM] + hidden
+    enc = list(zip(sizes[:-1], sizes[1:])) + [(sizes[-1], latent)] * 2
+    dec_sizes = [latent] + hidden[::-1] + [INPUT_DIM]
+    layers = enc + list(zip(dec_sizes[:-1], dec_sizes[1:]))
+    macs = sum(a * b for a, b in layers)
+    return 2.0 * batch * (3 * macs - INPUT_DIM * sizes[1])
+
+
+def parameter_count(hidden, latent):
+    sizes = [INPUT_DIM] + hidden
+    enc = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:])) + 2 * (sizes[-1] * latent + latent)
+    dec_sizes = [latent] + hidden[::-1] + [INPUT_DIM]
+    dec = sum(a * b + b for a, b in zip(dec_sizes[:-1], dec_sizes[1:]))
+    return enc + dec
+
+
+# ------------------------------------------------------------------------------------------------
+# Model, loss and step (torch imported lazily so that --dry-run runs without it).
+
+def build(torch, hidden, latent):
+    nn = torch.nn
+
+    class Vae(nn.Module):
+        def __init__(self):
+            super().__init__()
+            layers, width = [], INPUT_DIM
+            for h in hidden:
+                layers += [nn.Linear(width, h), nn.ReLU()]
+                width = h
+            self.encoder = nn.Sequential(*layers)
+            self.mu = nn.Linear(width, latent)
+            self.logvar = nn.Linear(width, latent)
+            layers, width = [], latent
+            for h in hidden[::-1]:
+                layers += [nn.Linear(width, h), nn.ReLU()]
+                width = h
+            layers.append(nn.Linear(width, INPUT_DIM))
+            self.decoder = nn.Sequential(*layers)
+
+        def forward(self, x):
+            h = self.encoder(x)
+            mu = self.mu(h)
+            logvar = self.logvar(h).clamp(LOGVAR_MIN, LOGVAR_MAX)
+            z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+            return self.decoder(z), mu, logvar
+
+    return Vae()
+
+
+def make_loss_fn(torch, model):
+    F = torch.nn.functional
+
+    def loss_fn(batch_u8):
+        x = batch_u8.float() * (1.0 / 255.0)  # fusedvae normalises in its gather kernel too
+        logits, mu, logvar = model(x)
+        recon = F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(dim=1)
+        kl = 0.5 * (mu.pow(2) + logvar.exp() - logvar - 1.0).sum(dim=1)
+        return (recon + kl).mean()
+
+    return loss_fn
+
+
+def make_step(torch, variant, model, optimizer_mode=None):
+    """Returns step(batch_u8) -> loss tensor (not synchronised) for the variant. Compiled variants
+    follow PyTorch's recipe: the loss (forward + backward through AOTAutograd) and opt.step each
+    under torch.compile; the optimizer is the default (foreach) Adam, which Inductor fuses itself.
+    optimizer_mode overrides the mode of the optimizer's compile (the fallback when CUDA graphs
+    refuse the optimizer's in-place updates)."""
+    params = list(model.parameters())
+    adam = dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
+    fused = variant == "eager_fused_adam"
+    opt = torch.optim.Adam(params, fused=True, **adam) if fused else torch.optim.Adam(params, **adam)
+    loss_fn = make_loss_fn(torch, model)
+    if variant.startswith("compile_"):
+        mode = variant[len("compile_"):].replace("_", "-")
+        loss_fn = torch.compile(loss_fn, mode=mode)
+        def optimizer_step():  # the compiled-optimizer tutorial's form: a function around step()
+            opt.step()
+
+        opt_step = torch.compile(optimizer_step, mode=optimizer_mode or mode)
+    else:
+        opt_step = opt.step
+
+    def step(batch_u8):
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(batch_u8)
+        loss.backward()
+        opt_step()
+        return loss
+
+    return step
+
+
+class StepTimer:
+    """Per-step time: CUDA events on the stream (no synchronisation between steps) on CUDA, the
+    host clock around a step on the CPU (where a step runs synchronously)."""
+
+    def __init__(self, torch, device):
+        self.torch, self.cuda = torch, device.type == "cuda"
+        self.events, self.host = [], []
+
+    def time(self, fn):
+        if self.cuda:
+            start = self.torch.cuda.Event(enable_timing=True)
+            stop = self.torch.cuda.Event(enable_timing=True)
+            start.record()
+            out = fn()
+            stop.record()
+            self.events.append((start, stop))
+        else:
+            t0 = time.perf_counter()
+            out = fn()
+            self.host.append((time.perf_counter() - t0) * 1e3)
+        return out
+
+    def samples_ms(self):
+        if self.cuda:
+            self.torch.cuda.synchronize()
+            return [a.elapsed_time(b) for a, b in self.events]
+        return list(self.host)
+
+
+def synchronize(torch, device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def bench_variant(torch, device, images, config_name, variant, args):
+    hidden, latent, batch = CONFIGS[config_name]
+    torch.manual_seed(args.seed)
+    model = build(torch, hidden, latent).to(device)
+    step = make_step(torch, variant, model)
+    optimizer_mode = variant[len("compile_"):].replace("_", "-") if "compile" in variant else None
+    if variant.startswith("compile_"):
+        try:  # the first call compiles; CUDA graphs may refuse the optimizer's in-place updates
+            step(images.index_select(0, torch.arange(batch, device=device)))
+        except Exception as e:  # noqa: BLE001 - retried once with the optimizer in default mode
+            print(f"  {variant}: optimizer step under mode {optimizer_mode} failed "
+                  f"({type(e).__name__}: {str(e)[:120]}); compiling it in the default mode")
+            torch._dynamo.reset()
+            torch.manual_seed(args.seed)
+            model = build(torch, hidden, latent).to(device)
+            optimizer_mode = "default"
+            step = make_step(torch, variant, model, optimizer_mode="default")
+    n = images.shape[0]
+    steps_per_epoch = n // batch  # the last partial batch is dropped, as in fusedvae
+    gen = torch.Generator(device=device)
+    gen.manual_seed(args.seed)
+
+    def batches():
+        while True:
+            perm = torch.randperm(n, device=device, generator=gen)
+            for i in range(steps_per_epoch):
+                yield images.index_select(0, perm[i * batch:(i + 1) * batch])
+
+    source = batches()
+    warmup = args.warmup if not variant.startswith("compile_") else max(args.warmup, 30)
+    t_compile = time.perf_counter()
+    for _ in range(warmup):  # compilation, autotuning and CUDA-graph recording happen here
+        loss = step(next(source))
+    synchronize(torch, device)
+    warmup_s = time.perf_counter() - t_compile
+
+    timer = StepTimer(torch, device)
+    t0 = time.perf_counter()
+    for _ in range(args.steps):
+        batch_u8 = next(source)
+        loss = timer.time(lambda: step(batch_u8))
+    synchronize(torch, device)
+    wall_ms = (time.perf_counter() - t0) * 1e3 / args.steps
+    samples = timer.samples_ms()
+
+    epoch_s = None
+    if args.epoch:
+        synchronize(torch, device)
+        t0 = time.perf_counter()
+        perm = torch.randperm(n, device=device, generator=gen)
+        for i in range(steps_per_epoch):
+            loss = step(images.index_select(0, perm[i * batch:(i + 1) * batch]))
+        synchronize(torch, device)
+        epoch_s = time.perf_counter() - t0
+
+    median = statistics.median(samples)
+    return {
+        "config": config_name, "batch": batch, "variant": variant,
+        "precision": "tf32" if args.tf32 else "fp32",
+        "parameters": parameter_count(hidden, latent),
+        "steps_timed": len(samples), "warmup_steps": warmup, "warmup_s": warmup_s,
+        "step_median_ms": median, "step_min_ms": min(samples), "step_max_ms": max(samples),
+        "step_wall_mean_ms": wall_ms,
+        "images_per_s": batch / (median * 1e-3),
+        "tflops": step_flops(hidden, latent, batch) / (median * 1e-3) / 1e12,
+        "steps_per_epoch": steps_per_epoch, "epoch_s": epoch_s,
+        "optimizer": ("Adam fused=True" if variant == "eager_fused_adam" else "Adam (foreach)") +
+                     (f", compiled ({optimizer_mode})" if optimizer_mode else ""),
+        "final_loss": float(loss.detach().float().item()),
+    }
+
+
+# ------------------------------------------------------------------------------------------------
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data", default=DEFAULT_DATA, help="folder with the Fashion-MNIST IDX files")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cuda")
+    p.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated, of: " +
+                   ", ".join(CONFIGS))
+    p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated, of: " +
+                   ", ".join(VARIANTS))
+    p.add_argument("--steps", type=int, default=200, help="timed steps per variant")
+    p.add_argument("--warmup", type=int, default=20, help="untimed steps (30 at least when compiled)")
+    p.add_argument("--no-epoch", dest="epoch", action="store_false", help="skip the epoch timing")
+    p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: default)")
+    p.add_argument("--tf32", action="store_true", help="allow TF32 matrix products (off, as fusedvae)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--synthetic", action="store_true",
+                   help="random uint8 images of Fashion-MNIST's shape instead of --data (a step's "
+                        "cost does not depend on the pixels); recorded in the JSON header")
+    p.add_argument("--json", help="write the results here")
+    p.add_argument("--dry-run", action="store_true",
+                   help="check the arguments and the data, without torch")
+    args = p.parse_args(argv)
+    args.configs = [c for c in args.configs.split(",") if c]
+    args.variants = [v for v in args.variants.split(",") if v]
+    for c in args.configs:
+        if c not in CONFIGS:
+            p.error(f"unknown config {c!r}; known: {', '.join(CONFIGS)}")
+    for v in args.variants:
+        if v not in VARIANTS:
+            p.error(f"unknown variant {v!r}; known: {', '.join(VARIANTS)}")
+    if args.steps < 1 or args.warmup < 0:
+        p.error("--steps must be >= 1 and --warmup >= 0")
+    return args
+
+
+def header(args, images):
+    h = {"benchmark": "torch_peer", "date": datetime.datetime.now(datetime.timezone.utc)
+         .strftime("%Y-%m-%d %H:%M UTC"), "host": socket.gethostname(),
+         "python": platform.python_version(), "numpy": np.__version__, "data": args.data,
+         "train_images": int(images.shape[0]), "device_kind": args.device,
+         "objective": "BCE-with-logits summed over features + KL, mean over batch; Adam lr 1e-3"}
+    return h
+
+
+def merge_rows(path, doc):
+    """Keeps the rows of an earlier run in `path` that this run did not re-measure, so that the
+    variants can be run in separate commands (each within a time limit) into one file."""
+    if not os.path.exists(path):
+        return doc
+    try:
+        with open(path) as f:
+            old = json.load(f)
+    except (OSError, ValueError):
+        return doc
+    key = lambda r: (r.get("config"), r.get("variant"), r.get("precision", "fp32"))  # noqa: E731
+    done = {key(r) for r in doc["rows"]}
+    kept = [r for r in old.get("rows", []) if key(r) not in done]
+    return dict(doc, rows=kept + doc["rows"])
+
+
+def write_json(path, doc):
+    folder = os.path.dirname(path)
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(doc, f, indent=2)
+        f.write("\n")
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.synthetic:
+        rng = np.random.default_rng(args.seed)
+        images = (rng.integers(0, 256, (60000, INPUT_DIM)) * (rng.random((60000, INPUT_DIM)) < 0.5)
+                  ).astype(np.uint8)
+        args.data = "synthetic uint8 60000 x 784 (Fashion-MNIST's shape)"
+    else:
+        try:
+            images = load_train_images(args.data)
+        except (OSError, ValueError) as e:
+            print(f"torch_peer: {e}", file=sys.stderr)
+            return 1
+    doc = {"header": header(args, images), "rows": []}
+    if args.dry_run:
+        print(f"torch_peer dry run: {images.shape[0]} images of {images.shape[1]} from {args.data}"
+              f" (uint8, {images.min()}..{images.max()}, mean {images.mean() / 255:.4f})")
+        for c in args.configs:
+            hidden, latent, batch = CONFIGS[c]
+            print(f"  {c} batch {batch}: {parameter_count(hidden, latent)} parameters, "
+                  f"{step_flops(hidden, latent, batch) / 1e9:.2f} GFLOP per step, "
+                  f"{images.shape[0] // batch} steps per epoch; variants {', '.join(args.variants)}")
+        doc["header"]["dry_run"] = True
+        if args.json:
+            write_json(args.json, doc)
+            print(f"wrote {args.json}")
+        return 0
+
+    try:
+        import torch  # only for real runs: --dry-run works without it
+    except ImportError as e:
+        print(f"torch_peer: PyTorch is not importable ({e}); --dry-run checks the rest",
+              file=sys.stderr)
+        return 1
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("torch_peer: --device cuda but torch.cuda.is_available() is False", file=sys.stderr)
+        return 1
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    torch.backends.cuda.matmul.allow_tf32 = args.tf32
+    torch.backends.cudnn.allow_tf32 = args.tf32
+    device = torch.device(args.device)
+    doc["header"].update({"torch": torch.__version__, "cuda": torch.version.cuda,
+                          "threads": torch.get_num_threads(), "tf32": args.tf32})
+    if device.type == "cuda":
+        doc["header"]["device"] = torch.cuda.get_device_name(0)
+    else:
+        doc["header"]["device"] = f"cpu ({platform.processor() or platform.machine()})"
+    images_dev = torch.from_numpy(images.copy()).to(device)  # resident, uint8
+
+    failures = 0
+    for config in args.configs:
+        for variant in args.variants:
+            try:
+                row = bench_variant(torch, device, images_dev, config, variant, args)
+                print(f"{config:>16} {variant:<24} step {row['step_median_ms']:8.3f} ms "
+                      f"(min {row['step_min_ms']:.3f}, max {row['step_max_ms']:.3f})  "
+                      f"{row['images_per_s']:12.0f} img/s  epoch "
+                      f"{row['epoch_s'] if row['epoch_s'] is None else round(row['epoch_s'], 3)} s"
+                      f"  loss {row['final_loss']:.2f}", flush=True)
+            except Exception as e:  # a variant that fails (e.g. no compiler) is recorded, not fatal
+                failures += 1
+                row = {"config": config, "batch": CONFIGS[config][2], "variant": variant,
+                       "precision": "tf32" if args.tf32 else "fp32",
+                       "error": f"{type(e).__name__}: {e}"[:500]}
+                print(f"{config:>16} {variant:<24} FAILED: {row['error']}", flush=True)
+            doc["rows"].append(row)
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+    measured = len(doc["rows"])
+    if args.json:
+        doc = merge_rows(args.json, doc)
+        write_json(args.json, doc)
+        print(f"wrote {args.json} ({measured} rows measured now, {len(doc['rows'])} in the file)")
+    return 1 if failures == measured else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# The benchmarks of issue 4 on a GPU machine, in one command: build (or take a carried build),
+# run the bench smoke tests, then the kernel benchmark (validated against the CPU twins before any
+# timing), the training-step benchmark, the PyTorch peer, and print the merged table.
+#
+#   bash scripts/bench_gpu.sh                          # build here (needs the set-up's packages)
+#   bash scripts/bench_gpu.sh --carried device_carry   # a build made by scripts/prepare_gpu_carry.sh
+#   ... --stage kernels|train|torch|report|all         # one part (each fits a 10-minute slot)
+#
+# Results: bench/results/<date>-<gpu>/ (kernels.json/.md, train_step.json/.md, torch_peer.json,
+# summary.md, summary.png), copied to $OUT when set. The CPU rows measured on the development
+# machine (bench/results/cpu-2core) are merged into the summary when present.
+# FUSEDVAE_DATA: the Fashion-MNIST folder for the PyTorch peer (default
+# /usr/share/datasets/fashion-mnist; without it the peer runs on synthetic data of the same shape).
+# TORCH_VARIANTS / TORCH_CONFIGS: comma-separated subsets of the peer's variants and configurations
+# (default: all); runs into the same torch_peer.json merge, so the slow max-autotune compile can
+# get its own command, e.g. TORCH_VARIANTS=compile_max_autotune bash scripts/bench_gpu.sh ... --stage torch
+# TORCH_PRECISIONS: "fp32" (default) or "fp32 tf32": the peer also with TF32 matrix products, to pair
+# with bench_train_step --tf32 (the train stage runs both).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export PATH="/usr/local/cuda/bin:$PATH"
+
+build_dir=build
+stage=all
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --carried)
+      carry="${2:?--carried needs a directory}"
+      [ -f "$carry/source_root" ] || { echo "bench_gpu: $carry is not a carried build" >&2; exit 2; }
+      build_dir="$carry/build"
+      export LD_LIBRARY_PATH="$PWD/$carry/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+      # CTest files hold the absolute paths of the machine that built them; rewrite them for here.
+      old_root=$(cat "$carry/source_root")
+      grep -rl "$old_root" "$build_dir" --include='*.cmake' --include='CTestTestfile.cmake' 2>/dev/null |
+        xargs -r sed -i "s|$old_root|$PWD|g"
+      shift 2 ;;
+    --stage) stage="${2:?--stage needs kernels, train, torch, report or all}"; shift 2 ;;
+    *) echo "bench_gpu: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+case "$stage" in kernels|train|torch|report|all) ;; *) echo "bench_gpu: bad stage $stage" >&2; exit 2 ;; esac
+
+if [ -z "${carry:-}" ] && [ "$stage" != report ] && [ "$stage" != torch ]; then
+  bash scripts/build.sh || { echo "bench_gpu: build failed" >&2; exit 1; }
+fi
+if ! nvidia-smi >/dev/null 2>&1; then
+  echo "bench_gpu: no GPU (nvidia-smi failed); run the CPU smoke tests with ctest -L bench" >&2
+  exit 2
+fi
+
+gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
+results="bench/results/$(date -u +%Y-%m-%d)-$(echo "$gpu" | tr -c 'A-Za-z0-9\n' '_' | tr -s _ | sed 's/_$//')"
+mkdir -p "$results"
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem --format=csv \
+  >"$results/nvidia-smi.csv" 2>&1
+status=0
+run_stage() { [ "$stage" = all ] || [ "$stage" = "$1" ]; }
+
+if run_stage kernels; then
+  echo "== bench smoke tests (GPU paths included here)"
+  ctest --test-dir "$build_dir" -L bench --output-on-failure >"$results/ctest_bench.log" 2>&1 || status=1
+  tail -3 "$results/ctest_bench.log"
+  echo "== kernel benchmark"
+  "$build_dir/bench/bench_kernels" --out "$results" 2>&1 | tee "$results/bench_kernels.log"
+  [ "${PIPESTATUS[0]}" = 0 ] || status=1
+fi
+if run_stage train; then
+  echo "== training-step benchmark (GPU trainer), FP32 then TF32 matrix products"
+  for precision in "" --tf32; do
+    "$build_dir/bench/bench_train_step" --device gpu $precision --out "$results" 2>&1 |
+      tee -a "$results/bench_train_step.log"
+    [ "${PIPESTATUS[0]}" = 0 ] || status=1
+  done
+fi
+if run_stage torch; then
+  echo "== PyTorch peer"
+  data="${FUSEDVAE_DATA:-/usr/share/datasets/fashion-mnist}"
+  data_args=(--data "$data")
+  if [ ! -e "$data/train-images-idx3-ubyte.gz" ] && [ ! -e "$data/train-images-idx3-ubyte" ]; then
+    echo "bench_gpu: no Fashion-MNIST at $data; the peer uses synthetic data of the same shape"
+    data_args=(--synthetic)
+  fi
+  for precision in ${TORCH_PRECISIONS:-fp32}; do
+    python3 python_ref/torch_peer.py --device cuda "${data_args[@]}" \
+      $([ "$precision" = tf32 ] && echo --tf32) ${TORCH_VARIANTS:+--variants "$TORCH_VARIANTS"} \
+      ${TORCH_CONFIGS:+--configs "$TORCH_CONFIGS"} --json "$results/torch_peer.json" 2>&1 |
+      tee -a "$results/torch_peer.log"
+    [ "${PIPESTATUS[0]}" = 0 ] || status=1
+  done
+fi
+echo "== summary"
+extra=()
+[ -d bench/results/cpu-2core ] && extra+=(bench/results/cpu-2core)
+python3 bench/report.py "$results" "${extra[@]}" --out "$results" || status=1
+
+if [ -n "${OUT:-}" ]; then
+  mkdir -p "$OUT/bench_results"
+  cp -r "$results" "$OUT/bench_results/"
+fi
+echo "bench_gpu: $([ $status = 0 ] && echo PASS || echo FAIL) (results in $results)"
+exit $status
