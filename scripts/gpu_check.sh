@@ -20,6 +20,8 @@ if [ "${1:-}" = "--carried" ]; then
   carry="${2:?--carried needs a directory}"
   build_dir="$carry/build"
   export LD_LIBRARY_PATH="$PWD/$carry/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  # The test binaries hold the building machine's golden and source folders as defaults.
+  export FUSEDVAE_GOLDEN_DIR="$PWD/$build_dir/golden" FUSEDVAE_SOURCE_DIR="$PWD"
   # CTest files hold the absolute paths of the machine that built them; rewrite them for here.
   old_root=$(cat "$carry/source_root")
   grep -rl "$old_root" "$build_dir" --include='*.cmake' --include='CTestTestfile.cmake' 2>/dev/null |

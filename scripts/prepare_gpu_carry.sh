@@ -13,7 +13,7 @@ FUSEDVAE_BUILD_DIR="$carry/build" bash scripts/build.sh -DFUSEDVAE_CUDA_ARCHITEC
 find "$carry/build" \( -name '*.o' -o -name '*.a' -o -name '.ninja_*' \) -delete
 rm -rf "$carry/build/golden"
 echo "$PWD" >"$carry/source_root"
-for bin in "$carry"/build/tests/test_* "$carry"/build/fusedvae; do
+for bin in "$carry"/build/tests/test_* "$carry"/build/bench/bench_* "$carry"/build/fusedvae; do
   [ -x "$bin" ] || continue
   ldd "$bin" | awk '/openblas|gfortran|quadmath|libz\./ {print $3}'
 done | sort -u | xargs -r -I{} cp -L {} "$carry/lib/"
