@@ -43,4 +43,27 @@ __host__ __device__ __forceinline__ float float4_component(const float4& v, int 
   return k == 0 ? v.x : (k == 1 ? v.y : (k == 2 ? v.z : v.w));
 }
 
+// Where the reparameterization's eps come from, one group of four columns at a time: regenerated
+// from Philox at the draw in *draw_index, or read from memory (the tests' given eps). The kernels
+// and the CPU twins take either through the same template parameter.
+struct PhiloxEps {
+  uint64_t seed;
+  const uint64_t* draw_index;
+  __host__ __device__ uint64_t draw() const { return *draw_index; }
+  __host__ __device__ float4 group(uint64_t draw, int row, int group, int cols) const {
+    return philox_normal4(seed, draw, row, group, cols);
+  }
+};
+
+struct GivenEps {
+  const float* eps;  // [rows, cols]
+  __host__ __device__ uint64_t draw() const { return 0; }
+  __host__ __device__ float4 group(uint64_t, int row, int group, int cols) const {
+    const int c = group * 4;
+    const float* p = eps + static_cast<size_t>(row) * cols + c;
+    return make_float4(p[0], c + 1 < cols ? p[1] : 0.0f, c + 2 < cols ? p[2] : 0.0f,
+                       c + 3 < cols ? p[3] : 0.0f);
+  }
+};
+
 }  // namespace fusedvae

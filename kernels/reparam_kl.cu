@@ -14,27 +14,6 @@ namespace {
 // ---------------------------------------------------------------------------------------------
 // CUDA kernels
 
-// Where eps comes from: regenerated from Philox, or read from memory.
-struct PhiloxEps {
-  uint64_t seed;
-  const uint64_t* draw_index;
-  __device__ float4 group(uint64_t draw, int row, int group, int cols) const {
-    return philox_normal4(seed, draw, row, group, cols);
-  }
-  __device__ uint64_t draw() const { return *draw_index; }
-};
-
-struct GivenEps {
-  const float* eps;
-  __device__ float4 group(uint64_t, int row, int group, int cols) const {
-    const int c = group * 4;
-    const float* p = eps + static_cast<size_t>(row) * cols + c;
-    return make_float4(p[0], c + 1 < cols ? p[1] : 0.0f, c + 2 < cols ? p[2] : 0.0f,
-                       c + 3 < cols ? p[3] : 0.0f);
-  }
-  __device__ uint64_t draw() const { return 0; }
-};
-
 // One warp per row; each lane owns groups of four consecutive columns (one Philox call each), so
 // the per-row KL sum has an order fixed by `dim` alone. The batch sum ends in finish_grid_sum.
 template <typename EpsSource>
