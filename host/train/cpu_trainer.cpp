@@ -22,6 +22,7 @@
 #include "host/ops/reparam_kl_cpu.h"
 #include "host/ops/step_state_cpu.h"
 #include "host/train/trainer.h"
+#include "host/train/trainer_common.h"
 #include "kernels/step_math.cuh"
 #include "kernels/vae_math.cuh"
 
@@ -58,15 +59,6 @@ double mean_of(const std::vector<float>& values, int rows) {
   return sum / rows;
 }
 
-// log(mean(exp(a_k))) in double, shifted by the maximum so that no term overflows.
-double log_mean_exp(const std::vector<double>& a) {
-  const double top = *std::max_element(a.begin(), a.end());
-  if (!std::isfinite(top)) return top;
-  double sum = 0.0;
-  for (double v : a) sum += std::exp(v - top);
-  return top + std::log(sum / static_cast<double>(a.size()));
-}
-
 class CpuTrainer final : public Trainer {
  public:
   explicit CpuTrainer(const TrainConfig& config)
@@ -95,14 +87,7 @@ class CpuTrainer final : public Trainer {
   const TrainConfig& config() const override { return config_; }
 
   void set_train_data(const Dataset& data) override {
-    if (data.dim != config_.model.input_dim)
-      throw std::invalid_argument(data.source + ": rows have " + std::to_string(data.dim) +
-                                  " values, the model expects input_dim " +
-                                  std::to_string(config_.model.input_dim));
-    if (data.rows < config_.batch_size)
-      throw std::invalid_argument(data.source + ": " + std::to_string(data.rows) +
-                                  " rows, fewer than one batch of " +
-                                  std::to_string(config_.batch_size));
+    check_train_data(data, config_);
     data_ = data;
     perm_.resize(data.rows);
     total_steps_ = static_cast<uint64_t>(config_.epochs) * batches_per_epoch();
@@ -402,11 +387,7 @@ class CpuTrainer final : public Trainer {
 // evaluation stream of `seed`, so the result depends on the seed and the batch size only. With
 // dynamic binarisation the data are binarised once, at draw 0 of the binarisation stream of `seed`.
 EvalResult CpuTrainer::evaluate(const Dataset& data, int iwae_samples, uint64_t seed) {
-  if (data.dim != config_.model.input_dim)
-    throw std::invalid_argument(data.source + ": rows have " + std::to_string(data.dim) +
-                                " values, the model expects input_dim " +
-                                std::to_string(config_.model.input_dim));
-  if (iwae_samples < 0) throw std::invalid_argument("evaluate: IWAE samples must be >= 0");
+  check_evaluation_input(data, config_.model.input_dim, iwae_samples);
   const ModelConfig& model = config_.model;
   const int d = model.latent_dim;
   const int dim = model.input_dim;
@@ -414,11 +395,7 @@ EvalResult CpuTrainer::evaluate(const Dataset& data, int iwae_samples, uint64_t 
   const uint64_t binarize_draw = 0;
   const RngState binarize_rng{math::stream_seed(seed, math::RngStream::kBinarize), &binarize_draw};
 
-  EvalResult result;
-  result.recon.resize(data.rows);
-  result.kl.resize(data.rows);
-  result.elbo.resize(data.rows);
-  if (iwae_samples > 0) result.iwae.resize(data.rows);
+  EvalResult result = sized_eval_result(data.rows, iwae_samples);
 
   std::vector<int32_t> identity(data.rows);
   for (int r = 0; r < data.rows; ++r) identity[r] = r;
@@ -458,16 +435,9 @@ EvalResult CpuTrainer::evaluate(const Dataset& data, int iwae_samples, uint64_t 
           result.elbo[first + r] = -(recon_per_sample_[r] + result.kl[first + r]);
           continue;
         }
-        // log p(x|z) + log p(z) - log q(z|x); the 1/2 log(2 pi) of p and q cancel, and
-        // (z - mu) / sigma is eps itself.
-        double log_w = -static_cast<double>(recon_per_sample_[r]);
-        for (int j = 0; j < d; ++j) {
-          const size_t i = static_cast<size_t>(r) * d + j;
-          const double z = z_[i], e = eps_[i];
-          const double lv = math::clamp_logvar(logvar_[i], model.clamp.min, model.clamp.max);
-          log_w += -0.5 * z * z + 0.5 * e * e + 0.5 * lv;
-        }
-        log_weights[r][k - 1] = log_w;
+        const size_t row = static_cast<size_t>(r) * d;
+        log_weights[r][k - 1] = iwae_log_weight(recon_per_sample_[r], &z_[row], &eps_[row],
+                                                &logvar_[row], d, model.clamp);
       }
     }
     if (iwae_samples > 0)
@@ -476,15 +446,7 @@ EvalResult CpuTrainer::evaluate(const Dataset& data, int iwae_samples, uint64_t 
     ++chunk;
   });
 
-  auto mean = [](const std::vector<float>& v) {
-    double sum = 0.0;
-    for (float x : v) sum += x;
-    return v.empty() ? 0.0 : sum / static_cast<double>(v.size());
-  };
-  result.mean_recon = mean(result.recon);
-  result.mean_kl = mean(result.kl);
-  result.mean_elbo = mean(result.elbo);
-  result.mean_iwae = mean(result.iwae);
+  fill_eval_means(&result);
   return result;
 }
 

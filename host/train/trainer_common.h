@@ -1,7 +1,7 @@
 // @brief What every Trainer backend shares outside the arithmetic of a step: input checks, the
 // evaluation result's shape and means, and the importance-weighted bound's per-sample arithmetic in
-// double (one sample's log weight, the stable log-mean-exp over K samples). The CPU trainer still
-// has these inline (cpu_trainer.cpp); this header is meant to serve both.
+// double (one sample's log weight, the stable log-mean-exp over K samples), for the CPU and GPU
+// trainers alike.
 #pragma once
 
 #include <algorithm>
