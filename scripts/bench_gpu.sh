@@ -26,22 +26,9 @@ stage=all
 while [ $# -gt 0 ]; do
   case "$1" in
     --carried)
+      source scripts/lib/use_carried_build.sh
       carry="${2:?--carried needs a directory}"
-      # prepare_gpu_carry.sh ships the build compressed; unpack it once.
-      [ -f "$carry/carry.tar.xz" ] && [ ! -f "$carry/source_root" ] && tar -C "$carry" -xJf "$carry/carry.tar.xz"
-      [ -f "$carry/source_root" ] || { echo "bench_gpu: $carry is not a carried build" >&2; exit 2; }
-      build_dir="$carry/build"
-      export LD_LIBRARY_PATH="$PWD/$carry/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-      # The test binaries hold the building machine's golden and source folders as defaults.
-      export FUSEDVAE_GOLDEN_DIR="$PWD/$build_dir/golden" FUSEDVAE_SOURCE_DIR="$PWD"
-      # CTest files hold the absolute paths of the machine that built them; rewrite them for here.
-      old_root=$(cat "$carry/source_root")
-      grep -rl "$old_root" "$build_dir" --include='*.cmake' --include='CTestTestfile.cmake' 2>/dev/null |
-        xargs -r sed -i "s|$old_root|$PWD|g"
-      # ... and the building machine's python3, which runs the golden-case fixture.
-      old_python=$(cat "$carry/python_path" 2>/dev/null || true)
-      [ -n "$old_python" ] && grep -rl "$old_python" "$build_dir" --include='*.cmake' 2>/dev/null |
-        xargs -r sed -i "s|$old_python|$(command -v python3)|g"
+      use_carried_build "$carry" || exit 2
       shift 2 ;;
     --stage) stage="${2:?--stage needs kernels, train, torch, report or all}"; shift 2 ;;
     *) echo "bench_gpu: unknown argument $1" >&2; exit 2 ;;

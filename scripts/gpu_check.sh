@@ -17,21 +17,8 @@ export PATH="/usr/local/cuda/bin:$PATH"
 
 build_dir=build
 if [ "${1:-}" = "--carried" ]; then
-  carry="${2:?--carried needs a directory}"
-  # prepare_gpu_carry.sh ships the build compressed; unpack it once.
-  [ -f "$carry/carry.tar.xz" ] && [ ! -f "$carry/source_root" ] && tar -C "$carry" -xJf "$carry/carry.tar.xz"
-  build_dir="$carry/build"
-  export LD_LIBRARY_PATH="$PWD/$carry/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-  # The test binaries hold the building machine's golden and source folders as defaults.
-  export FUSEDVAE_GOLDEN_DIR="$PWD/$build_dir/golden" FUSEDVAE_SOURCE_DIR="$PWD"
-  # CTest files hold the absolute paths of the machine that built them; rewrite them for here.
-  old_root=$(cat "$carry/source_root")
-  grep -rl "$old_root" "$build_dir" --include='*.cmake' --include='CTestTestfile.cmake' 2>/dev/null |
-    xargs -r sed -i "s|$old_root|$PWD|g"
-  # ... and the building machine's python3, which runs the golden-case fixture.
-  old_python=$(cat "$carry/python_path" 2>/dev/null || true)
-  [ -n "$old_python" ] && grep -rl "$old_python" "$build_dir" --include='*.cmake' 2>/dev/null |
-    xargs -r sed -i "s|$old_python|$(command -v python3)|g"
+  source scripts/lib/use_carried_build.sh
+  use_carried_build "${2:?--carried needs a directory}" || exit 2
 else
   bash scripts/build.sh || { echo "gpu_check: build failed"; exit 1; }
 fi
