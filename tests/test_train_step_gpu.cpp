@@ -120,9 +120,9 @@ std::vector<uint64_t> state_bits(const StepState& s) {
 // One scripted run through everything that could break a captured step: two epochs of replays
 // with binarisation, parameters replaced between replays (the graph must read the live buffers),
 // an uncaptured train_step_on with a larger batch in between (it reallocates the batch buffers,
-// so the graph must be captured again), and batches called out of order (a repeated batch, a
-// jump: the position is then written to the device). Records the losses and the step state after
-// every call, and checks the draw index advances by one per step.
+// so the graph must be captured again), and batches called out of order (after the last batch of
+// an epoch, a repeated batch, a jump: the position is then written to the device). Records the
+// losses and the step state after every call, and checks the draw index advances by one per step.
 struct ScriptedRun {
   std::vector<std::vector<uint64_t>> losses, states;
   std::vector<float> params;
@@ -157,6 +157,8 @@ ScriptedRun run_script(const TrainConfig& config, const Dataset& data) {
   std::vector<float> x(static_cast<size_t>(wide) * config.model.input_dim);
   for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>((i * 37) % 101) / 100.0f;
   trainer->train_step_on(x.data(), wide, nullptr);
+  record();
+  trainer->train_step(3);  // epoch 1's shuffle still; the captured graph is stale by now
   record();
   trainer->start_epoch(2);
   for (int b : {0, 1, 1, 3, 4}) {

@@ -562,14 +562,26 @@ class GpuTrainer final : public Trainer {
     gpu::advance_batch_start(&scalars_->batch_first, rows, stream_);
   }
 
-  // Records train_step_body(rows) into a graph and instantiates it. Global capture mode: a call
-  // inside the body that could synchronise or allocate (cudaMalloc, cudaMemcpy, a stream or device
-  // synchronisation) fails the capture with an error instead of silently running outside it.
+  // Records train_step_body(rows) into a graph and instantiates it. Thread-local capture mode: a
+  // call of this thread inside the body that could synchronise or allocate (cudaMalloc, cudaMemcpy,
+  // a stream or device synchronisation) fails the capture with an error instead of silently running
+  // outside it, while other threads of the process are left alone.
   void capture_train_step(int rows) {
+    try {
+      record_train_step(rows);
+    } catch (const std::exception& e) {
+      throw std::runtime_error(
+          std::string("capturing the training step as a CUDA graph failed (--no-cuda-graph trains "
+                      "without one): ") +
+          e.what());
+    }
+  }
+
+  void record_train_step(int rows) {
     drop_graph();
     FUSEDVAE_CUDA_CHECK(cudaStreamSynchronize(stream_));
     cudaGraph_t graph = nullptr;
-    FUSEDVAE_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeGlobal));
+    FUSEDVAE_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
     try {
       train_step_body(rows);
     } catch (...) {
