@@ -81,7 +81,8 @@ TEST(GpuTrainStep, ResumeIsBitwiseIdentical) {
   check_resume_bitwise(make_gpu_trainer);
 }
 
-// The same trainer launching its kernels one by one (TrainConfig::cuda_graph off).
+// The same trainer launching its kernels one by one (TrainConfig::cuda_graph off). (With the graph
+// on, a trainer's first train_step runs uncaptured and the later ones replay the graph.)
 std::unique_ptr<Trainer> make_gpu_trainer_uncaptured(const TrainConfig& config) {
   TrainConfig c = config;
   c.cuda_graph = false;
@@ -214,7 +215,7 @@ TEST(GpuTrainStep, GraphReplaysDrawFreshEps) {
   ASSERT_TRUE(config.cuda_graph);
   Dataset data = synthetic_dataset(1, config.model.input_dim, 10);
   const std::vector<uint8_t> row = data.u8;
-  data.rows = 21;
+  data.rows = 35;  // five batches: one uncaptured step, then four replays
   data.u8.clear();
   for (int r = 0; r < data.rows; ++r) data.u8.insert(data.u8.end(), row.begin(), row.end());
   auto trainer = make_gpu_trainer(config);
@@ -226,7 +227,7 @@ TEST(GpuTrainStep, GraphReplaysDrawFreshEps) {
     steps.push_back(trainer->last_losses());
     EXPECT_EQ(trainer->optimizer_state().step_state.draw_index, static_cast<uint64_t>(b + 1));
   }
-  ASSERT_EQ(steps.size(), 3u);
+  ASSERT_EQ(steps.size(), 5u);
   for (size_t k = 1; k < steps.size(); ++k) {
     EXPECT_NEAR(steps[k].kl, steps[0].kl, 1e-6 * std::fabs(steps[0].kl))
         << "the encoder's output must not change (frozen parameters, one repeated row)";

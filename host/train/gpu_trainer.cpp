@@ -1,11 +1,12 @@
 // @brief The training loop on the GPU: fused kernels around cuBLASLt Linear layers, one stream, no
 // host synchronisation and no allocation inside a step.
 //
-// train_step is captured once as a CUDA graph (TrainConfig::cuda_graph) and replayed: the capture
-// records exactly the function the uncaptured path runs (train_step_body), and everything that
-// changes from step to step is read from device memory by the kernels (the batch's position in the
-// permutation, the Philox draw, the step, KL weight and learning rate), never baked into the graph
-// as a kernel argument. The per-epoch shuffle stays outside the graph (one launch per epoch).
+// train_step is captured once as a CUDA graph (TrainConfig::cuda_graph; at the second call, after
+// one uncaptured warm-up step) and replayed: the capture records exactly the function the
+// uncaptured path runs (train_step_body), and everything that changes from step to step is read
+// from device memory by the kernels (the batch's position in the permutation, the Philox draw, the
+// step, KL weight and learning rate), never baked into the graph as a kernel argument. The
+// per-epoch shuffle stays outside the graph (one launch per epoch).
 //
 // Mirrors the CPU trainer (host/train/cpu_trainer.cpp) definition for definition: the same random
 // streams and draws, the same evaluation chunks, the same loss bookkeeping; only the arithmetic
@@ -232,11 +233,14 @@ class GpuTrainer final : public Trainer {
       // A pageable source may be read when the copy runs: wait for it before `first` goes.
       FUSEDVAE_CUDA_CHECK(cudaStreamSynchronize(stream_));
     }
-    if (config_.cuda_graph) {
+    // The first step runs uncaptured: whatever the libraries and the lazy module loader set up
+    // on a first call happens outside the capture. Later steps replay the graph.
+    if (config_.cuda_graph && warmed_up_) {
       if (graph_exec_ == nullptr || graph_rows_ != rows) capture_train_step(rows);
       FUSEDVAE_CUDA_CHECK(cudaGraphLaunch(graph_exec_, stream_));
     } else {
       train_step_body(rows);
+      warmed_up_ = true;
     }
     next_batch_ = batch_in_epoch + 1;
     last_rows_ = rows;
@@ -565,7 +569,8 @@ class GpuTrainer final : public Trainer {
   // Records train_step_body(rows) into a graph and instantiates it. Thread-local capture mode: a
   // call of this thread inside the body that could synchronise or allocate (cudaMalloc, cudaMemcpy,
   // a stream or device synchronisation) fails the capture with an error instead of silently running
-  // outside it, while other threads of the process are left alone.
+  // outside it, while other threads of the process are left alone. (stream_ is a blocking stream:
+  // the legacy default stream is unusable until the capture ends; nothing here touches it.)
   void capture_train_step(int rows) {
     try {
       record_train_step(rows);
@@ -703,6 +708,7 @@ class GpuTrainer final : public Trainer {
   int next_batch_ = 0;                    // the batch scalars_->batch_first points to (host mirror)
   cudaGraphExec_t graph_exec_ = nullptr;  // train_step_body captured, for graph_rows_ rows
   int graph_rows_ = 0;
+  bool warmed_up_ = false;  // a train_step ran uncaptured
 
   uint8_t* data_u8_ = nullptr;
   float* data_f32_ = nullptr;
