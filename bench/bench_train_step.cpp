@@ -1,7 +1,12 @@
 // @brief Training-step benchmark through the Trainer interface (CPU and GPU trainers): time per
 // step, images/s and one epoch's wall time for the two reference configurations.
 //
-//   bench_train_step [--smoke] [--device cpu|gpu|all] [--out DIR] [--steps N] [--warmup N]
+//   bench_train_step [--smoke] [--device cpu|gpu|all] [--cuda-graph on|off|both] [--out DIR]
+//                    [--steps N] [--warmup N]
+//
+// The GPU trainer is measured with its step captured as one CUDA graph and replayed ("cuda graph",
+// the default of training runs) and launching its kernels one by one ("kernel launches"): rows
+// carry "cuda_graph" (true/false; absent on the CPU) and "variant".
 //
 // Data: a synthetic uint8 training set with Fashion-MNIST's shape (60000 x 784, about half the
 // pixels 0 like the real images). A step's cost does not depend on the pixel values (dense matrix
@@ -43,6 +48,7 @@ struct Options {
   int rows = 60000;
   bool epoch = true;
   bool tf32 = false;
+  std::string cuda_graph = "both";  // on | off | both (GPU only)
 };
 
 Dataset synthetic_dataset(int rows, int dim) {
@@ -62,14 +68,15 @@ Dataset synthetic_dataset(int rows, int dim) {
   return data;
 }
 
-TrainConfig train_config(const TrainShape& shape, bool tf32) {
+TrainConfig train_config(const TrainShape& shape, bool tf32, bool cuda_graph) {
   TrainConfig config;  // Bernoulli logits, mean reduction, Adam lr 1e-3, KL weight 1
   config.model.input_dim = shape.input_dim;
   config.model.hidden = shape.hidden;
   config.model.latent_dim = shape.latent;
   config.batch_size = shape.batch;
   config.seed = 0;
-  config.tf32 = tf32;  // GPU matrix products in TF32 (the CPU trainer ignores it)
+  config.tf32 = tf32;              // GPU matrix products in TF32 (the CPU trainer ignores it)
+  config.cuda_graph = cuda_graph;  // likewise
   return config;
 }
 
@@ -91,6 +98,10 @@ double step_flops(const TrainShape& shape) {
   return 2.0 * shape.batch * (3.0 * macs - first);
 }
 
+const char* variant_name(bool gpu, bool cuda_graph) {
+  return !gpu ? "" : (cuda_graph ? "cuda graph" : "kernel launches");
+}
+
 using Clock = std::chrono::steady_clock;
 double ms_since(Clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
@@ -100,7 +111,7 @@ double ms_since(Clock::time_point t0) {
 // median over blocks of (block time / steps in block) is the per-step time, with the host's
 // enqueueing and the device's work both inside it. On the CPU a step is synchronous: blocks of 1.
 nlohmann::json bench_trainer(Trainer* trainer, const TrainShape& shape, bool gpu, bool tf32,
-                             int steps, int warmup, bool epoch, bool* ok) {
+                             bool cuda_graph, int steps, int warmup, bool epoch, bool* ok) {
   const int per_epoch = trainer->batches_per_epoch();
   int epoch_index = 0, batch_index = 0;
   trainer->start_epoch(epoch_index);
@@ -140,10 +151,11 @@ nlohmann::json bench_trainer(Trainer* trainer, const TrainShape& shape, bool gpu
   const bool finite = std::isfinite(first.loss) && std::isfinite(final_losses.loss);
   if (!finite) *ok = false;
   std::printf(
-      "%-18s %-34s batch %5d: step %9.3f ms (min %.3f, max %.3f) %11.0f img/s; epoch "
+      "%-18s %-34s %-16s batch %5d: step %9.3f ms (min %.3f, max %.3f) %11.0f img/s; epoch "
       "%s; loss %.3f -> %.3f%s\n",
-      shape.name.c_str(), trainer->device_name().c_str(), shape.batch, stats.median_ms,
-      stats.min_ms, stats.max_ms, shape.batch / (stats.median_ms * 1e-3),
+      shape.name.c_str(), trainer->device_name().c_str(), variant_name(gpu, cuda_graph),
+      shape.batch, stats.median_ms, stats.min_ms, stats.max_ms,
+      shape.batch / (stats.median_ms * 1e-3),
       epoch ? (std::to_string(epoch_s) + " s").c_str() : "skipped", first.loss, final_losses.loss,
       finite ? "" : "  NON-FINITE LOSS");
   std::fflush(stdout);
@@ -166,6 +178,10 @@ nlohmann::json bench_trainer(Trainer* trainer, const TrainShape& shape, bool gpu
                         {"final_loss", final_losses.loss},
                         {"finite", finite}};
   row["epoch_s"] = epoch ? nlohmann::json(epoch_s) : nlohmann::json(nullptr);
+  if (gpu) {
+    row["cuda_graph"] = cuda_graph;
+    row["variant"] = variant_name(gpu, cuda_graph);
+  }
   (void)last;
   return row;
 }
@@ -173,6 +189,7 @@ nlohmann::json bench_trainer(Trainer* trainer, const TrainShape& shape, bool gpu
 const std::vector<Column> kColumns = {{"config", "config"},
                                       {"batch", "batch"},
                                       {"device", "device"},
+                                      {"variant", "variant"},
                                       {"step ms (median)", "step_median_ms", 3},
                                       {"min", "step_min_ms", 3},
                                       {"max", "step_max_ms", 3},
@@ -202,8 +219,14 @@ int run(const Options& options) {
   const auto& shapes = options.smoke ? kSmokeShapes : kFullShapes;
   for (const TrainShape& shape : shapes) {
     const Dataset data = synthetic_dataset(options.smoke ? 512 : options.rows, shape.input_dim);
-    for (const bool gpu : {false, true}) {
-      if (gpu ? !(want_gpu && have_gpu) : !want_cpu) continue;
+    // (backend, CUDA graph) pairs; the CPU trainer has no graph to switch.
+    std::vector<std::pair<bool, bool>> runs;
+    if (want_cpu) runs.push_back({false, false});
+    if (want_gpu && have_gpu) {
+      if (options.cuda_graph != "off") runs.push_back({true, true});
+      if (options.cuda_graph != "on") runs.push_back({true, false});
+    }
+    for (const auto& [gpu, cuda_graph] : runs) {
       const bool large = shape.batch >= 1024;
       // The large configuration takes about a second per step on a 2-core CPU.
       const int steps = options.steps > 0 ? options.steps
@@ -212,11 +235,11 @@ int run(const Options& options) {
                                           : (large ? 3 : 100);
       const int warmup = options.warmup >= 0 ? options.warmup : (options.smoke ? 1 : gpu ? 20 : 2);
       const bool epoch = options.epoch;
-      const TrainConfig config = train_config(shape, options.tf32);
+      const TrainConfig config = train_config(shape, options.tf32, cuda_graph);
       auto trainer = gpu ? make_gpu_trainer(config) : make_cpu_trainer(config);
       trainer->set_train_data(data);
-      results.rows.push_back(
-          bench_trainer(trainer.get(), shape, gpu, options.tf32, steps, warmup, epoch, &ok));
+      results.rows.push_back(bench_trainer(trainer.get(), shape, gpu, options.tf32, cuda_graph,
+                                           steps, warmup, epoch, &ok));
     }
   }
   const std::string dir =
@@ -251,6 +274,10 @@ int main(int argc, char** argv) {
   app.add_option("--rows", options.rows, "rows of the synthetic training set")
       ->check(CLI::Range(4096, 10000000));
   app.add_flag("!--no-epoch", options.epoch, "skip the epoch timing");
+  app.add_option("--cuda-graph", options.cuda_graph,
+                 "GPU step captured as a CUDA graph (on), launched kernel by kernel (off), or "
+                 "both, one row each")
+      ->check(CLI::IsMember({"on", "off", "both"}));
   app.add_flag("--tf32", options.tf32,
                "GPU matrix products in TF32 (writes train_step_tf32.json; compare with "
                "torch_peer.py --tf32)");

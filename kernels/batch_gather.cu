@@ -28,20 +28,21 @@ __global__ void shuffle_keys_kernel(const int rows, const uint64_t seed, const u
 // binarisation's Philox block, and a warp reads consecutive groups of the same source row.
 template <typename Raw>
 __global__ void gather_batch_kernel(const Raw* __restrict__ data, const int dim,
-                                    const int32_t* __restrict__ perm, const int first,
-                                    const int rows, const float scale, const float offset,
-                                    const bool binarize, const uint64_t seed,
-                                    const uint64_t* __restrict__ draw_index,
+                                    const int32_t* __restrict__ perm,
+                                    const int32_t* __restrict__ first, const int rows,
+                                    const float scale, const float offset, const bool binarize,
+                                    const uint64_t seed, const uint64_t* __restrict__ draw_index,
                                     float* __restrict__ out) {
   constexpr int kGroup = math::kBinarizeColumnsPerBlock;
   const int groups = (dim + kGroup - 1) / kGroup;
   const size_t total = static_cast<size_t>(rows) * groups;
   const uint64_t draw = binarize ? *draw_index : 0;
+  const int32_t* batch_perm = perm + *first;
   for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < total;
        i += static_cast<size_t>(gridDim.x) * blockDim.x) {
     const int r = static_cast<int>(i / groups);
     const int g = static_cast<int>(i % groups);
-    const int32_t source_row = perm[first + r];
+    const int32_t source_row = batch_perm[r];
     const Raw* src = data + static_cast<size_t>(source_row) * dim;
     float* dst = out + static_cast<size_t>(r) * dim;
     uint4 words = make_uint4(0, 0, 0, 0);
@@ -57,6 +58,10 @@ __global__ void gather_batch_kernel(const Raw* __restrict__ data, const int dim,
       }
     }
   }
+}
+
+__global__ void advance_batch_start_kernel(int32_t* first, const int rows) {
+  *first = math::next_batch_start(*first, rows);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -126,8 +131,8 @@ void shuffle_indices(int rows, uint64_t seed, uint64_t epoch, int32_t* perm, Shu
 }
 
 void gather_batch(const uint8_t* data_u8, const float* data_f32, int dim, const int32_t* perm,
-                  int first, int rows, float scale, float offset, bool binarize, RngState rng,
-                  float* out, cudaStream_t stream) {
+                  const int32_t* first, int rows, float scale, float offset, bool binarize,
+                  RngState rng, float* out, cudaStream_t stream) {
   math::check_gather_arguments(data_u8, data_f32, dim, first, rows, binarize, rng.draw_index);
   const size_t groups = static_cast<size_t>(rows) * ((dim + math::kBinarizeColumnsPerBlock - 1) /
                                                      math::kBinarizeColumnsPerBlock);
@@ -139,6 +144,13 @@ void gather_batch(const uint8_t* data_u8, const float* data_f32, int dim, const 
         data_f32, dim, perm, first, rows, scale, offset, binarize, rng.seed, rng.draw_index, out);
   }
   FUSEDVAE_CHECK_LAUNCH(gather_batch_kernel);
+}
+
+void advance_batch_start(int32_t* first, int rows, cudaStream_t stream) {
+  if (first == nullptr || rows < 1)
+    throw std::invalid_argument("advance_batch_start: needs `first` and rows >= 1");
+  advance_batch_start_kernel<<<1, 1, 0, stream>>>(first, rows);
+  FUSEDVAE_CHECK_LAUNCH(advance_batch_start_kernel);
 }
 
 }  // namespace fusedvae::gpu

@@ -71,13 +71,20 @@ FUSEDVAE_HD float normalise(float raw, float scale, float offset) {
   return v < 0.0f ? 0.0f : (v > 1.0f ? 1.0f : v);
 }
 
+// Where the batch after one of `rows` rows starts in the permutation.
+FUSEDVAE_HD int32_t next_batch_start(int32_t first, int rows) {
+  return first + rows;
+}
+
 // Host-side argument checks shared by gather_batch's two faces.
-inline void check_gather_arguments(const void* data_u8, const void* data_f32, int dim, int first,
-                                   int rows, bool binarize, const uint64_t* draw_index) {
+// (The value of *first is only known on the device for the GPU face; the CPU twin checks it.)
+inline void check_gather_arguments(const void* data_u8, const void* data_f32, int dim,
+                                   const int32_t* first, int rows, bool binarize,
+                                   const uint64_t* draw_index) {
   if ((data_u8 == nullptr) == (data_f32 == nullptr))
     throw std::invalid_argument("gather_batch: exactly one of data_u8 / data_f32 must be given");
-  if (dim < 1 || rows < 1 || first < 0)
-    throw std::invalid_argument("gather_batch: dim and rows must be >= 1, first >= 0");
+  if (dim < 1 || rows < 1) throw std::invalid_argument("gather_batch: dim and rows must be >= 1");
+  if (first == nullptr) throw std::invalid_argument("gather_batch: `first` must be given");
   if (binarize && draw_index == nullptr)
     throw std::invalid_argument("gather_batch: binarize needs rng.draw_index");
 }

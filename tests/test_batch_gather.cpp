@@ -99,7 +99,7 @@ TEST(GatherCpu, Uint8NormalisesToWithinTwoHalfUlps) {
     const auto data = random_bytes(static_cast<size_t>(data_rows) * dim, 11 + dim);
     const auto perm = cpu_shuffle(data_rows, 3, 0);
     std::vector<float> out = test::poisoned(static_cast<size_t>(batch) * dim + 3);
-    cpu::gather_batch(data.data(), nullptr, dim, perm.data(), first, batch, 1.0f / 255.0f, 0.0f,
+    cpu::gather_batch(data.data(), nullptr, dim, perm.data(), &first, batch, 1.0f / 255.0f, 0.0f,
                       false, RngState{}, out.data());
     std::vector<double> reference(static_cast<size_t>(batch) * dim);
     for (int r = 0; r < batch; ++r)
@@ -121,7 +121,8 @@ TEST(GatherCpu, Uint8EndpointsAreExact) {
   const uint8_t data[2] = {0, 255};
   const int32_t perm[2] = {0, 1};
   float out[2];
-  cpu::gather_batch(data, nullptr, 1, perm, 0, 2, 1.0f / 255.0f, 0.0f, false, RngState{}, out);
+  const int32_t first = 0;
+  cpu::gather_batch(data, nullptr, 1, perm, &first, 2, 1.0f / 255.0f, 0.0f, false, RngState{}, out);
   EXPECT_EQ(out[0], 0.0f);
   EXPECT_EQ(out[1], 1.0f);
 }
@@ -137,7 +138,8 @@ TEST(GatherCpu, Float32NormalisesAndClips) {
     const auto data = random_floats(static_cast<size_t>(data_rows) * dim, -1.5f, 3.5f, 5 + dim);
     const auto perm = cpu_shuffle(data_rows, 4, 1);
     std::vector<float> out = test::poisoned(static_cast<size_t>(batch) * dim);
-    cpu::gather_batch(nullptr, data.data(), dim, perm.data(), 0, batch, scale, offset, false,
+    const int32_t first = 0;
+    cpu::gather_batch(nullptr, data.data(), dim, perm.data(), &first, batch, scale, offset, false,
                       RngState{}, out.data());
     std::vector<double> reference(out.size());
     for (int r = 0; r < batch; ++r)
@@ -164,8 +166,9 @@ TEST(GatherCpu, DatasetNormalisedMatchesGatherBitwise) {
     d.offset = use_u8 ? 0.0f : 0.5f;
     const int32_t identity[4] = {0, 1, 2, 3};
     std::vector<float> out(20);
+    const int32_t first = 0;
     cpu::gather_batch(use_u8 ? d.u8.data() : nullptr, use_u8 ? nullptr : d.f32.data(), d.dim,
-                      identity, 0, d.rows, d.scale, d.offset, false, RngState{}, out.data());
+                      identity, &first, d.rows, d.scale, d.offset, false, RngState{}, out.data());
     std::vector<float> via_dataset;
     for (int r = 0; r < d.rows; ++r)
       for (int c = 0; c < d.dim; ++c) via_dataset.push_back(d.normalised(r, c));
@@ -178,14 +181,43 @@ TEST(GatherCpu, RejectsBadArguments) {
   const float f32[1] = {1};
   const int32_t perm[1] = {0};
   float out[1];
-  EXPECT_THROW(cpu::gather_batch(u8, f32, 1, perm, 0, 1, 1, 0, false, RngState{}, out),
+  const int32_t zero = 0, negative = -1;
+  EXPECT_THROW(cpu::gather_batch(u8, f32, 1, perm, &zero, 1, 1, 0, false, RngState{}, out),
                std::invalid_argument);
-  EXPECT_THROW(cpu::gather_batch(nullptr, nullptr, 1, perm, 0, 1, 1, 0, false, RngState{}, out),
+  EXPECT_THROW(cpu::gather_batch(nullptr, nullptr, 1, perm, &zero, 1, 1, 0, false, RngState{}, out),
                std::invalid_argument);
-  EXPECT_THROW(cpu::gather_batch(u8, nullptr, 0, perm, 0, 1, 1, 0, false, RngState{}, out),
+  EXPECT_THROW(cpu::gather_batch(u8, nullptr, 0, perm, &zero, 1, 1, 0, false, RngState{}, out),
                std::invalid_argument);
-  EXPECT_THROW(cpu::gather_batch(u8, nullptr, 1, perm, 0, 1, 1, 0, true, RngState{}, out),
+  EXPECT_THROW(cpu::gather_batch(u8, nullptr, 1, perm, &zero, 1, 1, 0, true, RngState{}, out),
                std::invalid_argument);
+  EXPECT_THROW(cpu::gather_batch(u8, nullptr, 1, perm, nullptr, 1, 1, 0, false, RngState{}, out),
+               std::invalid_argument);
+  EXPECT_THROW(cpu::gather_batch(u8, nullptr, 1, perm, &negative, 1, 1, 0, false, RngState{}, out),
+               std::invalid_argument);
+  int32_t first = 0;
+  EXPECT_THROW(cpu::advance_batch_start(nullptr, 1), std::invalid_argument);
+  EXPECT_THROW(cpu::advance_batch_start(&first, 0), std::invalid_argument);
+}
+
+// Advancing `first` by the batch's rows and gathering again gives the next batch of the same
+// permutation: the walk a training epoch takes with the position kept in (device) memory.
+TEST(GatherCpu, AdvanceBatchStartWalksThePermutation) {
+  const int dim = 5, data_rows = 23, batch = 4;
+  const auto data = random_bytes(static_cast<size_t>(data_rows) * dim, 21);
+  const auto perm = cpu_shuffle(data_rows, 6, 2);
+  int32_t walking = 3;
+  for (int k = 0; k < 4; ++k) {
+    const int32_t fixed = 3 + k * batch;
+    std::vector<float> walked(static_cast<size_t>(batch) * dim), direct(walked.size());
+    cpu::gather_batch(data.data(), nullptr, dim, perm.data(), &walking, batch, 1.0f / 255.0f, 0.0f,
+                      false, RngState{}, walked.data());
+    cpu::gather_batch(data.data(), nullptr, dim, perm.data(), &fixed, batch, 1.0f / 255.0f, 0.0f,
+                      false, RngState{}, direct.data());
+    test::expect_bitwise_equal(walked, direct, "batch " + std::to_string(k));
+    EXPECT_FLOAT_EQ(direct[0], data[static_cast<size_t>(perm[fixed]) * dim] / 255.0f);
+    cpu::advance_batch_start(&walking, batch);
+    EXPECT_EQ(walking, fixed + batch);
+  }
 }
 
 // Each binarised value is a Bernoulli(p) draw with P(1) = ceil(p * 2^24) / 2^24. Over n draws the
@@ -201,8 +233,9 @@ TEST(GatherCpu, BinarisedMeanMatchesProbability) {
   std::vector<double> ones(data_rows, 0.0);
   std::vector<float> out(static_cast<size_t>(data_rows) * dim);
   for (uint64_t draw = 0; draw < draws; ++draw) {
-    cpu::gather_batch(data.data(), nullptr, dim, perm.data(), 0, data_rows, 1.0f / 255.0f, 0.0f,
-                      true, RngState{2024, &draw}, out.data());
+    const int32_t first = 0;
+    cpu::gather_batch(data.data(), nullptr, dim, perm.data(), &first, data_rows, 1.0f / 255.0f,
+                      0.0f, true, RngState{2024, &draw}, out.data());
     for (int r = 0; r < data_rows; ++r)
       for (int c = 0; c < dim; ++c) {
         const float v = out[static_cast<size_t>(r) * dim + c];
@@ -226,7 +259,8 @@ TEST(GatherCpu, BinarisationIsDeterministicPerDrawAndFollowsTheDatasetRow) {
   const int32_t reversed[data_rows] = {4, 3, 2, 1, 0};
   auto gather = [&](const int32_t* perm, uint64_t draw) {
     std::vector<float> out(static_cast<size_t>(data_rows) * dim);
-    cpu::gather_batch(data.data(), nullptr, dim, perm, 0, data_rows, 1.0f / 255.0f, 0.0f, true,
+    const int32_t first = 0;
+    cpu::gather_batch(data.data(), nullptr, dim, perm, &first, data_rows, 1.0f / 255.0f, 0.0f, true,
                       RngState{9, &draw}, out.data());
     return out;
   };
@@ -309,6 +343,7 @@ TEST(GatherGpu, EqualsCpuTwinBitwise) {
   DeviceArray<int32_t> perm(perm_host);
   const uint64_t draw_host = 41;
   test::DeviceScalar<uint64_t> draw(draw_host);
+  DeviceArray<int32_t> first_dev({first});
   for (int dim : kDims)
     for (bool use_u8 : {true, false})
       for (bool binarize : {false, true}) {
@@ -320,13 +355,13 @@ TEST(GatherGpu, EqualsCpuTwinBitwise) {
         const size_t out_count = static_cast<size_t>(batch) * dim;
         std::vector<float> expected = test::poisoned(out_count + 5);
         cpu::gather_batch(use_u8 ? u8.data() : nullptr, use_u8 ? nullptr : f32.data(), dim,
-                          perm_host.data(), first, batch, scale, offset, binarize,
+                          perm_host.data(), &first, batch, scale, offset, binarize,
                           RngState{77, &draw_host}, expected.data());
         DeviceArray<uint8_t> u8_dev(u8);
         DeviceArray<float> f32_dev(f32);
         test::DeviceBuffer out(out_count + 5);
         gpu::gather_batch(use_u8 ? u8_dev.get() : nullptr, use_u8 ? nullptr : f32_dev.get(), dim,
-                          perm.get(), first, batch, scale, offset, binarize,
+                          perm.get(), first_dev.get(), batch, scale, offset, binarize,
                           RngState{77, draw.get()}, out.get(), nullptr);
         FUSEDVAE_CUDA_CHECK(cudaDeviceSynchronize());
         const std::string name = std::string(use_u8 ? "u8" : "f32") +
@@ -337,6 +372,52 @@ TEST(GatherGpu, EqualsCpuTwinBitwise) {
         // The tails of both are still poisoned: nothing was written past the batch.
         test::expect_bitwise_equal(actual, expected, name);
       }
+}
+
+// The training step's use: gather + advance captured once in a CUDA graph, replayed. Each replay
+// must gather the next batch (the position is read on the device, not baked into the graph) and
+// the draw read at replay time: bitwise the CPU twin's walk over the same permutation and draws.
+TEST(GatherGpu, CapturedGatherWalksTheBatchesOnReplay) {
+  FUSEDVAE_REQUIRE_GPU();
+  const int dim = 785, data_rows = 37, batch = 6, replays = 5;
+  const auto perm_host = cpu_shuffle(data_rows, 12, 4);
+  const auto u8 = random_bytes(static_cast<size_t>(data_rows) * dim, 31);
+  DeviceArray<int32_t> perm(perm_host);
+  DeviceArray<uint8_t> data(u8);
+  DeviceArray<int32_t> first(std::vector<int32_t>{1});
+  test::DeviceScalar<uint64_t> draw(uint64_t{7});
+  const size_t count = static_cast<size_t>(batch) * dim;
+  test::DeviceBuffer out(count);
+
+  cudaStream_t stream = nullptr;
+  FUSEDVAE_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  cudaGraph_t graph = nullptr;
+  cudaGraphExec_t exec = nullptr;
+  FUSEDVAE_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
+  gpu::gather_batch(data.get(), nullptr, dim, perm.get(), first.get(), batch, 1.0f / 255.0f, 0.0f,
+                    true, RngState{99, draw.get()}, out.get(), stream);
+  gpu::advance_batch_start(first.get(), batch, stream);
+  FUSEDVAE_CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
+  FUSEDVAE_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+  // Capture ran nothing: the position is still the first batch's.
+  EXPECT_EQ(first.to_host()[0], 1);
+
+  int32_t first_host = 1;
+  for (int k = 0; k < replays; ++k) {
+    const uint64_t draw_host = 7 + 3 * static_cast<uint64_t>(k);
+    draw.write(draw_host);  // a new draw between replays, as the step-state advance makes
+    FUSEDVAE_CUDA_CHECK(cudaGraphLaunch(exec, stream));
+    FUSEDVAE_CUDA_CHECK(cudaStreamSynchronize(stream));
+    std::vector<float> expected(count);
+    cpu::gather_batch(u8.data(), nullptr, dim, perm_host.data(), &first_host, batch, 1.0f / 255.0f,
+                      0.0f, true, RngState{99, &draw_host}, expected.data());
+    cpu::advance_batch_start(&first_host, batch);
+    test::expect_bitwise_equal(out.to_host(), expected, "replay " + std::to_string(k));
+    EXPECT_EQ(first.to_host()[0], first_host) << "replay " << k;
+  }
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+  cudaStreamDestroy(stream);
 }
 
 }  // namespace

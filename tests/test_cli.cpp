@@ -106,6 +106,29 @@ TEST(CliConfig, EveryFieldIsAFlagAndAKey) {
   EXPECT_NO_THROW(parse_command_line(args));
 }
 
+// Every boolean has a --no- spelling, which also overrides a config file's true (e.g.
+// --no-cuda-graph, whose default is on).
+TEST(CliConfig, BooleanFlagsHaveANegatedSpelling) {
+  EXPECT_TRUE(RunConfig{}.train.cuda_graph);
+  EXPECT_TRUE(parse_command_line({"train"}).train.config.train.cuda_graph);
+  EXPECT_FALSE(parse_command_line({"train", "--no-cuda-graph"}).train.config.train.cuda_graph);
+  EXPECT_TRUE(parse_command_line({"train", "--cuda-graph"}).train.config.train.cuda_graph);
+  EXPECT_FALSE(parse_command_line({"train", "--cuda-graph=false"}).train.config.train.cuda_graph);
+  const fs::path dir = fresh_dir("negated");
+  fs::create_directories(dir);
+  write_text(dir / "c.json", R"({"cuda-graph": false, "binarize": true})");
+  const RunConfig from_file =
+      parse_command_line({"train", "--config", (dir / "c.json").string()}).train.config;
+  EXPECT_FALSE(from_file.train.cuda_graph);
+  EXPECT_TRUE(from_file.train.binarize);
+  const RunConfig overridden = parse_command_line({"train", "--config", (dir / "c.json").string(),
+                                                   "--cuda-graph", "--no-binarize"})
+                                   .train.config;
+  EXPECT_TRUE(overridden.train.cuda_graph);
+  EXPECT_FALSE(overridden.train.binarize);
+  EXPECT_EQ(to_json(overridden)["cuda-graph"], true);
+}
+
 TEST(CliConfig, JsonFileThenFlagsOverrideIt) {
   const fs::path dir = fresh_dir("json");
   fs::create_directories(dir);

@@ -1,9 +1,12 @@
 // @brief The GPU trainer against the float64 model reference (one step tensor by tensor, a ten-step
-// trajectory; FP32 and TF32), its determinism and resume, NaN reporting, and its evaluation against
-// the CPU trainer's (itself checked against an independent recomputation in test_train_step).
+// trajectory; FP32 and TF32), its determinism and resume (with and without the CUDA graph), NaN
+// reporting, its evaluation against the CPU trainer's (itself checked against an independent
+// recomputation in test_train_step), and the captured training step: bitwise the uncaptured one,
+// a fresh batch and fresh random numbers on every replay.
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -76,6 +79,190 @@ TEST(GpuTrainStep, SameSeedIsBitwiseIdentical) {
 TEST(GpuTrainStep, ResumeIsBitwiseIdentical) {
   FUSEDVAE_REQUIRE_GPU();
   check_resume_bitwise(make_gpu_trainer);
+}
+
+// The same trainer launching its kernels one by one (TrainConfig::cuda_graph off). (With the graph
+// on, a trainer's first train_step runs uncaptured and the later ones replay the graph.)
+std::unique_ptr<Trainer> make_gpu_trainer_uncaptured(const TrainConfig& config) {
+  TrainConfig c = config;
+  c.cuda_graph = false;
+  return make_gpu_trainer(c);
+}
+
+TEST(GpuTrainStep, SameSeedIsBitwiseIdenticalWithoutGraph) {
+  FUSEDVAE_REQUIRE_GPU();
+  check_same_seed_bitwise(make_gpu_trainer_uncaptured);
+}
+
+TEST(GpuTrainStep, ResumeIsBitwiseIdenticalWithoutGraph) {
+  FUSEDVAE_REQUIRE_GPU();
+  check_resume_bitwise(make_gpu_trainer_uncaptured);
+}
+
+// Every field of the losses and of the step state as raw bits, for bitwise comparison.
+std::vector<uint64_t> losses_bits(const StepLosses& l) {
+  std::vector<uint64_t> bits;
+  for (float v : {l.loss, l.recon, l.kl, l.kl_weight, l.lr, l.grad_norm}) {
+    uint32_t b;
+    std::memcpy(&b, &v, sizeof b);
+    bits.push_back(b);
+  }
+  bits.push_back(l.step);
+  return bits;
+}
+
+std::vector<uint64_t> state_bits(const StepState& s) {
+  uint32_t kl, lr;
+  std::memcpy(&kl, &s.kl_weight, sizeof kl);
+  std::memcpy(&lr, &s.lr, sizeof lr);
+  return {s.step, s.draw_index, kl, lr};
+}
+
+// One scripted run through everything that could break a captured step: two epochs of replays
+// with binarisation, parameters replaced between replays (the graph must read the live buffers),
+// an uncaptured train_step_on with a larger batch in between (it reallocates the batch buffers,
+// so the graph must be captured again), and batches called out of order (after the last batch of
+// an epoch, a repeated batch, a jump: the position is then written to the device). Records the
+// losses and the step state after every call, and checks the draw index advances by one per step.
+struct ScriptedRun {
+  std::vector<std::vector<uint64_t>> losses, states;
+  std::vector<float> params;
+  OptimizerState optimizer;
+};
+
+ScriptedRun run_script(const TrainConfig& config, const Dataset& data) {
+  ScriptedRun out;
+  auto trainer = make_gpu_trainer(config);
+  trainer->set_train_data(data);
+  const int per_epoch = trainer->batches_per_epoch();
+  uint64_t expected_draw = 0;
+  auto record = [&] {
+    out.losses.push_back(losses_bits(trainer->last_losses()));
+    const StepState s = trainer->optimizer_state().step_state;
+    EXPECT_EQ(s.draw_index, ++expected_draw) << "the draw index must advance once per step";
+    out.states.push_back(state_bits(s));
+  };
+  for (int epoch = 0; epoch < 2; ++epoch) {
+    trainer->start_epoch(epoch);
+    for (int b = 0; b < per_epoch; ++b) {
+      trainer->train_step(b);
+      record();
+      if (epoch == 0 && b == 2) {
+        std::vector<float> p = trainer->params();
+        for (float& v : p) v *= 0.5f;
+        trainer->set_params(p);
+      }
+    }
+  }
+  const int wide = 2 * config.batch_size + 1;
+  std::vector<float> x(static_cast<size_t>(wide) * config.model.input_dim);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>((i * 37) % 101) / 100.0f;
+  trainer->train_step_on(x.data(), wide, nullptr);
+  record();
+  trainer->train_step(3);  // epoch 1's shuffle still; the captured graph is stale by now
+  record();
+  trainer->start_epoch(2);
+  for (int b : {0, 1, 1, 3, 4}) {
+    trainer->train_step(b);
+    record();
+  }
+  out.params = trainer->params();
+  out.optimizer = trainer->optimizer_state();
+  return out;
+}
+
+// The contract: the graph replays give bitwise the results of the uncaptured step (the
+// same kernels, arguments and cuBLASLt algorithms; only the launching differs).
+TEST(GpuTrainStep, GraphAndUncapturedStepsAreBitwiseIdentical) {
+  FUSEDVAE_REQUIRE_GPU();
+  TrainConfig config = small_run_config();  // binarisation, clipping, cosine lr, linear KL
+  ASSERT_TRUE(config.binarize);
+  const Dataset data = synthetic_dataset(40, config.model.input_dim, 9);
+  config.cuda_graph = true;
+  const ScriptedRun graph = run_script(config, data);
+  config.cuda_graph = false;
+  const ScriptedRun plain = run_script(config, data);
+  ASSERT_EQ(graph.losses.size(), plain.losses.size());
+  for (size_t k = 0; k < graph.losses.size(); ++k) {
+    EXPECT_EQ(graph.losses[k], plain.losses[k]) << "losses after call " << k;
+    EXPECT_EQ(graph.states[k], plain.states[k]) << "step state after call " << k;
+  }
+  expect_all_finite(graph.params, "params");
+  expect_bitwise_equal(graph.params, plain.params, "params");
+  expect_bitwise_equal(graph.optimizer.m, plain.optimizer.m, "m");
+  expect_bitwise_equal(graph.optimizer.v, plain.optimizer.v, "v");
+}
+
+// A configuration whose parameters do not move (lr 1e-12: an Adam update is at most a few lr, below
+// float resolution for all but parameters within ~1e-4 of zero), so that consecutive steps differ
+// only by their batch and their random numbers.
+TrainConfig frozen_config(bool binarize) {
+  TrainConfig config = small_run_config();
+  config.binarize = binarize;
+  config.optimizer.lr = 1e-12f;
+  config.optimizer.schedule = LrSchedule::kConstant;
+  config.kl.kind = KlScheduleKind::kConstant;
+  return config;
+}
+
+// Fresh eps on every replay: with every data row the same and the parameters frozen, the batch
+// and mu, logvar (so the per-sample KL) are the same each step, and only z = mu + sigma * eps
+// changes the reconstruction. A replay that reused its eps would repeat the recon (to within the
+// frozen parameters' drift, < 1e-6 relative); fresh eps move it by about 1e-2 at this size.
+TEST(GpuTrainStep, GraphReplaysDrawFreshEps) {
+  FUSEDVAE_REQUIRE_GPU();
+  const TrainConfig config = frozen_config(false);
+  ASSERT_TRUE(config.cuda_graph);
+  Dataset data = synthetic_dataset(1, config.model.input_dim, 10);
+  const std::vector<uint8_t> row = data.u8;
+  data.rows = 35;  // five batches: one uncaptured step, then four replays
+  data.u8.clear();
+  for (int r = 0; r < data.rows; ++r) data.u8.insert(data.u8.end(), row.begin(), row.end());
+  auto trainer = make_gpu_trainer(config);
+  trainer->set_train_data(data);
+  trainer->start_epoch(0);
+  std::vector<StepLosses> steps;
+  for (int b = 0; b < trainer->batches_per_epoch(); ++b) {
+    trainer->train_step(b);
+    steps.push_back(trainer->last_losses());
+    EXPECT_EQ(trainer->optimizer_state().step_state.draw_index, static_cast<uint64_t>(b + 1));
+  }
+  ASSERT_EQ(steps.size(), 5u);
+  for (size_t k = 1; k < steps.size(); ++k) {
+    EXPECT_NEAR(steps[k].kl, steps[0].kl, 1e-6 * std::fabs(steps[0].kl))
+        << "the encoder's output must not change (frozen parameters, one repeated row)";
+    EXPECT_GT(std::fabs(steps[k].recon - steps[k - 1].recon), 1e-4 * std::fabs(steps[k].recon))
+        << "replay " << k << " repeated the previous replay's eps";
+  }
+}
+
+// Replay by replay against the CPU trainer, with frozen parameters so that each step is a first
+// step (the one-step share of train_step_checks.h; doubled for the parameters' drift of a few
+// 1e-12): the replays gather batch after batch of each epoch's shuffle and draw the binarisation
+// and eps of the CPU trainer's step. A stale position or draw would give another batch's losses.
+TEST(GpuTrainStep, GraphReplaysMatchCpuTrainerStepByStep) {
+  FUSEDVAE_REQUIRE_GPU();
+  const TrainConfig config = frozen_config(true);
+  const Dataset data = synthetic_dataset(40, config.model.input_dim, 11);
+  auto gpu = make_gpu_trainer(config);
+  auto cpu = make_cpu_trainer(config);
+  gpu->set_train_data(data);
+  cpu->set_train_data(data);
+  const Tolerance tol{1e-6, 2.0 * StepTolerances{}.tensor_share};
+  for (int epoch = 0; epoch < 2; ++epoch) {
+    gpu->start_epoch(epoch);
+    cpu->start_epoch(epoch);
+    for (int b = 0; b < gpu->batches_per_epoch(); ++b) {
+      SCOPED_TRACE("epoch " + std::to_string(epoch) + ", batch " + std::to_string(b));
+      gpu->train_step(b);
+      cpu->train_step(b);
+      const StepLosses g = gpu->last_losses(), c = cpu->last_losses();
+      expect_close("recon", {g.recon}, {c.recon}, nullptr, tol);
+      expect_close("kl", {g.kl}, {c.kl}, nullptr, tol);
+      expect_close("grad_norm", {g.grad_norm}, {c.grad_norm}, nullptr, tol);
+      EXPECT_EQ(g.step, c.step);
+    }
+  }
 }
 
 TEST(GpuTrainStep, NanLossIsReported) {

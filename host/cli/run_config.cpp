@@ -257,6 +257,10 @@ std::vector<Field> make_fields() {
                          [](RunConfig& c) -> bool& { return c.train.binarize; }));
   f.push_back(bool_field("tf32", "TF32 matrix products on the GPU",
                          [](RunConfig& c) -> bool& { return c.train.tf32; }));
+  f.push_back(bool_field("cuda-graph",
+                         "replay the GPU training step as one captured CUDA graph (same results; "
+                         "--no-cuda-graph launches its kernels one by one)",
+                         [](RunConfig& c) -> bool& { return c.train.cuda_graph; }));
   f.push_back(choice_field<std::string>("device",
                                         "where to train; auto picks the GPU when one is usable",
                                         [](RunConfig& c) -> std::string& { return c.device; },
@@ -420,8 +424,9 @@ void FlagSet::add_to(CLI::App& app, const RunConfig& defaults) {
     }
     CLI::Option* option = nullptr;
     if (field.kind == FieldKind::kBool) {
+      // --name sets it, --no-name clears it (CLI11 stores "false" for the negated spelling).
       option =
-          app.add_flag("--" + field.name, slot->text,
+          app.add_flag("--" + field.name + ",!--no-" + field.name, slot->text,
                        field.help + (value.get<bool>() ? " (default: on)" : " (default: off)"));
     } else {
       option = app.add_option("--" + field.name, slot->text, field.help);

@@ -23,12 +23,13 @@ void shuffle_indices(int rows, uint64_t seed, uint64_t epoch, int32_t* perm) {
 }
 
 void gather_batch(const uint8_t* data_u8, const float* data_f32, int dim, const int32_t* perm,
-                  int first, int rows, float scale, float offset, bool binarize, RngState rng,
-                  float* out) {
+                  const int32_t* first, int rows, float scale, float offset, bool binarize,
+                  RngState rng, float* out) {
   math::check_gather_arguments(data_u8, data_f32, dim, first, rows, binarize, rng.draw_index);
+  if (*first < 0) throw std::invalid_argument("gather_batch: *first must be >= 0");
   const uint64_t draw = binarize ? *rng.draw_index : 0;
   for (int r = 0; r < rows; ++r) {
-    const int32_t source_row = perm[first + r];
+    const int32_t source_row = perm[*first + r];
     const size_t src = static_cast<size_t>(source_row) * dim;
     float* dst = out + static_cast<size_t>(r) * dim;
     for (int col = 0; col < dim; ++col) {
@@ -46,6 +47,12 @@ void gather_batch(const uint8_t* data_u8, const float* data_f32, int dim, const 
       }
     }
   }
+}
+
+void advance_batch_start(int32_t* first, int rows) {
+  if (first == nullptr || rows < 1)
+    throw std::invalid_argument("advance_batch_start: needs `first` and rows >= 1");
+  *first = math::next_batch_start(*first, rows);
 }
 
 }  // namespace fusedvae::cpu

@@ -9,8 +9,11 @@ namespace fusedvae::cpu {
 
 void shuffle_indices(int rows, uint64_t seed, uint64_t epoch, int32_t* perm);
 
+// `first` points to host memory here (device memory on the GPU face).
 void gather_batch(const uint8_t* data_u8, const float* data_f32, int dim, const int32_t* perm,
-                  int first, int rows, float scale, float offset, bool binarize, RngState rng,
-                  float* out);
+                  const int32_t* first, int rows, float scale, float offset, bool binarize,
+                  RngState rng, float* out);
+
+void advance_batch_start(int32_t* first, int rows);
 
 }  // namespace fusedvae::cpu

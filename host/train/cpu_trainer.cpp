@@ -216,7 +216,7 @@ class CpuTrainer final : public Trainer {
   static void gather_rows(const Dataset& data, const int32_t* perm, int first, int rows,
                           bool binarize, RngState rng, float* out) {
     cpu::gather_batch(data.is_u8() ? data.u8.data() : nullptr,
-                      data.is_u8() ? nullptr : data.f32.data(), data.dim, perm, first, rows,
+                      data.is_u8() ? nullptr : data.f32.data(), data.dim, perm, &first, rows,
                       data.scale, data.offset, binarize, rng, out);
   }
 

@@ -1,6 +1,13 @@
 // @brief The training loop on the GPU: fused kernels around cuBLASLt Linear layers, one stream, no
 // host synchronisation and no allocation inside a step.
 //
+// train_step is captured once as a CUDA graph (TrainConfig::cuda_graph; at the second call, after
+// one uncaptured warm-up step) and replayed: the capture records exactly the function the
+// uncaptured path runs (train_step_body), and everything that changes from step to step is read
+// from device memory by the kernels (the batch's position in the permutation, the Philox draw, the
+// step, KL weight and learning rate), never baked into the graph as a kernel argument. The
+// per-epoch shuffle stays outside the graph (one launch per epoch).
+//
 // Mirrors the CPU trainer (host/train/cpu_trainer.cpp) definition for definition: the same random
 // streams and draws, the same evaluation chunks, the same loss bookkeeping; only the arithmetic
 // differs (float32 matrix products in another order, TF32 when asked).
@@ -104,6 +111,8 @@ struct DeviceScalars {
   float zero_kl_weight;    // stays 0: the reparameterization op's KL weight under free bits
   uint64_t eval_draw;      // Philox draw of the current evaluation sample
   uint64_t binarize_draw;  // evaluation binarises at draw 0
+  int32_t batch_first;     // position in perm_ of the next train_step's batch
+  int32_t eval_first;      // first row of the current evaluation chunk
 };
 
 class GpuTrainer final : public Trainer {
@@ -124,7 +133,8 @@ class GpuTrainer final : public Trainer {
     cudaDeviceProp prop{};
     FUSEDVAE_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
     device_name_ = std::string(prop.name) + " (sm_" + std::to_string(prop.major) +
-                   std::to_string(prop.minor) + ", cuBLASLt" + (config.tf32 ? ", TF32" : "") + ")";
+                   std::to_string(prop.minor) + ", cuBLASLt" + (config.tf32 ? ", TF32" : "") +
+                   (config.cuda_graph ? ", CUDA graph" : "") + ")";
     // A blocking stream: the plain cudaMemcpy/cudaMemset of the set-up and read-back paths (legacy
     // default stream) are then ordered with the step's work without further events.
     FUSEDVAE_CUDA_CHECK(cudaStreamCreate(&stream_));
@@ -156,6 +166,7 @@ class GpuTrainer final : public Trainer {
 
   ~GpuTrainer() override {
     if (stream_) cudaStreamSynchronize(stream_);
+    drop_graph();
     layers_.clear();
     engine_.reset();
     gpu::destroy_reduction_workspace(&reduce_ws_);
@@ -181,6 +192,7 @@ class GpuTrainer final : public Trainer {
     data_u8_ = nullptr;
     data_f32_ = nullptr;
     if (shuffle_ws_.capacity > 0) gpu::destroy_shuffle_workspace(&shuffle_ws_);
+    drop_graph();  // it holds the old data pointers and run length
     upload_dataset(data, &data_u8_, &data_f32_);
     perm_ = device_alloc<int32_t>(data.rows);
     shuffle_ws_ = gpu::create_shuffle_workspace(data.rows);
@@ -201,6 +213,9 @@ class GpuTrainer final : public Trainer {
     require_data("start_epoch");
     gpu::shuffle_indices(data_rows_, config_.seed, static_cast<uint64_t>(epoch), perm_, shuffle_ws_,
                          stream_);
+    FUSEDVAE_CUDA_CHECK(
+        cudaMemsetAsync(&scalars_->batch_first, 0, sizeof(scalars_->batch_first), stream_));
+    next_batch_ = 0;
   }
 
   void train_step(int batch_in_epoch) override {
@@ -209,12 +224,26 @@ class GpuTrainer final : public Trainer {
       throw std::out_of_range("train_step: batch " + std::to_string(batch_in_epoch) +
                               " outside [0, " + std::to_string(batches_per_epoch()) + ")");
     const int rows = config_.batch_size;
-    gpu::gather_batch(
-        data_u8_, data_f32_, config_.model.input_dim, perm_, batch_in_epoch * rows, rows,
-        data_scale_, data_offset_, config_.binarize,
-        {math::stream_seed(config_.seed, math::RngStream::kBinarize), &scalars_->state.draw_index},
-        buf_.x, stream_);
-    step(rows, nullptr);
+    // The device position follows the calls in order (start_epoch, then batches 0, 1, ...); a call
+    // out of that order (a run resumed mid-epoch, a repeated batch) moves it with one host write.
+    if (batch_in_epoch != next_batch_) {
+      const int32_t first = batch_in_epoch * rows;
+      FUSEDVAE_CUDA_CHECK(cudaMemcpyAsync(&scalars_->batch_first, &first, sizeof(first),
+                                          cudaMemcpyHostToDevice, stream_));
+      // A pageable source may be read when the copy runs: wait for it before `first` goes.
+      FUSEDVAE_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    }
+    // The first step runs uncaptured: whatever the libraries and the lazy module loader set up
+    // on a first call happens outside the capture. Later steps replay the graph.
+    if (config_.cuda_graph && warmed_up_) {
+      if (graph_exec_ == nullptr || graph_rows_ != rows) capture_train_step(rows);
+      FUSEDVAE_CUDA_CHECK(cudaGraphLaunch(graph_exec_, stream_));
+    } else {
+      train_step_body(rows);
+      warmed_up_ = true;
+    }
+    next_batch_ = batch_in_epoch + 1;
+    last_rows_ = rows;
   }
 
   StepLosses last_losses() override {
@@ -246,6 +275,7 @@ class GpuTrainer final : public Trainer {
     copy_rows_in(buf_.x, batch, rows, config_.model.input_dim);
     if (eps) copy_rows_in(buf_.eps, eps, rows, config_.model.latent_dim);
     step(rows, eps ? buf_.eps : nullptr);
+    last_rows_ = rows;
   }
 
   std::vector<float> params() const override { return download(params_, layout_.total); }
@@ -347,6 +377,7 @@ class GpuTrainer final : public Trainer {
     add_batch_plans(rows);
     if (rows <= capacity_) return;
     FUSEDVAE_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    drop_graph();  // the buffers move
     capacity_ = rows;
     arena_.begin_sizing();
     carve(rows);
@@ -520,7 +551,65 @@ class GpuTrainer final : public Trainer {
     FUSEDVAE_CUDA_CHECK(cudaMemcpyAsync(&scalars_->last_state, &scalars_->state, sizeof(StepState),
                                         cudaMemcpyDeviceToDevice, stream_));
     gpu::advance_step_state(&scalars_->state, config_.kl, config_.optimizer, total_steps_, stream_);
-    last_rows_ = rows;
+  }
+
+  // train_step's device work, captured as is: gather batch *batch_first at the current draw, the
+  // step, and the move to the next batch. Host state is not touched here: a graph replay runs the
+  // device work alone.
+  void train_step_body(int rows) {
+    gpu::gather_batch(
+        data_u8_, data_f32_, config_.model.input_dim, perm_, &scalars_->batch_first, rows,
+        data_scale_, data_offset_, config_.binarize,
+        {math::stream_seed(config_.seed, math::RngStream::kBinarize), &scalars_->state.draw_index},
+        buf_.x, stream_);
+    step(rows, nullptr);
+    gpu::advance_batch_start(&scalars_->batch_first, rows, stream_);
+  }
+
+  // Records train_step_body(rows) into a graph and instantiates it. Thread-local capture mode: a
+  // call of this thread inside the body that could synchronise or allocate (cudaMalloc, cudaMemcpy,
+  // a stream or device synchronisation) fails the capture with an error instead of silently running
+  // outside it, while other threads of the process are left alone. (stream_ is a blocking stream:
+  // the legacy default stream is unusable until the capture ends; nothing here touches it.)
+  void capture_train_step(int rows) {
+    try {
+      record_train_step(rows);
+    } catch (const std::exception& e) {
+      throw std::runtime_error(
+          std::string("capturing the training step as a CUDA graph failed (--no-cuda-graph trains "
+                      "without one): ") +
+          e.what());
+    }
+  }
+
+  void record_train_step(int rows) {
+    drop_graph();
+    FUSEDVAE_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    cudaGraph_t graph = nullptr;
+    FUSEDVAE_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+    try {
+      train_step_body(rows);
+    } catch (...) {
+      cudaStreamEndCapture(stream_, &graph);  // ends the capture; the partial graph is dropped
+      if (graph != nullptr) cudaGraphDestroy(graph);
+      cudaGetLastError();
+      throw;
+    }
+    FUSEDVAE_CUDA_CHECK(cudaStreamEndCapture(stream_, &graph));
+    const cudaError_t instantiated = cudaGraphInstantiate(&graph_exec_, graph, 0);
+    cudaGraphDestroy(graph);  // the executable graph keeps what it needs
+    if (instantiated != cudaSuccess) {
+      graph_exec_ = nullptr;
+      FUSEDVAE_CUDA_CHECK(instantiated);
+    }
+    graph_rows_ = rows;
+  }
+
+  // Called wherever a pointer or argument baked into the graph changes (new buffers, new data).
+  void drop_graph() {
+    if (graph_exec_ != nullptr) cudaGraphExecDestroy(graph_exec_);
+    graph_exec_ = nullptr;
+    graph_rows_ = 0;
   }
 
   // ---- host <-> device helpers (outside the step; these synchronise)
@@ -614,8 +703,12 @@ class GpuTrainer final : public Trainer {
   ReductionWorkspace reduce_ws_{};
   gpu::GradNormWorkspace norm_ws_{};
   gpu::ShuffleWorkspace shuffle_ws_{};
-  uint64_t total_steps_ = 0;  // 0 until set_train_data: the run length is unknown
-  int last_rows_ = 0;         // rows of the last step; 0 before the first
+  uint64_t total_steps_ = 0;              // 0 until set_train_data: the run length is unknown
+  int last_rows_ = 0;                     // rows of the last step; 0 before the first
+  int next_batch_ = 0;                    // the batch scalars_->batch_first points to (host mirror)
+  cudaGraphExec_t graph_exec_ = nullptr;  // train_step_body captured, for graph_rows_ rows
+  int graph_rows_ = 0;
+  bool warmed_up_ = false;  // a train_step ran uncaptured
 
   uint8_t* data_u8_ = nullptr;
   float* data_f32_ = nullptr;
@@ -713,8 +806,13 @@ EvalResult GpuTrainer::evaluate(const Dataset& data, int iwae_samples, uint64_t 
                                                std::vector<double>(std::max(iwae_samples, 1)));
   uint64_t chunk = 0;
   for_each_chunk(data.rows, [&](int first, int rows) {
-    gpu::gather_batch(data_u8, data_f32, dim, identity, first, rows, data.scale, data.offset,
-                      config_.binarize, binarize_rng, buf_.x, stream_);
+    // The gather reads its position from the device; copy_rows_out below synchronises before
+    // `chunk_first` goes.
+    const int32_t chunk_first = first;
+    FUSEDVAE_CUDA_CHECK(cudaMemcpyAsync(&scalars_->eval_first, &chunk_first, sizeof(chunk_first),
+                                        cudaMemcpyHostToDevice, stream_));
+    gpu::gather_batch(data_u8, data_f32, dim, identity, &scalars_->eval_first, rows, data.scale,
+                      data.offset, config_.binarize, binarize_rng, buf_.x, stream_);
     encoder_forward(config_.batch_size);
     // Recon at z = mu and the analytic KL (eps = 0 turns reparameterize into z = mu).
     FUSEDVAE_CUDA_CHECK(
