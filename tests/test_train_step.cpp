@@ -32,6 +32,10 @@ TEST(CpuTrainStep, ResumeIsBitwiseIdentical) {
   check_resume_bitwise(make_cpu_trainer);
 }
 
+TEST(CpuTrainStep, StepBeforeStartEpochUsesEpochZero) {
+  check_step_before_start_epoch_uses_epoch_zero(make_cpu_trainer);
+}
+
 TEST(CpuTrainStep, NanLossIsReported) {
   check_nan_reported(make_cpu_trainer);
 }

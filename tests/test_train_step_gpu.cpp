@@ -265,6 +265,11 @@ TEST(GpuTrainStep, GraphReplaysMatchCpuTrainerStepByStep) {
   }
 }
 
+TEST(GpuTrainStep, StepBeforeStartEpochUsesEpochZero) {
+  FUSEDVAE_REQUIRE_GPU();
+  check_step_before_start_epoch_uses_epoch_zero(make_gpu_trainer);
+}
+
 TEST(GpuTrainStep, NanLossIsReported) {
   FUSEDVAE_REQUIRE_GPU();
   check_nan_reported(make_gpu_trainer);

@@ -291,6 +291,21 @@ inline void check_resume_bitwise(TrainerFactory make) {
   EXPECT_EQ(a.step_state.draw_index, b.step_state.draw_index);
 }
 
+// set_train_data leaves epoch 0's order in place: a step before any start_epoch is the step after
+// start_epoch(0), not one on an unshuffled or unwritten permutation.
+inline void check_step_before_start_epoch_uses_epoch_zero(TrainerFactory make) {
+  const TrainConfig config = small_run_config();
+  const Dataset data = synthetic_dataset(40, config.model.input_dim, 7);
+  auto implicit = make(config);
+  implicit->set_train_data(data);
+  implicit->train_step(0);
+  auto explicit_epoch = make(config);
+  explicit_epoch->set_train_data(data);
+  explicit_epoch->start_epoch(0);
+  explicit_epoch->train_step(0);
+  expect_bitwise_equal(implicit->params(), explicit_epoch->params(), "params");
+}
+
 // A NaN in the data is not caught inside the step (the GPU could not report it without a
 // synchronisation): it shows as a non-finite loss in last_losses(), which the caller checks.
 inline void check_nan_reported(TrainerFactory make) {

@@ -94,6 +94,7 @@ class CpuTrainer final : public Trainer {
     // The learning rate of the first step depends on the run length (cosine).
     if (state_.step == 0)
       state_ = math::initial_step_state(config_.kl, config_.optimizer, total_steps_);
+    start_epoch(0);  // a valid order even for a train_step before any start_epoch
   }
 
   int batches_per_epoch() const override { return data_.rows / config_.batch_size; }

@@ -203,6 +203,7 @@ class GpuTrainer final : public Trainer {
     // The learning rate of the first step depends on the run length (cosine).
     if (read_state().step == 0)
       write_state(math::initial_step_state(config_.kl, config_.optimizer, total_steps_));
+    start_epoch(0);  // a valid order even for a train_step before any start_epoch
   }
 
   int batches_per_epoch() const override {

@@ -63,7 +63,8 @@ class Trainer {
   virtual std::string device_name() const = 0;  // "cpu (OpenBLAS, N threads)", "NVIDIA H100 ..."
   virtual const TrainConfig& config() const = 0;
 
-  // The training set stays resident (on the device for the GPU trainer).
+  // The training set stays resident (on the device for the GPU trainer). Leaves epoch 0's order
+  // in place, so the trainer is never without a valid shuffle.
   virtual void set_train_data(const Dataset& data) = 0;
   virtual int batches_per_epoch() const = 0;  // the last partial batch is dropped
   // Shuffles the training set for this epoch (on the device), from (seed, epoch).
