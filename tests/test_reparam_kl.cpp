@@ -1,7 +1,16 @@
 // @brief Fused reparameterization + KL: CPU twin and GPU kernels against the float64 golden cases,
 // Philox eps (regeneration, keying, launch independence, statistics), determinism, finiteness
 // and argument checks.
+#include <cuda_runtime.h>
 #include <gtest/gtest.h>
+
+// cuRAND's raw Philox block, host-callable as in kernels/philox_normal.cuh (for the emulation of
+// the device's Box-Muller below).
+#ifndef QUALIFIERS
+#define QUALIFIERS static __forceinline__ __host__ __device__
+#endif
+#include <curand_globals.h>
+#include <curand_philox4x32_x.h>
 
 #include <algorithm>
 #include <cmath>
@@ -428,6 +437,59 @@ TEST(ReparamKlGpu, PhiloxEpsIsStandardNormal) {
 // And s = sqrt(-2 log u) itself: logf <= 1 ulp on each face, sqrtf exact, so s differs by about
 // 1.5 u relative per face: <= 1.8e-7 r. In all <= 1.45e-6 r; tolerance 1.5e-6 r. A keying or
 // transform error moves eps by O(r), so this leaves the test's power intact.
+// The part of that budget a CPU can check: cuRAND's device Box-Muller computed on the host, exactly
+// but for __sincosf (the angle fused as nvcc fuses it, sine and cosine in double), against the CPU
+// twin's eps. What remains is the angle's fusion and the host's sinf/cosf: <= (4.8e-7 + 0.6e-7) r.
+// Fails if the twin stops following cuRAND's host path, or if the fused angle errs more than the
+// GPU test's tolerance assumes.
+TEST(ReparamKlCpu, EmulatedDeviceBoxMullerIsWithinTheGpuEpsBudget) {
+  const int groups = (kPhiloxDim + 3) / 4;
+  double worst_share = 0.0;
+  int fused_angles_differ = 0;
+  for (const uint64_t draw : {0ull, 1ull, 123456789ull}) {
+    const std::vector<float> host = cpu_eps(kPhiloxBatch, kPhiloxDim, kSeed, draw);
+    for (int row = 0; row < kPhiloxBatch; ++row)
+      for (int g = 0; g < groups; ++g) {
+        // curand_init(seed, subsequence, 4 * draw) + curand4: the counter holds the draw in its
+        // low half and the subsequence in its high half (philox_normal.cuh's keying).
+        const uint64_t subsequence = static_cast<uint64_t>(row) * groups + g;
+        const uint4 words = curand_Philox4x32_10(
+            make_uint4(static_cast<uint32_t>(draw), static_cast<uint32_t>(draw >> 32),
+                       static_cast<uint32_t>(subsequence),
+                       static_cast<uint32_t>(subsequence >> 32)),
+            make_uint2(static_cast<uint32_t>(kSeed), static_cast<uint32_t>(kSeed >> 32)));
+        const uint32_t radius_words[2] = {words.x, words.z}, angle_words[2] = {words.y, words.w};
+        for (int pair = 0; pair < 2; ++pair) {
+          // The radius' uniform: the product by 2^-32 is exact, so fusing changes nothing.
+          const float uniform =
+              static_cast<float>(radius_words[pair]) * CURAND_2POW32_INV + CURAND_2POW32_INV / 2;
+          const float radius = std::sqrt(-2.0f * std::log(uniform));
+          const float angle = std::fmaf(static_cast<float>(angle_words[pair]),
+                                        CURAND_2POW32_INV_2PI, CURAND_2POW32_INV_2PI / 2);
+          const float host_angle = static_cast<float>(angle_words[pair]) * CURAND_2POW32_INV_2PI +
+                                   CURAND_2POW32_INV_2PI / 2;
+          fused_angles_differ += angle != host_angle;
+          const double emulated[2] = {radius * std::sin(static_cast<double>(angle)),
+                                      radius * std::cos(static_cast<double>(angle))};
+          for (int k = 0; k < 2; ++k) {
+            const int col = 4 * g + 2 * pair + k;
+            if (col >= kPhiloxDim) continue;
+            const double err =
+                std::fabs(emulated[k] - host[static_cast<size_t>(row) * kPhiloxDim + col]);
+            worst_share = std::max(worst_share, err / (5.4e-7 * radius));
+          }
+        }
+      }
+  }
+  std::printf(
+      "[ accuracy ] emulated device eps vs cpu eps: worst %.3g of 5.4e-7 r; %d fused "
+      "angles differ from the host's\n",
+      worst_share, fused_angles_differ);
+  EXPECT_LE(worst_share, 1.0);
+  // The fusion does move some angles: GPU and CPU eps cannot be bitwise equal.
+  EXPECT_GT(fused_angles_differ, 0);
+}
+
 TEST(ReparamKlGpu, PhiloxEpsMatchesCpu) {
   FUSEDVAE_REQUIRE_GPU();
   for (const uint64_t draw : {0ull, 1ull, 123456789ull}) {
