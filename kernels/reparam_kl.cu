@@ -200,6 +200,11 @@ ReductionWorkspace create_reduction_workspace() {
   FUSEDVAE_CUDA_CHECK(cudaMalloc(&ws.block_partials, kReduceMaxBlocks * sizeof(float)));
   FUSEDVAE_CUDA_CHECK(cudaMalloc(&ws.blocks_done, sizeof(unsigned int)));
   FUSEDVAE_CUDA_CHECK(cudaMemset(ws.blocks_done, 0, sizeof(unsigned int)));
+  // cudaMemset of device memory may return before it has run, and it runs on the legacy default
+  // stream, which does not order work on a cudaStreamNonBlocking stream: without this wait the
+  // first reducing kernel on such a stream could read an unzeroed counter and never elect (or
+  // elect early) its last block. Set-up only, never per step.
+  FUSEDVAE_CUDA_CHECK(cudaDeviceSynchronize());
   return ws;
 }
 

@@ -284,7 +284,7 @@ class DeviceArray {
  public:
   explicit DeviceArray(const std::vector<T>& host) : count_(host.size()) {
     FUSEDVAE_CUDA_CHECK(cudaMalloc(&ptr_, count_ * sizeof(T)));
-    FUSEDVAE_CUDA_CHECK(cudaMemcpy(ptr_, host.data(), count_ * sizeof(T), cudaMemcpyHostToDevice));
+    test::copy_to_device(ptr_, host.data(), count_ * sizeof(T));
   }
   ~DeviceArray() { cudaFree(ptr_); }
   DeviceArray(const DeviceArray&) = delete;
@@ -292,6 +292,8 @@ class DeviceArray {
   T* get() const { return ptr_; }
   std::vector<T> to_host() const {
     std::vector<T> host(count_);
+    // The legacy-stream copy does not wait for work on other streams (the captured graph's).
+    FUSEDVAE_CUDA_CHECK(cudaDeviceSynchronize());
     FUSEDVAE_CUDA_CHECK(cudaMemcpy(host.data(), ptr_, count_ * sizeof(T), cudaMemcpyDeviceToHost));
     return host;
   }

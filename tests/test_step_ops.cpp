@@ -265,7 +265,7 @@ struct DeviceValue {
   T* ptr = nullptr;
   explicit DeviceValue(const T& value) {
     FUSEDVAE_CUDA_CHECK(cudaMalloc(&ptr, sizeof(T)));
-    FUSEDVAE_CUDA_CHECK(cudaMemcpy(ptr, &value, sizeof(T), cudaMemcpyHostToDevice));
+    copy_to_device(ptr, &value, sizeof(T));
   }
   ~DeviceValue() { cudaFree(ptr); }
   T read() const {

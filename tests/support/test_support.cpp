@@ -32,14 +32,22 @@ bool gpu_available(std::string* reason) {
   return true;
 }
 
+void copy_to_device(void* device, const void* host, size_t bytes) {
+  FUSEDVAE_CUDA_CHECK(cudaMemcpy(device, host, bytes, cudaMemcpyHostToDevice));
+  // A cudaMemcpy from pageable memory may return before the copy has reached the device, and it
+  // is ordered only with the legacy default stream: a kernel or graph launched next on a
+  // cudaStreamNonBlocking stream (the captured-gather test, the GPU trainer's tests) could read the
+  // old contents. Waiting here makes every test input visible to any stream.
+  FUSEDVAE_CUDA_CHECK(cudaDeviceSynchronize());
+}
+
 DeviceBuffer::DeviceBuffer(size_t count) : count_(count) {
   FUSEDVAE_CUDA_CHECK(cudaMalloc(&ptr_, std::max<size_t>(count, 1) * sizeof(float)));
   poison();
 }
 
 DeviceBuffer::DeviceBuffer(const std::vector<float>& host) : DeviceBuffer(host.size()) {
-  FUSEDVAE_CUDA_CHECK(
-      cudaMemcpy(ptr_, host.data(), host.size() * sizeof(float), cudaMemcpyHostToDevice));
+  copy_to_device(ptr_, host.data(), host.size() * sizeof(float));
 }
 
 DeviceBuffer::~DeviceBuffer() {
@@ -48,7 +56,7 @@ DeviceBuffer::~DeviceBuffer() {
 
 void DeviceBuffer::poison() {
   const std::vector<float> p = poisoned(count_);
-  FUSEDVAE_CUDA_CHECK(cudaMemcpy(ptr_, p.data(), count_ * sizeof(float), cudaMemcpyHostToDevice));
+  copy_to_device(ptr_, p.data(), count_ * sizeof(float));
 }
 
 std::vector<float> DeviceBuffer::to_host() const {
@@ -77,7 +85,7 @@ T DeviceScalar<T>::read() const {
 }
 template <typename T>
 void DeviceScalar<T>::write(T value) {
-  FUSEDVAE_CUDA_CHECK(cudaMemcpy(ptr_, &value, sizeof(T), cudaMemcpyHostToDevice));
+  copy_to_device(ptr_, &value, sizeof(T));
 }
 template class DeviceScalar<float>;
 template class DeviceScalar<uint64_t>;

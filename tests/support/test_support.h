@@ -31,6 +31,10 @@ bool gpu_available(std::string* reason);
       GTEST_SKIP() << "no usable CUDA device: " << fusedvae_reason_; \
   } while (0)
 
+// cudaMemcpy host -> device, then a device-wide wait: the data is on the device before the call
+// returns, so work on any stream (non-blocking ones and graph launches included) sees it.
+void copy_to_device(void* device, const void* host, size_t bytes);
+
 // A device allocation filled with a poison pattern (a NaN with a recognisable payload) so that a
 // kernel that skips an element is caught by expect_all_written().
 class DeviceBuffer {
