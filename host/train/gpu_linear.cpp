@@ -354,10 +354,13 @@ const std::string& Linear::declined_epilogues(int batch) const {
 }
 
 void Linear::check_alignment(const void* p, size_t assumed, const char* what) const {
-  if (p == nullptr) throw std::invalid_argument(std::string("Linear: null ") + what);
-  if (pointer_alignment(p) < assumed)
-    throw std::invalid_argument(std::string("Linear: ") + what + " is less aligned than the " +
-                                std::to_string(assumed) + " bytes its algorithm was chosen for");
+  if (p != nullptr && pointer_alignment(p) >= assumed) return;
+  // The layer's shape in the message: a trainer holds several layers, the error must say which.
+  const std::string layer =
+      "Linear " + std::to_string(spec_.in) + "->" + std::to_string(spec_.out) + ": ";
+  if (p == nullptr) throw std::invalid_argument(layer + "null " + what);
+  throw std::invalid_argument(layer + what + " is less aligned than the " +
+                              std::to_string(assumed) + " bytes its algorithm was chosen for");
 }
 
 void Linear::forward(int batch, const float* x, const float* weight, const float* bias, float* y,
