@@ -267,9 +267,10 @@ void run_chain(const Chain& ch) {
   const gpu::LinearPaths bp = below.paths(B), ap = above.paths(B);
   std::printf(
       "[ paths    ] %s: below fwd act %d bias %d bgrad %d; above fwd bias %d drelu %d "
-      "bgrad %d\n",
+      "bgrad %d; declined: below [%s] above [%s]\n",
       name.c_str(), bp.forward_fused_act, bp.forward_fused_bias, bp.weight_fused_bgrad,
-      ap.forward_fused_bias, ap.input_fused_drelu, ap.weight_fused_bgrad);
+      ap.forward_fused_bias, ap.input_fused_drelu, ap.weight_fused_bgrad,
+      below.declined_epilogues(B).c_str(), above.declined_epilogues(B).c_str());
   if (!ch.fused) {
     EXPECT_FALSE(bp.forward_fused_act || bp.forward_fused_bias || bp.weight_fused_bgrad);
     EXPECT_FALSE(ap.forward_fused_bias || ap.input_fused_drelu || ap.weight_fused_bgrad);

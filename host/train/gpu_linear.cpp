@@ -102,8 +102,10 @@ class Matmul {
 
   // Builds the descriptors and asks the heuristic for one algorithm with no split-K reduction
   // (then, failing that, one whose split-K partials are reduced in a separate deterministic pass;
-  // never the in-place scheme). Returns false, holding nothing, when none is offered.
-  bool build(const LinearEngine& engine, const MatmulShape& s, const MatmulEpilogue& e) {
+  // never the in-place scheme). Returns CUBLAS_STATUS_SUCCESS holding the algorithm, or the
+  // heuristic's refusal (NOT_SUPPORTED also when it returned no algorithm) holding nothing: the
+  // caller decides whether a refusal is fatal.
+  cublasStatus_t build(const LinearEngine& engine, const MatmulShape& s, const MatmulEpilogue& e) {
     release();
     FUSEDVAE_CUBLAS_CHECK(cublasLtMatmulDescCreate(&desc_, engine.compute_type(), CUDA_R_32F));
     set_desc(desc_, CUBLASLT_MATMUL_DESC_TRANSA, s.trans_a);
@@ -124,37 +126,38 @@ class Matmul {
     cublasLtMatmulPreference_t pref = nullptr;
     FUSEDVAE_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
     const uint64_t workspace = engine.workspace_bytes();
-    set_pref(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, workspace);
-    set_pref(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, static_cast<uint32_t>(s.align_a));
-    set_pref(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, static_cast<uint32_t>(s.align_b));
-    set_pref(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, static_cast<uint32_t>(s.align_d));
-    set_pref(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, static_cast<uint32_t>(s.align_d));
     const uint32_t schemes[] = {
         CUBLASLT_REDUCTION_SCHEME_NONE,
         CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE | CUBLASLT_REDUCTION_SCHEME_OUTPUT_TYPE};
-    bool found = false;
-    for (const uint32_t scheme : schemes) {
-      set_pref(pref, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, scheme);
-      cublasLtMatmulHeuristicResult_t result{};
-      int returned = 0;
-      const cublasStatus_t status = cublasLtMatmulAlgoGetHeuristic(
-          engine.handle(), desc_, a_, b_, d_, d_, pref, 1, &result, &returned);
-      if (status == CUBLAS_STATUS_SUCCESS && returned > 0 &&
-          result.state == CUBLAS_STATUS_SUCCESS) {
-        algo_ = result.algo;
-        found = true;
-        break;
+    cublasStatus_t outcome = CUBLAS_STATUS_NOT_SUPPORTED;
+    try {
+      set_pref(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, workspace);
+      set_pref(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, static_cast<uint32_t>(s.align_a));
+      set_pref(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, static_cast<uint32_t>(s.align_b));
+      set_pref(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, static_cast<uint32_t>(s.align_d));
+      set_pref(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, static_cast<uint32_t>(s.align_d));
+      for (const uint32_t scheme : schemes) {
+        set_pref(pref, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, scheme);
+        cublasLtMatmulHeuristicResult_t result{};
+        int returned = 0;
+        const cublasStatus_t status = cublasLtMatmulAlgoGetHeuristic(
+            engine.handle(), desc_, a_, b_, d_, d_, pref, 1, &result, &returned);
+        if (status == CUBLAS_STATUS_SUCCESS && returned > 0 &&
+            result.state == CUBLAS_STATUS_SUCCESS) {
+          algo_ = result.algo;
+          outcome = CUBLAS_STATUS_SUCCESS;
+          break;
+        }
+        // Keep the most telling refusal: an error status over a plain "none returned".
+        if (status != CUBLAS_STATUS_SUCCESS) outcome = status;
       }
-      // NOT_SUPPORTED is the heuristic's "no algorithm for this epilogue/shape"; anything else is
-      // a real error.
-      if (status != CUBLAS_STATUS_SUCCESS && status != CUBLAS_STATUS_NOT_SUPPORTED) {
-        cublasLtMatmulPreferenceDestroy(pref);
-        FUSEDVAE_CUBLAS_CHECK(status);
-      }
+    } catch (...) {
+      cublasLtMatmulPreferenceDestroy(pref);
+      throw;
     }
     cublasLtMatmulPreferenceDestroy(pref);
-    if (!found) release();
-    return found;
+    if (outcome != CUBLAS_STATUS_SUCCESS) release();
+    return outcome;
   }
 
   bool valid() const { return desc_ != nullptr; }
@@ -187,14 +190,43 @@ class Matmul {
   cublasLtMatmulAlgo_t algo_{};
 };
 
-// Tries each epilogue in turn (most fused first) and keeps the first one offered.
+const char* epilogue_name(cublasLtEpilogue_t kind) {
+  switch (kind) {
+    case CUBLASLT_EPILOGUE_BIAS:
+      return "BIAS";
+    case CUBLASLT_EPILOGUE_RELU_BIAS:
+      return "RELU_BIAS";
+    case CUBLASLT_EPILOGUE_RELU_AUX_BIAS:
+      return "RELU_AUX_BIAS";
+    case CUBLASLT_EPILOGUE_DRELU:
+      return "DRELU";
+    case CUBLASLT_EPILOGUE_BGRADB:
+      return "BGRADB";
+    default:
+      return "DEFAULT";
+  }
+}
+
+// Tries each epilogue in turn (most fused first) and keeps the first one offered. A fused epilogue
+// refused with any status (NOT_SUPPORTED, but also e.g. INVALID_VALUE from a library that checks
+// an epilogue's layout rules in the heuristic) is only a slower path: it is noted in `declined`
+// and the next option tried, so that one refusal on some device never stops the trainer. Only the
+// last option (the plain product) is required.
 int build_first(Matmul& matmul, const LinearEngine& engine, const MatmulShape& shape,
-                const MatmulEpilogue* options, int count) {
-  for (int i = 0; i < count; ++i)
-    if (matmul.build(engine, shape, options[i])) return i;
-  throw std::runtime_error("cuBLASLt offers no float32 algorithm for a " +
-                           std::to_string(shape.d_rows) + " x " + std::to_string(shape.d_cols) +
-                           " matmul (not even without an epilogue)");
+                const MatmulEpilogue* options, int count, std::string* declined) {
+  for (int i = 0; i < count; ++i) {
+    const cublasStatus_t status = matmul.build(engine, shape, options[i]);
+    if (status == CUBLAS_STATUS_SUCCESS) return i;
+    if (i + 1 == count)
+      throw std::runtime_error(
+          "cuBLASLt offers no float32 algorithm for a " + std::to_string(shape.d_rows) + " x " +
+          std::to_string(shape.d_cols) +
+          " matmul (not even without an epilogue): " + cublasLtGetStatusName(status));
+    if (!declined->empty()) *declined += ", ";
+    *declined += std::string(epilogue_name(options[i].kind)) + " (" + std::to_string(shape.d_rows) +
+                 " x " + std::to_string(shape.d_cols) + "): " + cublasLtGetStatusName(status);
+  }
+  throw std::logic_error("build_first: no options");
 }
 
 }  // namespace
@@ -203,6 +235,7 @@ struct Linear::Plan {
   Matmul forward, input, weight;
   LinearPaths paths;
   bool writes_mask = false;
+  std::string declined;  // fused epilogues the heuristic refused, with its status
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -245,15 +278,16 @@ void Linear::add_batch(int batch, bool input_relu_mask) {
           {CUBLASLT_EPILOGUE_RELU_AUX_BIAS, bias_rep, kAlignedPlaceholder, relu_mask_ld_bits(out)},
           {CUBLASLT_EPILOGUE_RELU_BIAS, bias_rep},
           plain};
-      const int chosen = build_first(plan->forward, engine_, fwd, options, 3);
+      const int chosen = build_first(plan->forward, engine_, fwd, options, 3, &plan->declined);
       plan->writes_mask = chosen == 0;
       plan->paths.forward_fused_act = chosen <= 1;
       plan->paths.forward_fused_bias = chosen <= 1;
     } else if (spec.output_act == LinearAct::kIdentity && allow_fused) {
       const MatmulEpilogue options[] = {bias_only, plain};
-      plan->paths.forward_fused_bias = build_first(plan->forward, engine_, fwd, options, 2) == 0;
+      plan->paths.forward_fused_bias =
+          build_first(plan->forward, engine_, fwd, options, 2, &plan->declined) == 0;
     } else {
-      build_first(plan->forward, engine_, fwd, &plain, 1);
+      build_first(plan->forward, engine_, fwd, &plain, 1, &plan->declined);
     }
 
     // Input gradient: dx^T [in, batch] = W (stored [in, out]) dy^T (stored [out, batch]).
@@ -267,9 +301,10 @@ void Linear::add_batch(int batch, bool input_relu_mask) {
           !spec.accumulate_input_grad) {
         const MatmulEpilogue options[] = {
             {CUBLASLT_EPILOGUE_DRELU, nullptr, kAlignedPlaceholder, relu_mask_ld_bits(in)}, plain};
-        plan->paths.input_fused_drelu = build_first(plan->input, engine_, bwd, options, 2) == 0;
+        plan->paths.input_fused_drelu =
+            build_first(plan->input, engine_, bwd, options, 2, &plan->declined) == 0;
       } else {
-        build_first(plan->input, engine_, bwd, &plain, 1);
+        build_first(plan->input, engine_, bwd, &plain, 1, &plan->declined);
       }
     }
 
@@ -288,9 +323,10 @@ void Linear::add_batch(int batch, bool input_relu_mask) {
                           align_weight_grad_};
     if (allow_fused) {
       const MatmulEpilogue options[] = {{CUBLASLT_EPILOGUE_BGRADB, bias_grad_rep}, plain};
-      plan->paths.weight_fused_bgrad = build_first(plan->weight, engine_, wgt, options, 2) == 0;
+      plan->paths.weight_fused_bgrad =
+          build_first(plan->weight, engine_, wgt, options, 2, &plan->declined) == 0;
     } else {
-      build_first(plan->weight, engine_, wgt, &plain, 1);
+      build_first(plan->weight, engine_, wgt, &plain, 1, &plan->declined);
     }
     plans_.emplace(batch, std::move(plan));
   }
@@ -313,12 +349,18 @@ LinearPaths Linear::paths(int batch) const {
 bool Linear::writes_relu_mask(int batch) const {
   return plan(batch).writes_mask;
 }
+const std::string& Linear::declined_epilogues(int batch) const {
+  return plan(batch).declined;
+}
 
 void Linear::check_alignment(const void* p, size_t assumed, const char* what) const {
-  if (p == nullptr) throw std::invalid_argument(std::string("Linear: null ") + what);
-  if (pointer_alignment(p) < assumed)
-    throw std::invalid_argument(std::string("Linear: ") + what + " is less aligned than the " +
-                                std::to_string(assumed) + " bytes its algorithm was chosen for");
+  if (p != nullptr && pointer_alignment(p) >= assumed) return;
+  // The layer's shape in the message: a trainer holds several layers, the error must say which.
+  const std::string layer =
+      "Linear " + std::to_string(spec_.in) + "->" + std::to_string(spec_.out) + ": ";
+  if (p == nullptr) throw std::invalid_argument(layer + "null " + what);
+  throw std::invalid_argument(layer + what + " is less aligned than the " +
+                              std::to_string(assumed) + " bytes its algorithm was chosen for");
 }
 
 void Linear::forward(int batch, const float* x, const float* weight, const float* bias, float* y,

@@ -7,11 +7,11 @@
 //   forward   y^T  = W x^T             (m = out, n = batch, k = in; bias along the rows of y^T)
 //   input     dx^T = W^T dy^T          (m = in,  n = batch, k = out)
 //   weight    dW^T = x^T dy            (m = in,  n = out,   k = batch; BGRADB sums dy over batch)
-// Where an epilogue is not offered for float32 on the device (the heuristic returns no algorithm),
-// the layer falls back to a plain product and the small kernels of kernels/activation.h and
-// kernels/bias.h;
-// tanh always takes that route (a plain product, then bias + tanh in one kernel), since cuBLASLt
-// has no tanh epilogue.
+// Where an epilogue is not offered for float32 on the device (the heuristic returns no algorithm
+// or refuses with any status; declined_epilogues() says which and why), the layer falls back to a
+// plain product and the small kernels of kernels/activation.h and kernels/bias.h; tanh always takes
+// that route (a plain product, then bias + tanh in one kernel), since cuBLASLt has no tanh
+// epilogue.
 //
 // Determinism: the heuristic is asked once per shape, restricted to algorithms without split-K
 // reductions (CUBLASLT_REDUCTION_SCHEME_NONE), and the chosen algorithm is reused for every call,
@@ -113,6 +113,9 @@ class Linear {
   LinearPaths paths(int batch) const;
   // True when forward writes a ReLU mask for this batch (the next layer's input_relu_mask).
   bool writes_relu_mask(int batch) const;
+  // The fused epilogues the heuristic refused for this batch and why ("DRELU (13 x 7):
+  // CUBLAS_STATUS_NOT_SUPPORTED, ..."; empty when none was), for the tests' and benchmarks' logs.
+  const std::string& declined_epilogues(int batch) const;
 
   // y = act(x W^T + b). relu_mask: [relu_mask_bytes(out, batch)] written when writes_relu_mask.
   void forward(int batch, const float* x, const float* weight, const float* bias, float* y,

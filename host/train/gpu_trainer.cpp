@@ -132,8 +132,13 @@ class GpuTrainer final : public Trainer {
     FUSEDVAE_CUDA_CHECK(cudaGetDevice(&device));
     cudaDeviceProp prop{};
     FUSEDVAE_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
+    // A way around a fused cuBLASLt epilogue that misbehaves on some device or library version:
+    // plain products and the elementwise kernels give the same results within float rounding.
+    // Named in device_name, which the benchmarks' rows and the CLI's log carry.
+    fused_epilogues_ = std::getenv("FUSEDVAE_UNFUSED_EPILOGUES") == nullptr;
     device_name_ = std::string(prop.name) + " (sm_" + std::to_string(prop.major) +
                    std::to_string(prop.minor) + ", cuBLASLt" + (config.tf32 ? ", TF32" : "") +
+                   (fused_epilogues_ ? "" : ", unfused epilogues") +
                    (config.cuda_graph ? ", CUDA graph" : "") + ")";
     // A blocking stream: the plain cudaMemcpy/cudaMemset of the set-up and read-back paths (legacy
     // default stream) are then ordered with the step's work without further events.
@@ -157,9 +162,6 @@ class GpuTrainer final : public Trainer {
     reduce_ws_ = gpu::create_reduction_workspace();
     norm_ws_ = gpu::create_grad_norm_workspace();
     engine_ = std::make_unique<gpu::LinearEngine>(config.tf32);
-    // A way around a fused cuBLASLt epilogue that misbehaves on some device or library version:
-    // plain products and the elementwise kernels give the same results within float rounding.
-    fused_epilogues_ = std::getenv("FUSEDVAE_UNFUSED_EPILOGUES") == nullptr;
     build_layers();
     reserve_rows(config.batch_size);
   }
