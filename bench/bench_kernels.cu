@@ -27,6 +27,7 @@ class DeviceArray {
   explicit DeviceArray(const std::vector<float>& host) : DeviceArray(host.size()) {
     FUSEDVAE_CUDA_CHECK(
         cudaMemcpy(ptr_, host.data(), host.size() * sizeof(float), cudaMemcpyHostToDevice));
+    FUSEDVAE_CUDA_CHECK(cudaDeviceSynchronize());  // see the draw index below: pageable copies
   }
   ~DeviceArray() { cudaFree(ptr_); }
   DeviceArray(const DeviceArray&) = delete;
@@ -193,6 +194,9 @@ GpuCaseResult run_gpu_case(const OpCase& c, int repetitions, int warmup) {
       cudaMemcpy(draw_index, &draw_host, sizeof(draw_host), cudaMemcpyHostToDevice));
   FUSEDVAE_CUDA_CHECK(
       cudaMemcpy(kl_weight, &weight_host, sizeof(weight_host), cudaMemcpyHostToDevice));
+  // Pageable copies may return before they land and are not ordered with the benchmark's
+  // non-blocking stream: wait for them (set-up only).
+  FUSEDVAE_CUDA_CHECK(cudaDeviceSynchronize());
   const RngState rng{kBenchSeed, draw_index};
   const LogvarClamp clamp;
 

@@ -3,6 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <functional>
+
+#include <cmath>
 #include <vector>
 
 #include "host/ops/reparam_kl_cpu.h"
@@ -83,10 +86,31 @@ TEST(CpuTrainStep, CosineLearningRateSpansTheRun) {
   EXPECT_NEAR(trainer->last_losses().lr, expected, 1e-7);
 }
 
-TEST(CpuTrainStep, NegativeFreeBitsAreRejected) {
-  TrainConfig config = small_run_config();
-  config.kl.free_bits = -0.5f;
-  EXPECT_THROW(make_cpu_trainer(config), std::invalid_argument);
+TEST(CpuTrainStep, MeaninglessSettingsAreRejected) {
+  // Each would otherwise divide by zero or step with a NaN (check_train_config, both trainers).
+  const std::vector<std::function<void(TrainConfig&)>> breakers = {
+      [](TrainConfig& c) { c.kl.free_bits = -0.5f; },
+      [](TrainConfig& c) { c.batch_size = 0; },
+      [](TrainConfig& c) { c.optimizer.lr = 0.0f; },
+      [](TrainConfig& c) { c.optimizer.lr = NAN; },
+      [](TrainConfig& c) { c.optimizer.beta2 = 1.0f; },
+      [](TrainConfig& c) { c.optimizer.eps = 0.0f; },
+      [](TrainConfig& c) { c.optimizer.max_grad_norm = -1.0f; },
+      [](TrainConfig& c) {
+        c.kl.kind = KlScheduleKind::kCyclical;
+        c.kl.cycle_steps = 0;
+      },
+      [](TrainConfig& c) {
+        c.kl.kind = KlScheduleKind::kCyclical;
+        c.kl.cycle_ratio = 1.5f;
+      },
+  };
+  for (size_t i = 0; i < breakers.size(); ++i) {
+    TrainConfig config = small_run_config();
+    breakers[i](config);
+    EXPECT_THROW(make_cpu_trainer(config), std::invalid_argument) << "setting " << i;
+  }
+  EXPECT_NO_THROW(make_cpu_trainer(small_run_config()));
 }
 
 TEST(CpuTrainStep, BadInputsGiveClearErrors) {

@@ -63,12 +63,7 @@ class CpuTrainer final : public Trainer {
  public:
   explicit CpuTrainer(const TrainConfig& config)
       : config_(config), layout_(make_param_layout(config.model)) {
-    if (config.batch_size < 1)
-      throw std::invalid_argument("train config: batch_size must be >= 1, got " +
-                                  std::to_string(config.batch_size));
-    if (!(config.kl.free_bits >= 0.0f))
-      throw std::invalid_argument("train config: kl.free_bits must be >= 0, got " +
-                                  std::to_string(config.kl.free_bits));
+    check_train_config(config);
     threads_ = std::max(1u, std::thread::hardware_concurrency());
     openblas_set_num_threads(threads_);
     params_.resize(layout_.total);

@@ -119,13 +119,7 @@ class GpuTrainer final : public Trainer {
  public:
   explicit GpuTrainer(const TrainConfig& config)
       : config_(config), layout_(make_param_layout(config.model)) {
-    validate(config.model);
-    if (config.batch_size < 1)
-      throw std::invalid_argument("train config: batch_size must be >= 1, got " +
-                                  std::to_string(config.batch_size));
-    if (!(config.kl.free_bits >= 0.0f))
-      throw std::invalid_argument("train config: kl.free_bits must be >= 0, got " +
-                                  std::to_string(config.kl.free_bits));
+    check_train_config(config);
     std::string reason;
     if (!cuda_device_present(&reason)) throw std::runtime_error("GPU trainer: " + reason);
     int device = 0;

@@ -11,11 +11,41 @@
 #include <vector>
 
 #include "host/data/dataset.h"
+#include "host/model/model_config.h"
 #include "host/train/trainer.h"
 #include "kernels/op_params.h"
 #include "kernels/vae_math.cuh"
 
 namespace fusedvae {
+
+// Every setting a trainer relies on, checked once at construction with a one-line reason (the CLI
+// checks its flags too, but the library must not divide by a zero cycle or step with a NaN rate).
+inline void check_train_config(const TrainConfig& config) {
+  validate(config.model);
+  auto fail = [](const std::string& what) { throw std::invalid_argument("train config: " + what); };
+  const OptimizerConfig& o = config.optimizer;
+  const KlSchedule& kl = config.kl;
+  if (config.batch_size < 1)
+    fail("batch_size must be >= 1, got " + std::to_string(config.batch_size));
+  if (config.epochs < 0) fail("epochs must be >= 0, got " + std::to_string(config.epochs));
+  if (!(o.lr > 0.0f) || !std::isfinite(o.lr)) fail("lr must be > 0, got " + std::to_string(o.lr));
+  if (!(o.min_lr >= 0.0f && o.min_lr <= o.lr)) fail("min_lr must lie in [0, lr]");
+  if (!(o.beta1 >= 0.0f && o.beta1 < 1.0f)) fail("beta1 must lie in [0, 1)");
+  if (!(o.beta2 >= 0.0f && o.beta2 < 1.0f)) fail("beta2 must lie in [0, 1)");
+  if (!(o.eps > 0.0f)) fail("adam eps must be > 0");
+  if (!(o.weight_decay >= 0.0f)) fail("weight_decay must be >= 0");
+  if (!(o.max_grad_norm >= 0.0f)) fail("max_grad_norm must be >= 0 (0 = off)");
+  if (!(kl.weight >= 0.0f) || !std::isfinite(kl.weight)) fail("kl weight must be >= 0");
+  if (!(kl.free_bits >= 0.0f) || !std::isfinite(kl.free_bits))
+    fail("kl.free_bits must be >= 0, got " + std::to_string(kl.free_bits));
+  if (kl.kind == KlScheduleKind::kLinear && !(kl.x0 >= 0.0f)) fail("kl x0 must be >= 0");
+  if (kl.kind == KlScheduleKind::kLogistic && !std::isfinite(kl.k * kl.x0))
+    fail("kl k and x0 must be finite");
+  if (kl.kind == KlScheduleKind::kCyclical && kl.cycle_steps < 1)
+    fail("kl cycle_steps must be >= 1, got " + std::to_string(kl.cycle_steps));
+  if (kl.kind == KlScheduleKind::kCyclical && !(kl.cycle_ratio >= 0.0f && kl.cycle_ratio <= 1.0f))
+    fail("kl cycle_ratio must lie in [0, 1]");
+}
 
 // The training set must match the model and hold at least one batch.
 inline void check_train_data(const Dataset& data, const TrainConfig& config) {
