@@ -13,6 +13,7 @@ FUSEDVAE_BUILD_DIR="$carry/build" bash scripts/build.sh -DFUSEDVAE_CUDA_ARCHITEC
 find "$carry/build" \( -name '*.o' -o -name '*.a' -o -name '.ninja_*' \) -delete
 rm -rf "$carry/build/golden"
 echo "$PWD" >"$carry/source_root"
+git rev-parse --short HEAD >"$carry/commit" 2>/dev/null || echo unknown >"$carry/commit"
 command -v python3 >"$carry/python_path"  # the golden-case fixture runs it; rewritten there
 for bin in "$carry"/build/tests/test_* "$carry"/build/bench/bench_* "$carry"/build/fusedvae; do
   [ -x "$bin" ] || continue
@@ -20,7 +21,7 @@ for bin in "$carry"/build/tests/test_* "$carry"/build/bench/bench_* "$carry"/bui
 done | sort -u | xargs -r -I{} cp -L {} "$carry/lib/"
 # The working tree that travels is limited to 64 MiB: ship one compressed archive (OpenBLAS alone
 # is 35 MB uncompressed); gpu_check.sh and bench_gpu.sh unpack it on the GPU machine.
-tar -C "$carry" -cJf carry.tar.xz build lib source_root python_path
-rm -rf "${carry:?}"/build "$carry"/lib "$carry"/source_root "$carry"/python_path
+tar -C "$carry" -cJf carry.tar.xz build lib source_root python_path commit
+rm -rf "${carry:?}"/build "$carry"/lib "$carry"/source_root "$carry"/python_path "$carry"/commit
 mv carry.tar.xz "$carry/"
 du -sh "$carry"
