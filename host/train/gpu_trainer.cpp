@@ -42,7 +42,12 @@ bool cuda_device_present(std::string* reason) {
   int count = 0;
   const cudaError_t err = cudaGetDeviceCount(&count);
   if (err != cudaSuccess) {
-    if (reason) *reason = std::string("no usable CUDA device: ") + cudaGetErrorString(err);
+    // The usual case on a machine without a GPU, said in words a user can act on.
+    const std::string why = err == cudaErrorInsufficientDriver
+                                ? "the NVIDIA driver is missing or older than this CUDA runtime"
+                            : err == cudaErrorNoDevice ? "no CUDA-capable device is detected"
+                                                       : cudaGetErrorString(err);
+    if (reason) *reason = "no usable CUDA device: " + why + " (" + cudaGetErrorName(err) + ")";
     cudaGetLastError();  // clear the error so that later calls report their own
     return false;
   }

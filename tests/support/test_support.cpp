@@ -13,23 +13,13 @@
 #include <stdexcept>
 
 #include "host/io/npy.h"
+#include "host/train/trainer.h"
 #include "kernels/cuda_check.h"
 
 namespace fusedvae::test {
 
 bool gpu_available(std::string* reason) {
-  int count = 0;
-  const cudaError_t err = cudaGetDeviceCount(&count);
-  if (err != cudaSuccess) {
-    *reason = cudaGetErrorString(err);
-    cudaGetLastError();  // clear the sticky error so later calls report their own
-    return false;
-  }
-  if (count == 0) {
-    *reason = "cudaGetDeviceCount found 0 devices";
-    return false;
-  }
-  return true;
+  return cuda_device_present(reason);
 }
 
 void copy_to_device(void* device, const void* host, size_t bytes) {
