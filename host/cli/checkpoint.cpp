@@ -1,6 +1,7 @@
 // @brief Model and optimizer checkpoints in safetensors, with architecture checks on load.
 #include "host/cli/checkpoint.h"
 
+#include <cmath>
 #include <cstring>
 #include <stdexcept>
 
@@ -22,6 +23,37 @@ void put_info(const CheckpointInfo& info, std::map<std::string, std::string>* me
   (*meta)["step"] = std::to_string(info.step);
   (*meta)["image_height"] = std::to_string(info.image_height);
   (*meta)["image_width"] = std::to_string(info.image_width);
+  if (info.has_normalisation) {
+    (*meta)["data_scale"] = float_text(info.data_scale);
+    (*meta)["data_offset"] = float_text(info.data_offset);
+    (*meta)["data_dtype"] = info.data_dtype;
+    (*meta)["data_format"] = info.data_format;
+  }
+}
+
+// The shortest-decimal text float_text writes reads back to the same float.
+float float_of(const std::string& text) {
+  size_t used = 0;
+  const float value = std::stof(text, &used);
+  if (used != text.size() || !std::isfinite(value)) throw std::invalid_argument(text);
+  return value;
+}
+
+void get_normalisation(const io::SafetensorsFile& file, const std::string& path,
+                       CheckpointInfo* info) {
+  const auto scale = file.metadata.find("data_scale");
+  if (scale == file.metadata.end()) return;  // written before the normalisation was recorded
+  try {
+    info->data_scale = float_of(scale->second);
+    info->data_offset = float_of(file.metadata.at("data_offset"));
+    info->data_dtype = file.metadata.at("data_dtype");
+    info->data_format = file.metadata.at("data_format");
+  } catch (const std::exception&) {
+    throw std::runtime_error(path +
+                             ": __metadata__ has a data_scale but no valid data_offset, "
+                             "data_dtype and data_format");
+  }
+  info->has_normalisation = true;
 }
 
 CheckpointInfo get_info(const io::SafetensorsFile& file, const std::string& path) {
@@ -38,6 +70,7 @@ CheckpointInfo get_info(const io::SafetensorsFile& file, const std::string& path
   } catch (const std::exception&) {
     throw std::runtime_error(path + ": __metadata__ lacks a valid epoch and step");
   }
+  get_normalisation(file, path, &info);
   return info;
 }
 
@@ -50,6 +83,14 @@ void require_format(const io::SafetensorsFile& file, const std::string& path, co
 }
 
 }  // namespace
+
+void set_data_info(const Dataset& train, const std::string& format, CheckpointInfo* info) {
+  info->has_normalisation = true;
+  info->data_scale = train.scale;
+  info->data_offset = train.offset;
+  info->data_dtype = train.is_u8() ? "uint8" : "float32";
+  info->data_format = format;
+}
 
 std::map<std::string, std::string> model_metadata(const ModelConfig& model) {
   std::string hidden;
