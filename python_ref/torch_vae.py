@@ -21,8 +21,11 @@ package is absent.
 Usage:
     python3 python_ref/torch_vae.py --run-dir runs/X                  # the run's own test split
     python3 python_ref/torch_vae.py --run-dir runs/X --data DIR --split train
-    python3 python_ref/torch_vae.py --run-dir runs/X --file x.npy --scale 1 --offset 0 \
-        --compare-csv per_sample.csv                                   # from fusedvae eval
+    python3 python_ref/torch_vae.py --run-dir runs/X --file x.npy \
+        --compare-csv per_sample.csv                                   # from fusedvae eval --file
+The normalisation (raw * scale + offset, clipped to [0, 1]) is the one the checkpoint records
+(data_scale, data_offset in __metadata__); --scale / --offset override it, and are needed for
+float data with checkpoints from before fusedvae recorded it.
 """
 import argparse
 import csv
@@ -269,13 +272,23 @@ def load_rows(path):
     return raw.reshape(raw.shape[0], -1)
 
 
+def recorded_normalisation(metadata):
+    """The run's train-split map (data_scale, data_offset) from __metadata__, as the float32 values
+    fusedvae applies; (None, None) for checkpoints written before fusedvae recorded it."""
+    if "data_scale" not in metadata:
+        return None, None
+    return (float(np.float32(float(metadata["data_scale"]))),
+            float(np.float32(float(metadata["data_offset"]))))
+
+
 def normalise(raw, scale, offset):
     """fusedvae's map to [0, 1]: uint8 / 255, or a given affine map, clipped (float32 like the gather)."""
     if scale is None:
         if raw.dtype != np.uint8:
-            raise ValueError("float data: give --scale and --offset (fusedvae takes them from the "
-                             "train split's min and max)")
+            raise ValueError("float data and a checkpoint that records no data_scale: give --scale "
+                             "and --offset (fusedvae takes them from the train split's min and max)")
         scale, offset = 1.0 / 255.0, 0.0
+    offset = 0.0 if offset is None else offset
     return np.clip(raw.astype(np.float64) * scale + offset, 0.0, 1.0).astype(np.float32).astype(np.float64)
 
 
@@ -305,8 +318,10 @@ def main(argv=None):
     p.add_argument("--data", help="MNIST-style directory (default: the run's own data)")
     p.add_argument("--file", help="an IDX or NPY file of rows instead of --data")
     p.add_argument("--split", default="test", choices=["test", "train"])
-    p.add_argument("--scale", type=float, help="normalisation scale for float data")
-    p.add_argument("--offset", type=float, default=0.0)
+    p.add_argument("--scale", type=float,
+                   help="normalisation scale (default: the checkpoint's data_scale)")
+    p.add_argument("--offset", type=float,
+                   help="normalisation offset (default: the checkpoint's data_offset)")
     p.add_argument("--iwae-samples", type=int, default=0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--backend", choices=["torch", "numpy"], default="torch" if torch else "numpy")
@@ -327,7 +342,12 @@ def main(argv=None):
             path = run["test"] if a.split == "test" else run["train"]
         else:
             path = find_split_file(a.data or run.get("data") or FASHION_MNIST_DIR, a.split)
-    x = normalise(load_rows(path), a.scale, a.offset)
+    scale, offset = recorded_normalisation(metadata)
+    if a.scale is not None:  # the flags override what the checkpoint records
+        scale, offset = a.scale, a.offset
+    elif a.offset is not None:
+        offset = a.offset
+    x = normalise(load_rows(path), scale, offset)
     if x.shape[1] != cfg["input_dim"]:
         raise ValueError(f"{path}: rows of {x.shape[1]} values, the model expects {cfg['input_dim']}")
 
