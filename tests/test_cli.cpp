@@ -1,6 +1,7 @@
 // @brief The fusedvae command line: flags and config files, the resolved config round trip, and
 // end to end on the CPU with generated data: every file of a run directory, resume continuing
-// bitwise, refusing to overwrite a run, eval's per-sample CSV, non-finite loss handling.
+// bitwise, refusing to overwrite a run, eval's per-sample CSV, non-finite loss handling, scoring
+// new data with eval / reconstruct --file.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -487,11 +488,24 @@ TEST(CliEndToEnd, EvalPrintsTheBoundsAndWritesPerSampleCsv) {
             std::string::npos);
 }
 
+// Runs python_ref/torch_vae.py (NumPy backend) on `file` with the run's checkpoint and checks its
+// per-sample recon and KL against `csv` (eval --per-sample output); `extra` are more flags.
+void expect_python_reference_agrees(const std::string& run, const fs::path& file,
+                                    const fs::path& csv, const std::string& extra) {
+  const fs::path log = csv.parent_path() / "python.txt";
+  const std::string command = "python3 " + fusedvae::test::source_dir() +
+                              "/python_ref/torch_vae.py --backend numpy --run-dir " + run +
+                              " --file " + file.string() + " " + extra + " --compare-csv " +
+                              csv.string() + " > " + log.string() + " 2>&1";
+  EXPECT_EQ(std::system(command.c_str()), 0) << read_text(log);
+  EXPECT_NE(read_text(log).find("worst error"), std::string::npos) << read_text(log);
+  std::cout << read_text(log);
+}
+
 // python_ref/torch_vae.py (NumPy backend, float64) reads model.safetensors with its own reader and
 // recomputes every sample's recon at z = mu and KL; it exits non-zero when any differs from eval's
 // CSV by more than its tolerance (5e-5 relative + 1e-4 absolute, justified there).
 TEST(CliEndToEnd, PythonReferenceReproducesEvalPerSample) {
-  const std::string source = fusedvae::test::source_dir();
   const fs::path dir = fresh_dir("python");
   TrainRequest request = small_run(dir, 2);
   request.config.train.model.hidden = {24, 12};  // two hidden layers: decoder.1 exists too
@@ -512,15 +526,217 @@ TEST(CliEndToEnd, PythonReferenceReproducesEvalPerSample) {
       rows[static_cast<size_t>(r) * test.dim + c] = test.normalised(r, c);
   io::write_npy((dir / "test.npy").string(), rows.data(),
                 {static_cast<size_t>(test.rows), static_cast<size_t>(test.dim)});
-  const std::string command =
-      "python3 " + source + "/python_ref/torch_vae.py --backend numpy --run-dir " + dir.string() +
-      " --file " + (dir / "test.npy").string() + " --scale 1 --offset 0 --compare-csv " +
-      (dir / "per_sample.csv").string() + " > " + (dir / "python.txt").string() + " 2>&1";
-  const int status = std::system(command.c_str());
-  EXPECT_EQ(status, 0) << read_text(dir / "python.txt");
-  EXPECT_NE(read_text(dir / "python.txt").find("worst error"), std::string::npos)
-      << read_text(dir / "python.txt");
-  std::cout << read_text(dir / "python.txt");
+  expect_python_reference_agrees(dir.string(), dir / "test.npy", dir / "per_sample.csv",
+                                 "--scale 1 --offset 0");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scoring new data: eval / reconstruct --file with the normalisation the checkpoint records
+
+TEST(CliCheckpoint, NormalisationRoundTripsThroughTheMetadata) {
+  const fs::path dir = fresh_dir("metadata");
+  fs::create_directories(dir);
+  ModelConfig model;
+  model.input_dim = 5;
+  model.hidden = {3};
+  model.latent_dim = 2;
+  std::vector<float> params(make_param_layout(model).total);
+  std::mt19937 rng(3);
+  std::normal_distribution<float> normal;
+  for (float& p : params) p = normal(rng);
+  CheckpointInfo info;
+  info.epoch = 4;
+  info.step = 40;
+  // Odd values: neither has a short decimal form, so the text must be the shortest round trip.
+  info.has_normalisation = true;
+  info.data_scale = 1.0f / 7.3f;
+  info.data_offset = -0.987654321f;
+  info.data_dtype = "float32";
+  info.data_format = "npy";
+  const std::string path = (dir / "model.safetensors").string();
+  save_model(path, model, params, info);
+  CheckpointInfo back;
+  EXPECT_EQ(load_model(path, model, &back), params);
+  EXPECT_TRUE(back.has_normalisation);
+  EXPECT_EQ(std::memcmp(&back.data_scale, &info.data_scale, sizeof(float)), 0) << back.data_scale;
+  EXPECT_EQ(std::memcmp(&back.data_offset, &info.data_offset, sizeof(float)), 0);
+  EXPECT_EQ(back.data_dtype, "float32");
+  EXPECT_EQ(back.data_format, "npy");
+  EXPECT_EQ(back.step, 40u);
+
+  // Without it (as before it was recorded) nothing is written and nothing is claimed.
+  save_model(path, model, params, CheckpointInfo{});
+  EXPECT_EQ(io::read_safetensors(path).metadata.count("data_scale"), 0u);
+  load_model(path, model, &back);
+  EXPECT_FALSE(back.has_normalisation);
+
+  // A damaged record is a one-line error naming the file.
+  io::SafetensorsFile file = io::read_safetensors(path);
+  file.metadata["data_scale"] = "0.5x";
+  io::write_safetensors(path, file);
+  const std::string e = error_of([&] { load_model(path, model, &back); });
+  EXPECT_NE(e.find("model.safetensors: __metadata__ has a data_scale"), std::string::npos) << e;
+  EXPECT_EQ(e.find('\n'), std::string::npos) << e;
+}
+
+void write_rows(const fs::path& path, const std::vector<float>& values, size_t dim) {
+  io::write_npy(path.string(), values.data(), {values.size() / dim, dim});
+}
+
+// Float rows of odd width in [-3, 5), as sensor windows might be; no normalisation of their own.
+std::vector<float> float_rows(size_t rows, size_t dim, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> value(-3.0f, 5.0f);
+  std::vector<float> v(rows * dim);
+  for (size_t i = 0; i < v.size(); ++i) v[i] = value(rng) + (i % dim == 2 ? 1.5f : 0.0f);
+  return v;
+}
+
+// A run configured on float NPY files (train.npy, test.npy written in `dir`), loaded through the
+// real data front end (load_run_data).
+TrainRequest float_run(const fs::path& dir) {
+  constexpr size_t kDim = 7;
+  fs::create_directories(dir);
+  write_rows(dir / "train.npy", float_rows(160, kDim, 11), kDim);
+  std::vector<float> test = float_rows(37, kDim, 12);
+  test[3] = 9.5f;       // above the train range: clipped to 1
+  test[kDim] = -6.25f;  // below it: clipped to 0
+  write_rows(dir / "test.npy", test, kDim);
+  TrainRequest request = small_run(dir / "run", 2);
+  request.config.data.train_file = (dir / "train.npy").string();
+  request.config.data.test_file = (dir / "test.npy").string();
+  return request;
+}
+
+// float_run in a fresh directory `name`, trained; returns the run directory.
+std::string trained_float_run(const std::string& name, fs::path* dir, std::ostream& out) {
+  *dir = fresh_dir(name);
+  const TrainRequest request = float_run(*dir);
+  train(request, load_run_data, out);
+  return request.run_dir;
+}
+
+TEST(CliScoreFile, EvalFileMatchesTheTestSplitAndTheCheckpointRecordsTheNormalisation) {
+  fs::path dir;
+  std::ostringstream out;
+  const std::string run = trained_float_run("score", &dir, out);
+
+  // The recorded map is the train split's, bitwise.
+  const DataSplits splits = load_run_data(read_run_config(run));
+  ASSERT_LT(*std::min_element(splits.test.f32.begin(), splits.test.f32.end()),
+            *std::min_element(splits.train.f32.begin(), splits.train.f32.end()))
+      << "the test file must reach outside the train range";
+  const auto meta = io::read_safetensors(run + "/model.safetensors").metadata;
+  const CheckpointInfo info = open_run(run, "cpu", out).info;
+  ASSERT_TRUE(info.has_normalisation);
+  EXPECT_EQ(info.data_scale, splits.train.scale);
+  EXPECT_EQ(info.data_offset, splits.train.offset);
+  EXPECT_EQ(meta.at("data_dtype"), "float32");
+  EXPECT_EQ(meta.at("data_format"), "npy");
+
+  // The same rows through the test split and through --file: the same float32 values, the same
+  // map (the metadata's shortest decimal text reads back to the same float) and eval's Philox
+  // draws keyed by (seed, row), so the CSVs (9 significant digits) must be identical, text for
+  // text.
+  const std::string split_csv = (dir / "split.csv").string(),
+                    file_csv = (dir / "file.csv").string();
+  run_cli({"eval", "--run-dir", run, "--split", "test", "--iwae-samples", "4", "--per-sample",
+           split_csv, "--device", "cpu"},
+          out, false, load_run_data);
+  std::ostringstream file_out;
+  run_cli({"eval", "--run-dir", run, "--file", (dir / "test.npy").string(), "--iwae-samples", "4",
+           "--per-sample", file_csv, "--device", "cpu"},
+          file_out, false, load_run_data);
+  EXPECT_NE(file_out.str().find("file " + (dir / "test.npy").string() + ": 37 samples"),
+            std::string::npos)
+      << file_out.str();
+  const std::string split_text = read_text(split_csv);
+  EXPECT_EQ(std::count(split_text.begin(), split_text.end(), '\n'), 38);
+  EXPECT_EQ(read_text(file_csv), split_text);
+
+  // reconstruct --file too.
+  run_cli({"reconstruct", "--run-dir", run, "--file", (dir / "test.npy").string(), "--count", "4",
+           "--out", (dir / "r.png").string(), "--device", "cpu"},
+          out, false, load_run_data);
+  expect_png(dir / "r.png");
+
+  // The NumPy reference reads the map from the checkpoint (no --scale / --offset given).
+  expect_python_reference_agrees(run, dir / "test.npy", file_csv, "");
+}
+
+TEST(CliScoreFile, BadFilesAndFlagsAreOneLineErrors) {
+  fs::path dir;
+  std::ostringstream out;
+  const std::string run = trained_float_run("score_errors", &dir, out);
+  const auto eval_file = [&](const fs::path& file) {
+    return error_of([&] {
+      run_cli({"eval", "--run-dir", run, "--file", file.string(), "--device", "cpu"}, out, false,
+              load_run_data);
+    });
+  };
+  write_rows(dir / "wide.npy", float_rows(5, 8, 13), 8);
+  std::vector<float> with_nan = float_rows(5, 7, 14);
+  with_nan[9] = std::nanf("");
+  write_rows(dir / "nan.npy", with_nan, 7);
+  std::vector<std::string> errors = {
+      eval_file(dir / "wide.npy"),
+      eval_file(dir / "nan.npy"),
+      eval_file(dir / "absent.npy"),
+      error_of([&] {
+        parse_command_line({"eval", "--run-dir", run, "--file", "x.npy", "--split", "test"});
+      }),
+      error_of([&] {
+        parse_command_line({"reconstruct", "--run-dir", run, "--out", "r.png", "--split", "train",
+                            "--file", "x.npy"});
+      }),
+      error_of([&] {
+        parse_command_line({"eval", "--run-dir", run, "--label-column", "0"});
+      })};
+  EXPECT_NE(errors[0].find("wide.npy: rows have 8 values, the run's model expects 7"),
+            std::string::npos)
+      << errors[0];
+  EXPECT_NE(errors[1].find("nan.npy"), std::string::npos) << errors[1];
+  EXPECT_NE(errors[1].find("NaN"), std::string::npos) << errors[1];
+  EXPECT_NE(errors[2].find("absent.npy"), std::string::npos) << errors[2];
+  EXPECT_NE(errors[3].find("--file and --split exclude each other"), std::string::npos)
+      << errors[3];
+  EXPECT_NE(errors[4].find("--file and --split exclude each other"), std::string::npos)
+      << errors[4];
+  EXPECT_NE(errors[5].find("--label-column applies to --file"), std::string::npos) << errors[5];
+  for (const std::string& e : errors) EXPECT_EQ(e.find('\n'), std::string::npos) << e;
+}
+
+// A checkpoint written before the normalisation was recorded: --file derives it from the run's
+// train split, as eval always did, and says clearly when that data is gone.
+TEST(CliScoreFile, OldCheckpointWithoutTheRecordStillEvaluates) {
+  fs::path dir;
+  std::ostringstream out;
+  const std::string run = trained_float_run("score_old", &dir, out);
+  const std::string new_csv = (dir / "new.csv").string(), old_csv = (dir / "old.csv").string();
+  const auto eval_to = [&](const std::string& csv) {
+    run_cli({"eval", "--run-dir", run, "--file", (dir / "test.npy").string(), "--per-sample", csv,
+             "--device", "cpu"},
+            out, false, load_run_data);
+  };
+  eval_to(new_csv);
+  const std::string model_path = run + "/model.safetensors";
+  io::SafetensorsFile model = io::read_safetensors(model_path);
+  for (const char* key : {"data_scale", "data_offset", "data_dtype", "data_format"})
+    ASSERT_EQ(model.metadata.erase(key), 1u) << key;
+  io::write_safetensors(model_path, model);
+  eval_to(old_csv);
+  EXPECT_EQ(read_text(old_csv), read_text(new_csv));
+
+  fs::rename(dir / "train.npy", dir / "moved.npy");
+  const std::string e = error_of([&] { eval_to(old_csv); });
+  EXPECT_NE(e.find("model.safetensors records no data normalisation"), std::string::npos) << e;
+  EXPECT_NE(e.find("train.npy"), std::string::npos) << e;
+  EXPECT_EQ(e.find('\n'), std::string::npos) << e;
+  fs::rename(dir / "moved.npy", dir / "train.npy");
+
+  // Resuming the old run records the map again.
+  run_cli({"train", "--resume", run, "--epochs", "3"}, out, false, load_run_data);
+  EXPECT_EQ(io::read_safetensors(model_path).metadata.at("data_format"), "npy");
 }
 
 TEST(CliEndToEnd, SampleAndReconstructWritePictures) {

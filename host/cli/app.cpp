@@ -37,6 +37,34 @@ RunConfig resume_config(const std::string& run_dir, const FlagSet& flags) {
   return resumed;
 }
 
+// --file and its companions, shared by eval and reconstruct.
+void add_file_options(CLI::App* command, DataFile* file) {
+  command
+      ->add_option(
+          "--file", file->path,
+          "score this file (IDX, NPY or CSV) instead of a split; it is normalised with the "
+          "run's train-split map, values outside the train range clipped to [0, 1]")
+      ->type_name("PATH");
+  command->add_option("--labels", file->labels, "labels of --file (IDX or NPY)")->type_name("PATH");
+  command->add_option("--format", file->format, "format of --file: auto | idx | npy | csv")
+      ->check(CLI::IsMember({"auto", "idx", "npy", "csv"}))
+      ->capture_default_str();
+  command->add_option("--label-column", file->label_column,
+                      "CSV --file: the label column (0-based index or header name), not scored");
+}
+
+// --split names the run's own data, --file other data: one or the other. The companions of --file
+// mean nothing without it.
+void check_file_options(const CLI::App& command, const DataFile& file) {
+  const bool given_split = command.count("--split") > 0;
+  if (!file.path.empty() && given_split)
+    throw std::invalid_argument("--file and --split exclude each other: score a file or a split");
+  if (file.path.empty())
+    for (const char* companion : {"--labels", "--format", "--label-column"})
+      if (command.count(companion) > 0)
+        throw std::invalid_argument(std::string(companion) + " applies to --file, which is absent");
+}
+
 }  // namespace
 
 CommandLine parse_command_line(const std::vector<std::string>& args) {
@@ -71,12 +99,14 @@ CommandLine parse_command_line(const std::vector<std::string>& args) {
   eval->add_option("--split", result.eval.split, "test | train | validation")
       ->check(CLI::IsMember({"test", "train", "validation"}))
       ->capture_default_str();
+  add_file_options(eval, &result.eval.file);
   eval->add_option("--iwae-samples", result.eval.iwae_samples,
                    "importance samples K of the IWAE bound (0 skips it)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
-  eval->add_option("--per-sample", result.eval.per_sample_csv,
-                   "write index,recon,kl,elbo per sample to this CSV file");
+  eval->add_option(
+      "--per-sample", result.eval.per_sample_csv,
+      "write index,recon,kl,elbo[,iwae] per sample (index: row of the data) to this CSV");
   eval->add_option("--seed", result.eval.seed, "seed of the Monte-Carlo draws")
       ->capture_default_str();
   eval->add_option("--device", result.eval.device, "auto | cpu | gpu")
@@ -103,6 +133,7 @@ CommandLine parse_command_line(const std::vector<std::string>& args) {
   reconstruct->add_option("--split", result.reconstruct.split, "test | train | validation")
       ->check(CLI::IsMember({"test", "train", "validation"}))
       ->capture_default_str();
+  add_file_options(reconstruct, &result.reconstruct.file);
   reconstruct->add_option("--count", result.reconstruct.count, "number of images")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
@@ -147,10 +178,12 @@ CommandLine parse_command_line(const std::vector<std::string>& args) {
     validate(request.config);
   } else if (eval->parsed()) {
     result.command = "eval";
+    check_file_options(*eval, result.eval.file);
   } else if (sample->parsed()) {
     result.command = "sample";
   } else {
     result.command = "reconstruct";
+    check_file_options(*reconstruct, result.reconstruct.file);
   }
   return result;
 }

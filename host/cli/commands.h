@@ -33,6 +33,16 @@ constexpr const char* kLatent = "latent.png";
 // Loads the splits a configuration names (host/data/load.h). Tests substitute generated data.
 using DataLoader = std::function<DataSplits(const RunConfig&)>;
 DataSplits load_run_data(const RunConfig& config);
+// The format of the run's train data (idx | npy | csv): --format, or the train file's extension.
+std::string run_data_format(const RunConfig& config);
+
+// One file to score instead of a split of the run's data (eval and reconstruct --file).
+struct DataFile {
+  std::string path;  // empty: use the split
+  std::string labels;
+  std::string format = "auto";  // auto | idx | npy | csv
+  std::string label_column;     // CSV
+};
 
 // The trainer for `device` (auto | cpu | gpu). auto takes the GPU when cuda_device_present() and
 // otherwise the CPU, saying so in one line on `out`.
@@ -52,6 +62,7 @@ std::string train(const TrainRequest& request, const DataLoader& loader, std::os
 
 // A trained run loaded for inference.
 struct LoadedRun {
+  std::string run_dir;
   RunConfig config;
   CheckpointInfo info;
   std::unique_ptr<Trainer> trainer;
@@ -65,6 +76,7 @@ std::vector<nlohmann::json> read_metrics(const std::string& path);
 struct EvalRequest {
   std::string run_dir;
   std::string split = "test";  // test | train | validation
+  DataFile file;               // instead of the split
   int iwae_samples = 50;
   std::string per_sample_csv;  // columns index,recon,kl,elbo (and iwae when K > 0)
   std::string device = "auto";
@@ -85,6 +97,7 @@ struct ReconstructRequest {
   std::string run_dir;
   std::string out_png;
   std::string split = "test";
+  DataFile file;  // instead of the split
   int count = 32;
   std::string device = "auto";
 };
@@ -93,5 +106,12 @@ void reconstruct_run(const ReconstructRequest& request, const DataLoader& loader
 
 // The named split of `splits`; throws when it is empty ("validation" with no held-out rows).
 const Dataset& split_named(const DataSplits& splits, const std::string& name);
+
+// The data an eval or reconstruct request scores: `file` when it names one, normalised with the
+// run's recorded map (or, for a checkpoint that lacks it, the map of the run's train split, loaded
+// through `loader`) and clipped to [0, 1]; otherwise the named split of the run's data. Checks the
+// row width against the model. `description` says which, for messages.
+Dataset data_to_score(const LoadedRun& run, const std::string& split, const DataFile& file,
+                      const DataLoader& loader, std::ostream& out, std::string* description);
 
 }  // namespace fusedvae::cli

@@ -22,4 +22,12 @@ DataSplits load_run_data(const RunConfig& config) {
   return load_splits(options);
 }
 
+std::string run_data_format(const RunConfig& config) {
+  if (config.data.train_file.empty()) return data_format_name(DataFormat::kIdx);
+  DataFormat format = DataFormat::kAuto;
+  if (parse_data_format(config.data.format, &format) && format != DataFormat::kAuto)
+    return data_format_name(format);
+  return data_format_name(detect_format(config.data.train_file));
+}
+
 }  // namespace fusedvae::cli

@@ -7,6 +7,7 @@
 
 #include "host/cli/commands.h"
 #include "host/cli/pictures.h"
+#include "host/data/load.h"
 #include "host/io/safetensors.h"
 
 namespace fusedvae::cli {
@@ -27,7 +28,65 @@ void require_dim(const Dataset& data, const RunConfig& config) {
                              std::to_string(config.train.model.input_dim));
 }
 
+// The run's normalisation: recorded in the checkpoint, or (older checkpoints) derived from the
+// run's train split, as training did.
+void normalisation_of(const LoadedRun& run, const DataLoader& loader, float* scale, float* offset) {
+  if (run.info.has_normalisation) {
+    *scale = run.info.data_scale;
+    *offset = run.info.data_offset;
+    return;
+  }
+  try {
+    const DataSplits splits = loader(run.config);
+    *scale = splits.train.scale;
+    *offset = splits.train.offset;
+  } catch (const std::exception& e) {
+    throw std::runtime_error((fs::path(run.run_dir) / run_files::kModel).string() +
+                             " records no data normalisation (written by an "
+                             "older fusedvae) and the run's train data, which would give it, "
+                             "cannot be loaded: " +
+                             e.what());
+  }
+}
+
+Dataset load_file_to_score(const LoadedRun& run, const DataFile& file, const DataLoader& loader,
+                           std::ostream& out) {
+  DataFormat format = DataFormat::kAuto;
+  if (!parse_data_format(file.format, &format))
+    throw std::invalid_argument("--format: expected auto, idx, npy or csv, got '" + file.format +
+                                "'");
+  // A name that tells nothing (no extension) is read in the format the run was trained on.
+  if (format == DataFormat::kAuto && !run.info.data_format.empty()) try {
+      format = detect_format(file.path);
+    } catch (const std::invalid_argument&) {
+      parse_data_format(run.info.data_format, &format);
+    }
+  Dataset data = load_dataset(file.path, file.labels, format, file.label_column);
+  normalisation_of(run, loader, &data.scale, &data.offset);
+  const char* dtype = data.is_u8() ? "uint8" : "float32";
+  if (!run.info.data_dtype.empty() && run.info.data_dtype != dtype)
+    out << "note: the run was trained on " << run.info.data_dtype << " data, " << file.path
+        << " holds " << dtype << "; its values are mapped as the train values were (raw * "
+        << data.scale << " + " << data.offset << ")\n";
+  return data;
+}
+
 }  // namespace
+
+Dataset data_to_score(const LoadedRun& run, const std::string& split, const DataFile& file,
+                      const DataLoader& loader, std::ostream& out, std::string* description) {
+  Dataset data;
+  if (!file.path.empty()) {
+    data = load_file_to_score(run, file, loader, out);
+    *description = "file " + file.path;
+  } else {
+    const DataSplits splits = loader(run.config);
+    data = split_named(splits, split);
+    *description = split + " split";
+  }
+  require_dim(data, run.config);
+  return data;
+}
 
 RunConfig read_run_config(const std::string& run_dir) {
   const fs::path path = fs::path(run_dir) / run_files::kConfig;
@@ -38,6 +97,7 @@ RunConfig read_run_config(const std::string& run_dir) {
 
 LoadedRun open_run(const std::string& run_dir, const std::string& device, std::ostream& out) {
   LoadedRun run;
+  run.run_dir = run_dir;
   run.config = read_run_config(run_dir);
   const std::string model_path = (fs::path(run_dir) / run_files::kModel).string();
   if (!fs::exists(model_path))
@@ -74,12 +134,11 @@ const Dataset& split_named(const DataSplits& splits, const std::string& name) {
 EvalResult evaluate_run(const EvalRequest& request, const DataLoader& loader, std::ostream& out) {
   if (request.iwae_samples < 0) throw std::invalid_argument("--iwae-samples must be >= 0");
   LoadedRun run = open_run(request.run_dir, request.device, out);
-  const DataSplits splits = loader(run.config);
-  const Dataset& data = split_named(splits, request.split);
-  require_dim(data, run.config);
+  std::string what;
+  const Dataset data = data_to_score(run, request.split, request.file, loader, out, &what);
   const EvalResult result = run.trainer->evaluate(data, request.iwae_samples, request.seed);
   out << "run " << request.run_dir << " (epoch " << run.info.epoch << ", step " << run.info.step
-      << "), " << request.split << " split: " << data.rows << " samples of " << data.source << "\n"
+      << "), " << what << ": " << data.rows << " samples of " << data.source << "\n"
       << "  recon (z = mu)   " << nats(result.mean_recon) << "\n"
       << "  KL               " << nats(result.mean_kl) << "\n"
       << "  ELBO (1 sample)  " << nats(result.mean_elbo) << "\n";
@@ -118,14 +177,13 @@ void reconstruct_run(const ReconstructRequest& request, const DataLoader& loader
                      std::ostream& out) {
   if (request.count < 1) throw std::invalid_argument("--count must be >= 1");
   LoadedRun run = open_run(request.run_dir, request.device, out);
-  const DataSplits splits = loader(run.config);
-  const Dataset& data = split_named(splits, request.split);
-  require_dim(data, run.config);
+  std::string what;
+  const Dataset data = data_to_score(run, request.split, request.file, loader, out, &what);
   write_reconstructions(*run.trainer, data, request.count,
                         picture_shape_of(data.dim, data.image_height, data.image_width),
                         request.out_png);
-  out << "wrote " << std::min(request.count, data.rows) << " " << request.split
-      << " images and their reconstructions to " << request.out_png << "\n";
+  out << "wrote " << std::min(request.count, data.rows) << " images of the " << what
+      << " and their reconstructions to " << request.out_png << "\n";
 }
 
 }  // namespace fusedvae::cli

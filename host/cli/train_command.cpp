@@ -201,6 +201,8 @@ std::string train(const TrainRequest& request, const DataLoader& loader, std::os
     out << "resuming " << run_dir << " after epoch " << info.epoch << " (step " << info.step
         << ")\n";
   }
+  // Recorded afresh on resume too, so a checkpoint from before they were recorded gains them.
+  set_data_info(splits.train, run_data_format(config), &info);
   fs::create_directories(dir);
   if (!request.resume && request.overwrite)  // --overwrite: no stale checkpoint may outlive it
     for (const char* name : {run_files::kModel, run_files::kOptimizer, run_files::kReconstructions,
