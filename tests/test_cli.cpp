@@ -654,6 +654,13 @@ TEST(CliScoreFile, EvalFileMatchesTheTestSplitAndTheCheckpointRecordsTheNormalis
   EXPECT_EQ(std::count(split_text.begin(), split_text.end(), '\n'), 38);
   EXPECT_EQ(read_text(file_csv), split_text);
 
+  // A name without an extension is read in the run's own format (npy, recorded).
+  fs::copy_file(dir / "test.npy", dir / "window_batch");
+  run_cli({"eval", "--run-dir", run, "--file", (dir / "window_batch").string(), "--iwae-samples",
+           "4", "--per-sample", (dir / "bare.csv").string(), "--device", "cpu"},
+          out, false, load_run_data);
+  EXPECT_EQ(read_text(dir / "bare.csv"), split_text);
+
   // reconstruct --file too.
   run_cli({"reconstruct", "--run-dir", run, "--file", (dir / "test.npy").string(), "--count", "4",
            "--out", (dir / "r.png").string(), "--device", "cpu"},
@@ -704,6 +711,28 @@ TEST(CliScoreFile, BadFilesAndFlagsAreOneLineErrors) {
       << errors[4];
   EXPECT_NE(errors[5].find("--label-column applies to --file"), std::string::npos) << errors[5];
   for (const std::string& e : errors) EXPECT_EQ(e.find('\n'), std::string::npos) << e;
+}
+
+// A run trained on uint8 images scoring float CSV rows: the run's map (1/255) is applied as it is,
+// and a note says the storage types differ.
+TEST(CliScoreFile, FloatFileForAUint8RunIsScoredWithANote) {
+  const fs::path dir = fresh_dir("score_u8");
+  std::ostringstream out;
+  train(small_run(dir, 1), generated_splits, out);
+  const Dataset test = generated(4, 9, "rows");
+  std::ostringstream csv;
+  for (int r = 0; r < test.rows; ++r)
+    for (int c = 0; c < test.dim; ++c)
+      csv << static_cast<int>(test.u8[static_cast<size_t>(r) * test.dim + c])
+          << (c + 1 < test.dim ? "," : "\n");
+  write_text(dir / "rows.csv", csv.str());
+  std::ostringstream eval_out;
+  run_cli(
+      {"eval", "--run-dir", dir.string(), "--file", (dir / "rows.csv").string(), "--device", "cpu"},
+      eval_out, false, generated_splits);
+  EXPECT_NE(eval_out.str().find("note: the run was trained on uint8 data"), std::string::npos)
+      << eval_out.str();
+  EXPECT_NE(eval_out.str().find(": 4 samples"), std::string::npos) << eval_out.str();
 }
 
 // A checkpoint written before the normalisation was recorded: --file derives it from the run's
