@@ -24,10 +24,12 @@ void bias_add(float* y, const float* bias, int rows, int cols) {
 
 void bias_gradient(const float* dy, int rows, int cols, float* bias_grad) {
   check_shape(rows, cols, "bias_gradient");
-  for (int c = 0; c < cols; ++c) {
-    float sum = 0.0f;
-    for (int r = 0; r < rows; ++r) sum += dy[static_cast<size_t>(r) * cols + c];
-    bias_grad[c] = sum;
+  // Rows in the outer loop: each column still sums its rows in order 0, 1, ... (the kernel's
+  // order, so the two stay bitwise equal), while the inner loop walks memory contiguously.
+  for (int c = 0; c < cols; ++c) bias_grad[c] = 0.0f;
+  for (int r = 0; r < rows; ++r) {
+    const float* row = dy + static_cast<size_t>(r) * cols;
+    for (int c = 0; c < cols; ++c) bias_grad[c] += row[c];
   }
 }
 
