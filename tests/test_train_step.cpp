@@ -12,7 +12,7 @@
 #include "host/train/trainer.h"
 #include "kernels/step_math.cuh"
 #include "tests/support/test_support.h"
-#include "tests/train_step_checks.h"
+#include "tests/support/train_step_checks.h"
 
 namespace fusedvae::test {
 namespace {

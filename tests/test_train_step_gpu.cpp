@@ -14,7 +14,7 @@
 #include "host/train/trainer.h"
 #include "kernels/schedules.cuh"
 #include "tests/support/test_support.h"
-#include "tests/train_step_checks.h"
+#include "tests/support/train_step_checks.h"
 
 namespace fusedvae::test {
 namespace {
