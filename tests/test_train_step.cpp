@@ -114,16 +114,7 @@ TEST(CpuTrainStep, MeaninglessSettingsAreRejected) {
 }
 
 TEST(CpuTrainStep, BadInputsGiveClearErrors) {
-  TrainConfig config = small_run_config();
-  auto trainer = make_cpu_trainer(config);
-  EXPECT_THROW(trainer->set_params(std::vector<float>(3)), std::invalid_argument);
-  EXPECT_THROW(trainer->train_step(0), std::logic_error);  // no data yet
-  EXPECT_THROW(trainer->set_train_data(synthetic_dataset(40, 22, 1)), std::invalid_argument);
-  EXPECT_THROW(trainer->set_train_data(synthetic_dataset(3, 23, 1)), std::invalid_argument);
-  trainer->set_train_data(synthetic_dataset(40, 23, 1));
-  EXPECT_EQ(trainer->batches_per_epoch(), 40 / 7);
-  trainer->start_epoch(0);
-  EXPECT_THROW(trainer->train_step(40 / 7), std::out_of_range);
+  check_bad_inputs_rejected(make_cpu_trainer);
 }
 
 // The evaluation's numbers recomputed independently in double from encode/decode and the Philox

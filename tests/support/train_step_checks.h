@@ -306,6 +306,20 @@ inline void check_step_before_start_epoch_uses_epoch_zero(TrainerFactory make) {
   expect_bitwise_equal(implicit->params(), explicit_epoch->params(), "params");
 }
 
+// Wrong sizes, a step before any data, a batch index past the epoch: clear exceptions.
+inline void check_bad_inputs_rejected(TrainerFactory make) {
+  TrainConfig config = small_run_config();
+  auto trainer = make(config);
+  EXPECT_THROW(trainer->set_params(std::vector<float>(3)), std::invalid_argument);
+  EXPECT_THROW(trainer->train_step(0), std::logic_error);  // no data yet
+  EXPECT_THROW(trainer->set_train_data(synthetic_dataset(40, 22, 1)), std::invalid_argument);
+  EXPECT_THROW(trainer->set_train_data(synthetic_dataset(3, 23, 1)), std::invalid_argument);
+  trainer->set_train_data(synthetic_dataset(40, 23, 1));
+  EXPECT_EQ(trainer->batches_per_epoch(), 40 / 7);
+  trainer->start_epoch(0);
+  EXPECT_THROW(trainer->train_step(40 / 7), std::out_of_range);
+}
+
 // A NaN in the data is not caught inside the step (the GPU could not report it without a
 // synchronisation): it shows as a non-finite loss in last_losses(), which the caller checks.
 inline void check_nan_reported(TrainerFactory make) {
