@@ -6,12 +6,14 @@
 #include <stdexcept>
 #include <string>
 
+#include "kernels/bias_math.cuh"
 #include "kernels/cuda_check.h"
 
 namespace fusedvae::gpu {
 namespace {
 
 constexpr int kBlockSize = 256;
+constexpr int kColumnsPerBlock = 32;
 constexpr size_t kMaxGrid = 65535;
 
 // ---------------------------------------------------------------------------------------------
@@ -26,15 +28,26 @@ __global__ void bias_add_kernel(float* __restrict__ y, const float* __restrict__
   }
 }
 
-// One thread per column: neighbouring threads read neighbouring columns (coalesced), and each adds
-// its column from row 0 upwards.
+// A block of 32 columns x kBiasGradRowLanes row lanes: a warp reads 32 neighbouring columns of one
+// row (coalesced), each thread keeps one partial of bias_math.cuh's order, and one thread per
+// column adds the partials in that order.
 __global__ void bias_gradient_kernel(const float* __restrict__ dy, const int rows, const int cols,
                                      float* __restrict__ bias_grad) {
-  const int c = blockIdx.x * blockDim.x + threadIdx.x;
-  if (c >= cols) return;
+  __shared__ float partials[math::kBiasGradRowLanes][kColumnsPerBlock + 1];  // +1: no bank clash
+  const int c = blockIdx.x * kColumnsPerBlock + threadIdx.x;
+  const int lane = threadIdx.y;
   float sum = 0.0f;
-  for (int r = 0; r < rows; ++r) sum += dy[static_cast<size_t>(r) * cols + c];
-  bias_grad[c] = sum;
+  if (c < cols)
+    for (int r = lane; r < rows; r += math::kBiasGradRowLanes)
+      sum += dy[static_cast<size_t>(r) * cols + c];
+  partials[lane][threadIdx.x] = sum;
+  __syncthreads();
+  if (lane == 0 && c < cols) {
+    float column[math::kBiasGradRowLanes];
+#pragma unroll
+    for (int j = 0; j < math::kBiasGradRowLanes; ++j) column[j] = partials[j][threadIdx.x];
+    bias_grad[c] = math::combine_bias_partials(column);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -58,7 +71,8 @@ void bias_add(float* y, const float* bias, int rows, int cols, cudaStream_t stre
 
 void bias_gradient(const float* dy, int rows, int cols, float* bias_grad, cudaStream_t stream) {
   check_shape(rows, cols, "bias_gradient");
-  bias_gradient_kernel<<<(cols + kBlockSize - 1) / kBlockSize, kBlockSize, 0, stream>>>(
+  const dim3 block(kColumnsPerBlock, math::kBiasGradRowLanes);
+  bias_gradient_kernel<<<(cols + kColumnsPerBlock - 1) / kColumnsPerBlock, block, 0, stream>>>(
       dy, rows, cols, bias_grad);
   FUSEDVAE_CHECK_LAUNCH(bias_gradient_kernel);
 }

@@ -10,8 +10,9 @@ namespace fusedvae::gpu {
 // In place on y [rows, cols]: y[r, c] += bias[c].
 void bias_add(float* y, const float* bias, int rows, int cols, cudaStream_t stream);
 
-// bias_grad[c] = sum over r of dy[r, c], in float, rows added in increasing order: the order is
-// fixed by the shape alone, so the result is bitwise reproducible and equal to the CPU twin's.
+// bias_grad[c] = sum over r of dy[r, c], in float, in the order of kernels/bias_math.cuh (32 row
+// lanes, then pairwise): fixed by the shape alone, so the result is bitwise reproducible and equal
+// to the CPU twin's.
 void bias_gradient(const float* dy, int rows, int cols, float* bias_grad, cudaStream_t stream);
 
 }  // namespace fusedvae::gpu

@@ -1,9 +1,12 @@
 // @brief CPU twins of the bias add and the bias gradient.
 #include "host/ops/bias_cpu.h"
 
+#include <algorithm>
 #include <cstddef>
 #include <stdexcept>
 #include <string>
+
+#include "kernels/bias_math.cuh"
 
 namespace fusedvae::cpu {
 namespace {
@@ -24,12 +27,23 @@ void bias_add(float* y, const float* bias, int rows, int cols) {
 
 void bias_gradient(const float* dy, int rows, int cols, float* bias_grad) {
   check_shape(rows, cols, "bias_gradient");
-  // Rows in the outer loop: each column still sums its rows in order 0, 1, ... (the kernel's
-  // order, so the two stay bitwise equal), while the inner loop walks memory contiguously.
-  for (int c = 0; c < cols; ++c) bias_grad[c] = 0.0f;
-  for (int r = 0; r < rows; ++r) {
-    const float* row = dy + static_cast<size_t>(r) * cols;
-    for (int c = 0; c < cols; ++c) bias_grad[c] += row[c];
+  // The kernel's order (bias_math.cuh), a tile of columns at a time so that the row loop walks
+  // memory contiguously and the partials stay on the stack.
+  constexpr int kTile = 64;
+  constexpr int kLanes = math::kBiasGradRowLanes;
+  for (int c0 = 0; c0 < cols; c0 += kTile) {
+    const int width = std::min(kTile, cols - c0);
+    float partials[kLanes][kTile] = {};
+    for (int r = 0; r < rows; ++r) {
+      const float* row = dy + static_cast<size_t>(r) * cols + c0;
+      float* lane = partials[r % kLanes];
+      for (int c = 0; c < width; ++c) lane[c] += row[c];
+    }
+    for (int c = 0; c < width; ++c) {
+      float column[kLanes];
+      for (int j = 0; j < kLanes; ++j) column[j] = partials[j][c];
+      bias_grad[c0 + c] = math::combine_bias_partials(column);
+    }
   }
 }
 

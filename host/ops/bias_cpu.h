@@ -4,7 +4,7 @@
 namespace fusedvae::cpu {
 
 void bias_add(float* y, const float* bias, int rows, int cols);
-// In float, rows added in increasing order: the kernel's order, so the two agree bitwise.
+// In float, in the kernel's summation order (kernels/bias_math.cuh), so the two agree bitwise.
 void bias_gradient(const float* dy, int rows, int cols, float* bias_grad);
 
 }  // namespace fusedvae::cpu
