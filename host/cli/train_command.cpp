@@ -113,7 +113,16 @@ std::unique_ptr<Trainer> make_trainer_for(const TrainConfig& config, const std::
   if (device != "auto")
     throw std::invalid_argument("--device: expected auto, cpu or gpu, got '" + device + "'");
   std::string reason;
-  if (cuda_device_present(&reason)) return make_gpu_trainer(config);
+  if (cuda_device_present(&reason)) {
+    // auto promises a run: a GPU that is present but cannot start the trainer (an old driver, a
+    // cuBLASLt that refuses every plan) falls back to the CPU, loudly; --device gpu makes it fatal.
+    try {
+      return make_gpu_trainer(config);
+    } catch (const std::exception& e) {
+      reason = std::string("the GPU trainer did not start: ") + e.what() +
+               "; --device gpu makes this an error";
+    }
+  }
   out << "fusedvae: running on the CPU (" << reason << ")\n";
   return make_cpu_trainer(config);
 }
