@@ -19,6 +19,11 @@ for bin in "$carry"/build/tests/test_* "$carry"/build/bench/bench_* "$carry"/bui
   [ -x "$bin" ] || continue
   ldd "$bin" | awk '/openblas|gfortran|quadmath|libz\./ {print $3}'
 done | sort -u | xargs -r -I{} cp -L {} "$carry/lib/"
+# Fashion-MNIST (30 MB, gzipped IDX) for the GPU training run and the PyTorch peer: the GPU
+# machine has no Debian packages. Already compressed, so it travels beside the archive.
+mkdir -p "$carry/data"
+cp /usr/share/datasets/fashion-mnist/*.gz "$carry/data/" 2>/dev/null ||
+  echo "prepare_gpu_carry: no Fashion-MNIST here (dataset-fashion-mnist); the GPU runs use synthetic data"
 # The working tree that travels is limited to 64 MiB: ship one compressed archive (OpenBLAS alone
 # is 35 MB uncompressed); gpu_check.sh and bench_gpu.sh unpack it on the GPU machine.
 tar -C "$carry" -cJf carry.tar.xz build lib source_root python_path commit

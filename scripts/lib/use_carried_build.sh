@@ -8,6 +8,9 @@ use_carried_build() {
   fi
   [ -f "$carry/source_root" ] || { echo "$carry is not a carried build" >&2; return 1; }
   build_dir="$carry/build"
+  # The dataset travels with the build (prepare_gpu_carry.sh); the benchmarks and the GPU training
+  # run read it from here.
+  if [ -d "$carry/data" ] && [ -z "${FUSEDVAE_DATA:-}" ]; then export FUSEDVAE_DATA="$PWD/$carry/data"; fi
   export LD_LIBRARY_PATH="$PWD/$carry/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   # The test binaries hold the building machine's golden and source folders as defaults.
   export FUSEDVAE_GOLDEN_DIR="$PWD/$build_dir/golden" FUSEDVAE_SOURCE_DIR="$PWD"
