@@ -396,8 +396,7 @@ EvalResult CpuTrainer::evaluate(const Dataset& data, int iwae_samples, uint64_t 
   std::vector<int32_t> identity(data.rows);
   for (int r = 0; r < data.rows; ++r) identity[r] = r;
   std::vector<float> kl_scratch(capacity_);
-  std::vector<std::vector<double>> log_weights(capacity_,
-                                               std::vector<double>(std::max(iwae_samples, 1)));
+  MonteCarloEval monte_carlo(&result, capacity_, iwae_samples, d, model.clamp);
   float reduced = 0.0f;
   uint64_t chunk = 0;
   for_each_chunk(data.rows, [&](int first, int rows) {
@@ -426,19 +425,10 @@ EvalResult CpuTrainer::evaluate(const Dataset& data, int iwae_samples, uint64_t 
       cpu::recon_loss_forward_backward(out_.data(), x_.data(), rows, dim, model.recon,
                                        BatchReduction::kSum, 1.0f, recon_per_sample_.data(),
                                        &reduced, grad_out_.data());
-      for (int r = 0; r < rows; ++r) {
-        if (k == 0) {
-          result.elbo[first + r] = -(recon_per_sample_[r] + result.kl[first + r]);
-          continue;
-        }
-        const size_t row = static_cast<size_t>(r) * d;
-        log_weights[r][k - 1] = iwae_log_weight(recon_per_sample_[r], &z_[row], &eps_[row],
-                                                &logvar_[row], d, model.clamp);
-      }
+      monte_carlo.add_sample(k, first, rows, recon_per_sample_.data(), z_.data(), eps_.data(),
+                             logvar_.data());
     }
-    if (iwae_samples > 0)
-      for (int r = 0; r < rows; ++r)
-        result.iwae[first + r] = static_cast<float>(log_mean_exp(log_weights[r]));
+    monte_carlo.finish_chunk(first, rows);
     ++chunk;
   });
 

@@ -804,8 +804,7 @@ EvalResult GpuTrainer::evaluate(const Dataset& data, int iwae_samples, uint64_t 
   const size_t chunk_rows = static_cast<size_t>(config_.batch_size);
   std::vector<float> recon(chunk_rows), z(chunk_rows * d), eps(chunk_rows * d),
       logvar(chunk_rows * d);
-  std::vector<std::vector<double>> log_weights(chunk_rows,
-                                               std::vector<double>(std::max(iwae_samples, 1)));
+  MonteCarloEval monte_carlo(&result, config_.batch_size, iwae_samples, d, model.clamp);
   uint64_t chunk = 0;
   for_each_chunk(data.rows, [&](int first, int rows) {
     // The gather reads its position from the device; copy_rows_out below synchronises before
@@ -843,21 +842,14 @@ EvalResult GpuTrainer::evaluate(const Dataset& data, int iwae_samples, uint64_t 
                                        BatchReduction::kSum, 1.0f, buf_.eval_recon, reduced,
                                        buf_.grad_out, reduce_ws_, stream_);
       copy_rows_out(recon.data(), buf_.eval_recon, rows, 1);  // synchronises: `draw` may go
-      if (k == 0) {
-        for (int r = 0; r < rows; ++r) result.elbo[first + r] = -(recon[r] + result.kl[first + r]);
-        continue;
+      // The IWAE weights need z and eps too.
+      if (k > 0) {
+        copy_rows_out(z.data(), buf_.z, rows, d);
+        copy_rows_out(eps.data(), buf_.eps, rows, d);
       }
-      copy_rows_out(z.data(), buf_.z, rows, d);
-      copy_rows_out(eps.data(), buf_.eps, rows, d);
-      for (int r = 0; r < rows; ++r) {
-        const size_t at = static_cast<size_t>(r) * d;
-        log_weights[r][k - 1] =
-            iwae_log_weight(recon[r], &z[at], &eps[at], &logvar[at], d, model.clamp);
-      }
+      monte_carlo.add_sample(k, first, rows, recon.data(), z.data(), eps.data(), logvar.data());
     }
-    if (iwae_samples > 0)
-      for (int r = 0; r < rows; ++r)
-        result.iwae[first + r] = static_cast<float>(log_mean_exp(log_weights[r]));
+    monte_carlo.finish_chunk(first, rows);
     ++chunk;
   });
 

@@ -112,4 +112,45 @@ inline double log_mean_exp(const std::vector<double>& a) {
   return top + std::log(sum / static_cast<double>(a.size()));
 }
 
+// The Monte-Carlo part of evaluate(), the same for every trainer: in each chunk of rows, sample
+// k = 0 gives the one-sample ELBO and samples k = 1..K the IWAE log weights, whose log-mean-exp
+// finishes the chunk. Scratch is sized once for the largest chunk.
+class MonteCarloEval {
+ public:
+  MonteCarloEval(EvalResult* result, int chunk_rows, int iwae_samples, int latent_dim,
+                 LogvarClamp clamp)
+      : result_(result),
+        iwae_samples_(iwae_samples),
+        latent_dim_(latent_dim),
+        clamp_(clamp),
+        log_weights_(chunk_rows, std::vector<double>(std::max(iwae_samples, 1))) {}
+
+  // recon: [rows] of the sampled z; z, eps, logvar: [rows, latent], read for k >= 1 only.
+  void add_sample(int k, int first, int rows, const float* recon, const float* z, const float* eps,
+                  const float* logvar) {
+    for (int r = 0; r < rows; ++r) {
+      if (k == 0) {
+        result_->elbo[first + r] = -(recon[r] + result_->kl[first + r]);
+        continue;
+      }
+      const size_t at = static_cast<size_t>(r) * latent_dim_;
+      log_weights_[r][k - 1] =
+          iwae_log_weight(recon[r], z + at, eps + at, logvar + at, latent_dim_, clamp_);
+    }
+  }
+
+  void finish_chunk(int first, int rows) {
+    if (iwae_samples_ == 0) return;
+    for (int r = 0; r < rows; ++r)
+      result_->iwae[first + r] = static_cast<float>(log_mean_exp(log_weights_[r]));
+  }
+
+ private:
+  EvalResult* result_;
+  int iwae_samples_;
+  int latent_dim_;
+  LogvarClamp clamp_;
+  std::vector<std::vector<double>> log_weights_;
+};
+
 }  // namespace fusedvae
