@@ -31,9 +31,12 @@ struct LogvarClamp {
 // pure function of (seed, row, col, n): it does not depend on the launch configuration, and the
 // backward pass regenerates exactly the eps its forward used. `draw_index` points to device memory
 // for GPU ops (so a CUDA graph can advance it on the device) and to host memory for CPU twins.
+// An op given `first_row` treats its rows as rows first_row, first_row + 1, ... of a taller tensor,
+// so a pass over a dataset in chunks draws the eps of each dataset row whatever the chunk size.
 struct RngState {
   uint64_t seed = 0;
   const uint64_t* draw_index = nullptr;
+  uint64_t first_row = 0;
 };
 
 enum class ReconLossKind : int {

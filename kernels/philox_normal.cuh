@@ -21,6 +21,8 @@
 
 #include <cstdint>
 
+#include "op_params.h"
+
 namespace fusedvae {
 
 // Number of Philox words one draw of a tensor consumes per subsequence.
@@ -31,10 +33,10 @@ __host__ __device__ __forceinline__ uint64_t philox_groups_per_row(int cols) {
 }
 
 // The four eps of columns [4*group, 4*group + 4) of `row`.
-__host__ __device__ __forceinline__ float4 philox_normal4(uint64_t seed, uint64_t draw, int row,
-                                                          int group, int cols) {
+__host__ __device__ __forceinline__ float4 philox_normal4(uint64_t seed, uint64_t draw,
+                                                          uint64_t row, int group, int cols) {
   curandStatePhilox4_32_10_t state;
-  const uint64_t subsequence = static_cast<uint64_t>(row) * philox_groups_per_row(cols) + group;
+  const uint64_t subsequence = row * philox_groups_per_row(cols) + group;
   curand_init(seed, subsequence, draw * kPhiloxWordsPerDraw, &state);
   return curand_normal4(&state);
 }
@@ -49,11 +51,16 @@ __host__ __device__ __forceinline__ float float4_component(const float4& v, int 
 struct PhiloxEps {
   uint64_t seed;
   const uint64_t* draw_index;
+  uint64_t first_row;  // RngState::first_row: the stream's row of this call's row 0
   __host__ __device__ uint64_t draw() const { return *draw_index; }
   __host__ __device__ float4 group(uint64_t draw, int row, int group, int cols) const {
-    return philox_normal4(seed, draw, row, group, cols);
+    return philox_normal4(seed, draw, first_row + static_cast<uint64_t>(row), group, cols);
   }
 };
+
+__host__ __device__ inline PhiloxEps philox_eps(const RngState& rng) {
+  return PhiloxEps{rng.seed, rng.draw_index, rng.first_row};
+}
 
 struct GivenEps {
   const float* eps;  // [rows, cols]

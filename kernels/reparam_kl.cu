@@ -152,8 +152,8 @@ void reparam_kl_forward(const float* mu, const float* logvar, int batch, int dim
                         LogvarClamp clamp, BatchReduction reduction, float* z, float* kl_per_sample,
                         float* kl_reduced, ReductionWorkspace workspace, cudaStream_t stream,
                         int block_size) {
-  launch_forward(mu, logvar, PhiloxEps{rng.seed, rng.draw_index}, batch, dim, clamp, reduction, z,
-                 kl_per_sample, kl_reduced, workspace, stream, block_size);
+  launch_forward(mu, logvar, philox_eps(rng), batch, dim, clamp, reduction, z, kl_per_sample,
+                 kl_reduced, workspace, stream, block_size);
 }
 
 void reparam_kl_forward_given_eps(const float* mu, const float* logvar, const float* eps, int batch,
@@ -169,8 +169,8 @@ void reparam_kl_backward(const float* dz, const float* mu, const float* logvar, 
                          RngState rng, const float* kl_weight, float loss_scale, LogvarClamp clamp,
                          BatchReduction reduction, float* dmu, float* dlogvar, cudaStream_t stream,
                          int block_size) {
-  launch_backward(dz, mu, logvar, PhiloxEps{rng.seed, rng.draw_index}, batch, dim, kl_weight,
-                  loss_scale, clamp, reduction, dmu, dlogvar, stream, block_size);
+  launch_backward(dz, mu, logvar, philox_eps(rng), batch, dim, kl_weight, loss_scale, clamp,
+                  reduction, dmu, dlogvar, stream, block_size);
 }
 
 void reparam_kl_backward_given_eps(const float* dz, const float* mu, const float* logvar,
@@ -186,7 +186,7 @@ void draw_normal_eps(int batch, int dim, RngState rng, float* eps, cudaStream_t 
                      int block_size) {
   check_shape(batch, dim, block_size);
   draw_normal_eps_kernel<<<group_grid(batch, dim, block_size), block_size, 0, stream>>>(
-      batch, dim, PhiloxEps{rng.seed, rng.draw_index}, eps);
+      batch, dim, philox_eps(rng), eps);
   FUSEDVAE_CHECK_LAUNCH(draw_normal_eps_kernel);
 }
 

@@ -289,9 +289,10 @@ ReparamCase philox_case() {
   return r;
 }
 
-std::vector<float> cpu_eps(int batch, int dim, uint64_t seed, uint64_t draw) {
+std::vector<float> cpu_eps(int batch, int dim, uint64_t seed, uint64_t draw,
+                           uint64_t first_row = 0) {
   std::vector<float> eps = test::poisoned(static_cast<size_t>(batch) * dim);
-  cpu::draw_normal_eps(batch, dim, RngState{seed, &draw}, eps.data());
+  cpu::draw_normal_eps(batch, dim, RngState{seed, &draw, first_row}, eps.data());
   test::expect_all_written(eps, "cpu eps");
   return eps;
 }
@@ -340,6 +341,26 @@ TEST(ReparamKlCpu, PhiloxEpsDependsOnDrawSeedAndPositionOnly) {
   test::expect_bitwise_equal(fewer_rows,
                              std::vector<float>(draw0.begin(), draw0.begin() + fewer_rows.size()),
                              "first rows of a taller tensor");
+}
+
+// Rows [first, first + n) of a draw, the shape of a chunked pass over a dataset.
+std::vector<float> row_slice(const std::vector<float>& whole, int dim, int first, int rows) {
+  return std::vector<float>(whole.begin() + static_cast<size_t>(first) * dim,
+                            whole.begin() + static_cast<size_t>(first + rows) * dim);
+}
+
+// RngState::first_row keys a call's rows as rows of a taller tensor: chunks of any size, odd and
+// partial ones included, draw exactly the eps of one whole draw.
+TEST(ReparamKlCpu, ChunksFromFirstRowDrawTheRowsOfTheWholeTensor) {
+  const std::vector<float> whole = cpu_eps(kPhiloxBatch, kPhiloxDim, kSeed, 2);
+  for (const int chunk : {1, 3, 16}) {
+    for (int first = 0; first < kPhiloxBatch; first += chunk) {
+      const int rows = std::min(chunk, kPhiloxBatch - first);
+      test::expect_bitwise_equal(
+          cpu_eps(rows, kPhiloxDim, kSeed, 2, first), row_slice(whole, kPhiloxDim, first, rows),
+          "chunk " + std::to_string(chunk) + " at row " + std::to_string(first));
+    }
+  }
 }
 
 // Sample statistics of n draws against N(0, 1). The draws are a fixed function of the seed, so
@@ -408,10 +429,11 @@ TEST(ReparamKlCpu, PhiloxEpsIsStandardNormal) {
   expect_uncorrelated(eps, cpu_eps(kStatsBatch, kStatsDim, kSeed, 4), kStatsDim, "cpu eps");
 }
 
-std::vector<float> gpu_eps(int batch, int dim, uint64_t seed, uint64_t draw, int block_size) {
+std::vector<float> gpu_eps(int batch, int dim, uint64_t seed, uint64_t draw, int block_size,
+                           uint64_t first_row = 0) {
   DeviceScalar<uint64_t> draw_index(draw);
   DeviceBuffer eps(static_cast<size_t>(batch) * dim);
-  gpu::draw_normal_eps(batch, dim, RngState{seed, draw_index.get()}, eps.get(), nullptr,
+  gpu::draw_normal_eps(batch, dim, RngState{seed, draw_index.get(), first_row}, eps.get(), nullptr,
                        block_size);
   std::vector<float> host = eps.to_host();
   test::expect_all_written(host, "gpu eps");
@@ -541,6 +563,38 @@ TEST(ReparamKlGpu, PhiloxForwardAndBackwardUseTheDrawnEpsBitwise) {
                           z.get(), kl.get(), kl_reduced.get(), ws.ws, nullptr);
   test::expect_bitwise_equal(z.to_host(), later.z, "z after advance_draw_index");
   EXPECT_LE(count_equal(later.z, given.z), r.mu.size() / 100) << "the draw did not change";
+}
+
+// As on the CPU: chunks keyed from first_row draw the rows of one whole draw, for the eps alone
+// and inside the forward (z of a chunk = those rows of the whole tensor's z).
+TEST(ReparamKlGpu, ChunksFromFirstRowDrawTheRowsOfTheWholeTensor) {
+  FUSEDVAE_REQUIRE_GPU();
+  Workspace ws;
+  const ReparamCase r = philox_case();
+  const int dim = r.dim;
+  const std::vector<float> whole = gpu_eps(r.batch, dim, kSeed, 2, gpu::kDefaultBlockSize);
+  DeviceScalar<uint64_t> draw_index(2);
+  DeviceBuffer mu(r.mu), logvar(r.logvar), z(r.mu.size()), kl(r.batch), kl_reduced(1);
+  gpu::reparam_kl_forward(mu.get(), logvar.get(), r.batch, dim, RngState{kSeed, draw_index.get()},
+                          r.clamp, r.reduction, z.get(), kl.get(), kl_reduced.get(), ws.ws,
+                          nullptr);
+  const std::vector<float> whole_z = z.to_host();
+  for (const int chunk : {1, 3, 16}) {
+    for (int first = 0; first < r.batch; first += chunk) {
+      const int rows = std::min(chunk, r.batch - first);
+      const std::string tag = "chunk " + std::to_string(chunk) + " at row " + std::to_string(first);
+      test::expect_bitwise_equal(gpu_eps(rows, dim, kSeed, 2, gpu::kDefaultBlockSize, first),
+                                 row_slice(whole, dim, first, rows), tag + ", eps");
+      const size_t at = static_cast<size_t>(first) * dim;
+      DeviceBuffer chunk_z(static_cast<size_t>(rows) * dim), chunk_kl(rows);
+      gpu::reparam_kl_forward(mu.get() + at, logvar.get() + at, rows, dim,
+                              RngState{kSeed, draw_index.get(), static_cast<uint64_t>(first)},
+                              r.clamp, r.reduction, chunk_z.get(), chunk_kl.get(), kl_reduced.get(),
+                              ws.ws, nullptr);
+      test::expect_bitwise_equal(chunk_z.to_host(), row_slice(whole_z, dim, first, rows),
+                                 tag + ", z");
+    }
+  }
 }
 
 // eps, z and the per-sample KL do not depend on the block size (the batch value may: its tree

@@ -291,6 +291,11 @@ TEST(GpuTrainStep, StepBeforeStartEpochUsesEpochZero) {
   check_step_before_start_epoch_uses_epoch_zero(make_gpu_trainer);
 }
 
+TEST(GpuEvaluate, DoesNotDependOnTheBatchSize) {
+  FUSEDVAE_REQUIRE_GPU();
+  check_evaluation_ignores_batch_size(make_gpu_trainer);
+}
+
 TEST(GpuTrainStep, NanLossIsReported) {
   FUSEDVAE_REQUIRE_GPU();
   check_nan_reported(make_gpu_trainer);

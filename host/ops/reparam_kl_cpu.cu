@@ -74,8 +74,7 @@ void backward(const float* dz, const float* mu, const float* logvar, int batch, 
 void reparam_kl_forward(const float* mu, const float* logvar, int batch, int dim, RngState rng,
                         LogvarClamp clamp, BatchReduction reduction, float* z, float* kl_per_sample,
                         float* kl_reduced) {
-  forward(mu, logvar, batch, dim, PhiloxEps{rng.seed, rng.draw_index}, clamp, reduction, z,
-          kl_per_sample, kl_reduced);
+  forward(mu, logvar, batch, dim, philox_eps(rng), clamp, reduction, z, kl_per_sample, kl_reduced);
 }
 
 void reparam_kl_forward_given_eps(const float* mu, const float* logvar, const float* eps, int batch,
@@ -87,8 +86,8 @@ void reparam_kl_forward_given_eps(const float* mu, const float* logvar, const fl
 void reparam_kl_backward(const float* dz, const float* mu, const float* logvar, int batch, int dim,
                          RngState rng, const float* kl_weight, float loss_scale, LogvarClamp clamp,
                          BatchReduction reduction, float* dmu, float* dlogvar) {
-  backward(dz, mu, logvar, batch, dim, PhiloxEps{rng.seed, rng.draw_index}, kl_weight, loss_scale,
-           clamp, reduction, dmu, dlogvar);
+  backward(dz, mu, logvar, batch, dim, philox_eps(rng), kl_weight, loss_scale, clamp, reduction,
+           dmu, dlogvar);
 }
 
 void reparam_kl_backward_given_eps(const float* dz, const float* mu, const float* logvar,
@@ -101,7 +100,7 @@ void reparam_kl_backward_given_eps(const float* dz, const float* mu, const float
 
 void draw_normal_eps(int batch, int dim, RngState rng, float* eps) {
   check_shape(batch, dim);
-  const PhiloxEps source{rng.seed, rng.draw_index};
+  const PhiloxEps source = philox_eps(rng);
   const int groups = static_cast<int>(philox_groups_per_row(dim));
   const uint64_t draw = source.draw();
   for (int row = 0; row < batch; ++row)

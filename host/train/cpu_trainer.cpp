@@ -378,10 +378,8 @@ class CpuTrainer final : public Trainer {
   std::vector<float> delta_a_, delta_b_;  // backward scratch, [rows, widest hidden layer]
 };
 
-// Per sample, in nats. Rows go through in chunks of the batch size; chunk c's Monte-Carlo samples
-// use the Philox draws c * (K + 1) + k (k = 0: the ELBO's sample, k >= 1: IWAE's), keyed by the
-// evaluation stream of `seed`, so the result depends on the seed and the batch size only. With
-// dynamic binarisation the data are binarised once, at draw 0 of the binarisation stream of `seed`.
+// Per sample, in nats; the draws are trainer.h's (sample k of dataset row r: row r of draw k of
+// the evaluation stream of `seed`, whatever the chunk), so only the seed changes the numbers.
 EvalResult CpuTrainer::evaluate(const Dataset& data, int iwae_samples, uint64_t seed) {
   check_evaluation_input(data, config_.model.input_dim, iwae_samples);
   const ModelConfig& model = config_.model;
@@ -398,7 +396,6 @@ EvalResult CpuTrainer::evaluate(const Dataset& data, int iwae_samples, uint64_t 
   std::vector<float> kl_scratch(capacity_);
   MonteCarloEval monte_carlo(&result, capacity_, iwae_samples, d, model.clamp);
   float reduced = 0.0f;
-  uint64_t chunk = 0;
   for_each_chunk(data.rows, [&](int first, int rows) {
     gather_rows(data, identity.data(), first, rows, config_.binarize, binarize_rng, x_.data());
     encoder_forward(x_.data(), rows);
@@ -416,8 +413,8 @@ EvalResult CpuTrainer::evaluate(const Dataset& data, int iwae_samples, uint64_t 
       result.kl[first + r] = kl_per_sample_[r];
     }
     for (int k = 0; k <= iwae_samples; ++k) {
-      const uint64_t draw = chunk * static_cast<uint64_t>(iwae_samples + 1) + k;
-      cpu::draw_normal_eps(rows, d, {eval_seed, &draw}, eps_.data());
+      const uint64_t draw = k;
+      cpu::draw_normal_eps(rows, d, {eval_seed, &draw, static_cast<uint64_t>(first)}, eps_.data());
       cpu::reparam_kl_forward_given_eps(mu_.data(), logvar_.data(), eps_.data(), rows, d,
                                         model.clamp, BatchReduction::kSum, z_.data(),
                                         kl_scratch.data(), &reduced);
@@ -429,7 +426,6 @@ EvalResult CpuTrainer::evaluate(const Dataset& data, int iwae_samples, uint64_t 
                              logvar_.data());
     }
     monte_carlo.finish_chunk(first, rows);
-    ++chunk;
   });
 
   fill_eval_means(&result);

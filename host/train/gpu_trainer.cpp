@@ -762,10 +762,9 @@ void GpuTrainer::decode(const float* z, int rows, float* x_mean) {
   });
 }
 
-// The definitions of trainer.h (and the CPU trainer's): chunks of batch_size rows; chunk c's
-// samples use the Philox draws c * (K + 1) + k of the evaluation stream of `seed` (k = 0: the
-// ELBO's sample, k >= 1: IWAE's); dynamic binarisation at draw 0 of the binarisation stream of
-// `seed`.
+// The definitions of trainer.h (and the CPU trainer's): sample k of dataset row r is row r of
+// Philox draw k of the evaluation stream of `seed`, whatever the chunk; dynamic binarisation at
+// draw 0 of the binarisation stream of `seed`.
 EvalResult GpuTrainer::evaluate(const Dataset& data, int iwae_samples, uint64_t seed) {
   check_evaluation_input(data, config_.model.input_dim, iwae_samples);
   const ModelConfig& model = config_.model;
@@ -805,7 +804,6 @@ EvalResult GpuTrainer::evaluate(const Dataset& data, int iwae_samples, uint64_t 
   std::vector<float> recon(chunk_rows), z(chunk_rows * d), eps(chunk_rows * d),
       logvar(chunk_rows * d);
   MonteCarloEval monte_carlo(&result, config_.batch_size, iwae_samples, d, model.clamp);
-  uint64_t chunk = 0;
   for_each_chunk(data.rows, [&](int first, int rows) {
     // The gather reads its position from the device; copy_rows_out below synchronises before
     // `chunk_first` goes.
@@ -829,10 +827,11 @@ EvalResult GpuTrainer::evaluate(const Dataset& data, int iwae_samples, uint64_t 
     copy_rows_out(result.kl.data() + first, buf_.eval_kl, rows, 1);
     if (iwae_samples > 0) copy_rows_out(logvar.data(), buf_.logvar, rows, d);
     for (int k = 0; k <= iwae_samples; ++k) {
-      const uint64_t draw = chunk * static_cast<uint64_t>(iwae_samples + 1) + k;
+      const uint64_t draw = k;
       FUSEDVAE_CUDA_CHECK(cudaMemcpyAsync(&scalars_->eval_draw, &draw, sizeof(draw),
                                           cudaMemcpyHostToDevice, stream_));
-      gpu::draw_normal_eps(rows, d, {eval_seed, &scalars_->eval_draw}, buf_.eps, stream_);
+      gpu::draw_normal_eps(rows, d, {eval_seed, &scalars_->eval_draw, static_cast<uint64_t>(first)},
+                           buf_.eps, stream_);
       // The KL of the sampled z is the analytic one again; its output goes to scratch.
       gpu::reparam_kl_forward_given_eps(buf_.mu, buf_.logvar, buf_.eps, rows, d, model.clamp,
                                         BatchReduction::kSum, buf_.z, buf_.dz, reduced, reduce_ws_,
@@ -850,7 +849,6 @@ EvalResult GpuTrainer::evaluate(const Dataset& data, int iwae_samples, uint64_t 
       monte_carlo.add_sample(k, first, rows, recon.data(), z.data(), eps.data(), logvar.data());
     }
     monte_carlo.finish_chunk(first, rows);
-    ++chunk;
   });
 
   fill_eval_means(&result);

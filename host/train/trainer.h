@@ -92,10 +92,11 @@ class Trainer {
   virtual void encode(const float* x, int rows, float* mu, float* logvar) = 0;
   // Decoder outputs mapped to data space: sigmoid(logits) for Bernoulli, the mean otherwise.
   virtual void decode(const float* z, int rows, float* x_mean) = 0;
-  // Rows are processed in chunks of batch_size; the Monte-Carlo samples of chunk c use Philox draws
-  // c * (K + 1) + k (k = 0 for the ELBO's sample, k >= 1 for IWAE's) keyed by
-  // math::stream_seed(seed, kEvaluation) (kernels/step_math.cuh); with binarize the data are
-  // binarised once at draw 0 of stream_seed(seed, kBinarize). The same seed gives the same numbers.
+  // Monte-Carlo sample k of dataset row r (k = 0 for the ELBO's, k >= 1 for IWAE's) is row r of
+  // Philox draw k of math::stream_seed(seed, kEvaluation) (kernels/step_math.cuh); with binarize
+  // the data are binarised once at draw 0 of stream_seed(seed, kBinarize). Rows go through in
+  // chunks of batch_size, but every draw is keyed by the dataset row, so the numbers depend on the
+  // seed and not on the batch size.
   virtual EvalResult evaluate(const Dataset& data, int iwae_samples, uint64_t seed) = 0;
 };
 
