@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "bench/bench_results.h"
+#include "host/train/openblas_setup.h"
 #include "host/train/trainer.h"
 
 namespace fusedvae::bench {
@@ -262,6 +263,7 @@ int run(const Options& options) {
 }  // namespace fusedvae::bench
 
 int main(int argc, char** argv) {
+  fusedvae::restart_with_better_openblas_kernels(argv);  // the CPU rows run at the CLI's speed
   fusedvae::bench::Options options;
   CLI::App app{"fusedvae training-step benchmark"};
   app.add_flag("--smoke", options.smoke, "tiny model, few steps (the ctest mode)");

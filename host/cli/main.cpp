@@ -7,8 +7,10 @@
 #include <vector>
 
 #include "host/cli/app.h"
+#include "host/train/openblas_setup.h"
 
 int main(int argc, char** argv) {
+  fusedvae::restart_with_better_openblas_kernels(argv);
   try {
     const std::vector<std::string> args(argv + 1, argv + argc);
     return fusedvae::cli::run_cli(args, std::cout, isatty(STDOUT_FILENO) != 0,

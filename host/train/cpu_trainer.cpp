@@ -22,6 +22,7 @@
 #include "host/ops/reparam_kl_cpu.h"
 #include "host/ops/step_state_cpu.h"
 #include "host/train/trainer.h"
+#include "host/train/openblas_setup.h"
 #include "host/train/trainer_common.h"
 #include "kernels/step_math.cuh"
 #include "kernels/vae_math.cuh"
@@ -64,8 +65,7 @@ class CpuTrainer final : public Trainer {
   explicit CpuTrainer(const TrainConfig& config)
       : config_(config), layout_(make_param_layout(config.model)) {
     check_train_config(config);
-    threads_ = std::max(1u, std::thread::hardware_concurrency());
-    openblas_set_num_threads(threads_);
+    threads_ = configure_openblas_threads();
     params_.resize(layout_.total);
     grads_.assign(layout_.total, 0.0f);
     m_.assign(layout_.total, 0.0f);
@@ -77,7 +77,9 @@ class CpuTrainer final : public Trainer {
   }
 
   std::string device_name() const override {
-    return "cpu (OpenBLAS, " + std::to_string(threads_) + " threads)";
+    const char* kernels = openblas_get_corename();
+    return "cpu (OpenBLAS " + std::string(kernels ? kernels : "?") + ", " +
+           std::to_string(threads_) + " threads)";
   }
   const TrainConfig& config() const override { return config_; }
 
