@@ -125,6 +125,44 @@ def step_rows(docs):
     return rows
 
 
+def on_cpu(row):
+    return row["device_name"].startswith("cpu")
+
+
+def fastest_fused(rows, cpu):
+    """fusedvae's fastest variant per (batch, precision) on the CPU or on the GPU."""
+    best = {}
+    for r in rows:
+        if r["who"] != "fusedvae" or r["failed"] or on_cpu(r) != cpu:
+            continue
+        key = (r["batch"], r.get("precision", "fp32"))
+        if key not in best or r["step_median_ms"] < best[key]["step_median_ms"]:
+            best[key] = r
+    return best
+
+
+def speedup_rows(rows, cpu):
+    """fusedvae's step (and epoch, where both were timed) against every other implementation
+    measured on the same kind of device: PyTorch variants on the GPU at the same precision; on the
+    CPU, PyTorch and the float64 NumPy reference against fusedvae's fp32 trainer."""
+    fused = fastest_fused(rows, cpu)
+    out = []
+    for peer in rows:
+        if peer["who"] == "fusedvae" or peer["failed"] or on_cpu(peer) != cpu:
+            continue
+        precision = "fp32" if peer["who"] == "numpy" else peer.get("precision", "fp32")
+        f = fused.get((peer["batch"], precision))
+        if not f:
+            continue
+        epoch = None
+        if f.get("epoch_s") and peer.get("epoch_s"):
+            epoch = peer["epoch_s"] / f["epoch_s"]
+        out.append({"config": peer["config"], "batch": peer["batch"], "fused": f["label"],
+                    "peer": peer["label"], "step": peer["step_median_ms"] / f["step_median_ms"],
+                    "precision": precision, "epoch": epoch, "cpu": cpu})
+    return out
+
+
 def train_section(rows, lines, verdicts):
     lines.append("## Training step\n")
     table_rows = []
@@ -142,32 +180,25 @@ def train_section(rows, lines, verdicts):
     lines.append(table(["config", "batch", "implementation", "precision", "device", "step ms",
                         "images/s", "TFLOP/s", "epoch s", "note"], table_rows))
     lines.append("")
-    # Speed-ups of fusedvae's GPU step over each torch variant (CUDA rows only). With several
-    # fusedvae variants (CUDA graph on and off) the fastest one stands for fusedvae, as the fastest
-    # torch variant of a family does for torch; the graph's own gain is tabled apart.
+    # With several fusedvae variants (CUDA graph on and off) the fastest one stands for fusedvae,
+    # as the fastest torch variant of a family does for torch; the graph's own gain is tabled apart.
     fused_gpu_rows = [r for r in rows if r["who"] == "fusedvae" and not r["failed"]
-                      and not r["device_name"].startswith("cpu")]
-    gpu_fused = {}
-    for r in fused_gpu_rows:
-        key = (r["batch"], r.get("precision", "fp32"))
-        if key not in gpu_fused or r["step_median_ms"] < gpu_fused[key]["step_median_ms"]:
-            gpu_fused[key] = r
+                      and not on_cpu(r)]
+    gpu_fused = fastest_fused(rows, cpu=False)
     graph_section(fused_gpu_rows, lines)
-    torch_cuda = [r for r in rows if r["who"] == "torch" and not r["failed"]
-                  and not r["device_name"].startswith("cpu")]
-    sp_rows = []
-    for t in torch_cuda:
-        precision = t.get("precision", "fp32")
-        f = gpu_fused.get((t["batch"], precision))
-        if f:
-            sp_rows.append([t["config"], str(t["batch"]), precision, f["label"], t["label"],
-                            t["step_median_ms"] / f["step_median_ms"]])
-    if sp_rows:
-        lines.append("fusedvae GPU step speed-up over each PyTorch variant (same precision; the "
-                     "fastest fusedvae variant):\n")
-        lines.append(table(["config", "batch", "precision", "fusedvae", "against", "speed-up"],
-                           sp_rows))
-        lines.append("")
+    torch_cuda = [r for r in rows if r["who"] == "torch" and not r["failed"] and not on_cpu(r)]
+    for cpu, title in ((False, "fusedvae GPU step speed-up over each PyTorch variant (same "
+                               "precision; the fastest fusedvae variant):"),
+                       (True, "fusedvae CPU trainer speed-up over the other CPU implementations "
+                              "(same thread count; the NumPy reference runs in float64):")):
+        sp = speedup_rows(rows, cpu)
+        if sp:
+            lines.append(title + "\n")
+            lines.append(table(["config", "batch", "precision", "fusedvae", "against",
+                                "step speed-up", "epoch speed-up"],
+                               [[r["config"], str(r["batch"]), r["precision"], r["fused"],
+                                 r["peer"], r["step"], r["epoch"]] for r in sp]))
+            lines.append("")
     precisions = sorted({p for _, p in gpu_fused} | {t.get("precision", "fp32") for t in torch_cuda}
                         | {"fp32"})
     for precision in precisions:
@@ -189,13 +220,6 @@ def train_section(rows, lines, verdicts):
                 verdicts.append((f"train step batch {batch}{tag}: {speedup:.2f}x torch "
                                  f"{best['variant']} (fastest {family}; target >= {minimum}x)"
                                  f"{by}", speedup >= minimum))
-    cpu_f = {r["batch"]: r for r in rows if r["who"] == "fusedvae" and not r["failed"]
-             and r["device_name"].startswith("cpu")}
-    for r in rows:
-        if r["who"] == "numpy" and r["batch"] in cpu_f:
-            lines.append(f"CPU, batch {r['batch']}: fusedvae's CPU trainer "
-                         f"{r['step_median_ms'] / cpu_f[r['batch']]['step_median_ms']:.2f}x the "
-                         f"float64 NumPy reference step ({r['device_name']}).\n")
 
 
 def graph_section(fused_gpu_rows, lines):
@@ -218,7 +242,26 @@ def graph_section(fused_gpu_rows, lines):
         lines.append("")
 
 
+def bar_panel(ax, labels, values, colors, xlabel, title):
+    """Horizontal bars on a log axis, first row at the top."""
+    import matplotlib.ticker  # noqa: F401 - plot() has checked that matplotlib imports
+    matplotlib = sys.modules["matplotlib"]
+    ax.barh(range(len(values)), values, color=colors)
+    ax.set_yticks(range(len(values)))
+    ax.set_yticklabels(labels, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
+
+
 def plot(kernel_doc, rows, path):
+    """One panel per kind of result present: the kernels' share of copy bandwidth and their
+    speed-up over the unfused composition against bytes moved, fusedvae's step speed-up over
+    each peer, and images/s of every implementation."""
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -226,38 +269,57 @@ def plot(kernel_doc, rows, path):
     except ImportError:
         print("report: matplotlib is not importable; wrote the markdown only", file=sys.stderr)
         return False
-    fig, axes = plt.subplots(1, 3, figsize=(18, 5))
-    if kernel_doc:
-        by_op = {}
-        for r in kernel_doc["rows"]:
-            if r.get("valid") and r.get("copy_share") is not None:
-                by_op.setdefault(r["op"], []).append(r)
+    by_op = {}
+    for r in (kernel_doc or {}).get("rows", []):
+        if r.get("valid") and r.get("copy_share") is not None:
+            by_op.setdefault(r["op"], []).append(r)
+    speedups = speedup_rows(rows, cpu=False) + speedup_rows(rows, cpu=True)
+    ok_rows = [r for r in rows if not r["failed"]]
+    panels = (["copy", "unfused"] if by_op else []) + (["speedup"] if speedups else []) + \
+        (["throughput"] if ok_rows else [])
+    if not panels:
+        return False
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 5.5), squeeze=False)
+    ax_of = dict(zip(panels, axes[0]))
+    if by_op:
         for op, rs in sorted(by_op.items()):
             rs.sort(key=lambda r: r["bytes"])
             x = [r["bytes"] / 1e6 for r in rs]
-            axes[0].plot(x, [100 * r["copy_share"] for r in rs], marker="o", label=op)
-            axes[1].plot(x, [r["speedup_vs_unfused"] for r in rs], marker="o", label=op)
-        axes[0].axhline(100 * KERNEL_COPY_SHARE, color="gray", ls="--", lw=1)
-        axes[1].axhline(KERNEL_SPEEDUP, color="gray", ls="--", lw=1)
-    for ax, title, ylabel in ((axes[0], "Fused ops: share of copy bandwidth", "% of D2D copy"),
-                              (axes[1], "Fused vs unfused composition", "speed-up (x)")):
-        ax.set_xscale("log")
-        ax.set_xlabel("MB moved")
-        ax.set_ylabel(ylabel)
-        ax.set_title(title)
-        ax.grid(True, which="both", alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
+            ax_of["copy"].plot(x, [100 * r["copy_share"] for r in rs], marker="o", label=op)
+            ax_of["unfused"].plot(x, [r["speedup_vs_unfused"] for r in rs], marker="o", label=op)
+        ax_of["copy"].axhline(100 * KERNEL_COPY_SHARE, color="gray", ls="--", lw=1,
+                              label="target")
+        ax_of["unfused"].axhline(KERNEL_SPEEDUP, color="gray", ls="--", lw=1, label="target")
+        for key, title, ylabel in (("copy", "Fused ops: share of copy bandwidth", "% of D2D copy"),
+                                   ("unfused", "Fused vs unfused composition", "speed-up (x)")):
+            ax = ax_of[key]
+            ax.set_xscale("log")
+            ax.set_xlabel("MB moved")
+            ax.set_ylabel(ylabel)
+            ax.set_title(title)
+            ax.grid(True, which="both", alpha=0.3)
             ax.legend(fontsize=7)
-    ok_rows = [r for r in rows if not r["failed"]]
-    labels = [f"{r['config']}\n{r['label']}\n{r['device_name'][:18]}" for r in ok_rows]
-    axes[2].barh(range(len(ok_rows)), [r["images_per_s"] for r in ok_rows])
-    axes[2].set_yticks(range(len(ok_rows)))
-    axes[2].set_yticklabels(labels, fontsize=6)
-    axes[2].set_xscale("log")
-    axes[2].set_xlabel("images / s")
-    axes[2].set_title("Training step throughput")
+    if speedups:
+        labels = [f"{r['config']} @{r['batch']} ({'cpu' if r['cpu'] else 'gpu'}, "
+                  f"{r['precision']})\nvs {r['peer']}" for r in speedups]
+        values = [r["step"] for r in speedups]
+        ax = ax_of["speedup"]
+        bar_panel(ax, labels, values, ["tab:green" if v >= 1 else "tab:red" for v in values],
+                  "fusedvae step speed-up (x, > 1: fusedvae faster)",
+                  "fusedvae against each peer, step time")
+        for i, v in enumerate(values):
+            ax.text(v, i, f" {v:.2f}x", va="center", fontsize=7)
+        ax.axvline(1.0, color="gray", lw=1)
+    if ok_rows:
+        bar_panel(ax_of["throughput"],
+                  [f"{r['config']} @{r['batch']}\n{r['label']}, {r['device_name'][:40]}"
+                   for r in ok_rows],
+                  [r["images_per_s"] for r in ok_rows],
+                  ["tab:blue" if r["who"] == "fusedvae" else "tab:gray" for r in ok_rows],
+                  "images / s", "Training step throughput (fusedvae in blue)")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
     return True
 
 

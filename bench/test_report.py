@@ -54,7 +54,13 @@ def main():
              "cuda_graph": False, "variant": "kernel launches",
              "step_median_ms": 0.25, "images_per_s": 5.1e5, "epoch_s": 0.12},
             {"config": "b", "batch": 4096, "implementation": "fusedvae", "device": "NVIDIA fixture",
-             "step_median_ms": 1.0, "images_per_s": 4.1e6, "epoch_s": 0.02}]})
+             "step_median_ms": 1.0, "images_per_s": 4.1e6, "epoch_s": 0.02},
+            {"config": "a", "batch": 128, "implementation": "fusedvae", "device": "cpu fixture",
+             "step_median_ms": 4.0, "images_per_s": 3.2e4, "epoch_s": 2.0}]})
+        write(folder, "numpy_ref.json", {"header": {}, "rows": [
+            {"config": "a", "batch": 128, "implementation": "numpy float64 reference",
+             "precision": "fp64", "device": "cpu fixture (numpy)", "step_median_ms": 10.0,
+             "images_per_s": 1.28e4, "epoch_s": 5.0}]})
         write(folder, "train_step_tf32.json", {"header": {}, "rows": [
             {"config": "b", "batch": 4096, "implementation": "fusedvae", "precision": "tf32",
              "device": "NVIDIA fixture", "step_median_ms": 0.5, "images_per_s": 8.2e6}]})
@@ -98,8 +104,17 @@ def main():
         # TF32 rows pair with TF32 rows only: 0.7 / 0.5 = 1.4x.
         expect("- met: train step batch 4096 (tf32): 1.40x torch compile_max_autotune" in out,
                "TF32 rows are compared with TF32 rows")
-        expect("numpy_ref.json: not found" in out, "a missing file is noted")
+        # The CPU trainer against the float64 reference: 10 / 4 = 2.5x a step, 5 / 2 = 2.5x an
+        # epoch; CPU rows never enter the GPU table or the GPU targets.
+        expect("| a | 128 | fp32 | fusedvae | numpy float64 reference | 2.50 | 2.50 |" in out,
+               "the CPU speed-up table pairs fusedvae's CPU trainer with the NumPy reference")
+        expect("| a | 128 | fp32 | fusedvae (cuda graph) | torch eager | 40.00 | - |" in out,
+               "the GPU speed-up table pairs the fastest fusedvae variant with each torch one")
+        expect("1.00x torch" not in out, "a CPU row is not judged against the GPU targets")
         expect(os.path.exists(os.path.join(folder, "summary.md")), "summary.md is written")
+        os.remove(os.path.join(folder, "numpy_ref.json"))
+        missing = run(folder)
+        expect("numpy_ref.json: not found" in missing.stdout, "a missing file is noted")
 
         with open(os.path.join(folder, "train_step.json"), "w") as f:
             f.write("{not json")

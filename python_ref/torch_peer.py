@@ -13,6 +13,12 @@ does). Variants:
 Per variant: step time (CUDA events per step on CUDA, perf_counter on CPU; warm-up excluded;
 median, min, max), images/s, and one full epoch's wall time (shuffle included).
 
+Before timing, the peer is validated against the float64 reference (python_ref/model_ref.py) on
+a batch with given eps: its loss and every parameter's gradient, once in float64 on the CPU (the
+model, objective and clamp are the reference's) and once in float32 on the benchmark device (the
+numbers the timed eager steps compute). The compiled variants trace the same Python; their own
+random numbers rule out an eps-for-eps check of the compiled code itself.
+
   python3 python_ref/torch_peer.py --device cuda --json OUT.json
   python3 python_ref/torch_peer.py --dry-run          # data + arguments only; no torch needed
 """
@@ -132,11 +138,12 @@ def build(torch, hidden, latent):
             layers.append(nn.Linear(width, INPUT_DIM))
             self.decoder = nn.Sequential(*layers)
 
-        def forward(self, x):
+        def forward(self, x, eps=None):  # eps given only by the validation
             h = self.encoder(x)
             mu = self.mu(h)
             logvar = self.logvar(h).clamp(LOGVAR_MIN, LOGVAR_MAX)
-            z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+            noise = torch.randn_like(mu) if eps is None else eps
+            z = mu + torch.exp(0.5 * logvar) * noise
             return self.decoder(z), mu, logvar
 
     return Vae()
@@ -145,9 +152,11 @@ def build(torch, hidden, latent):
 def make_loss_fn(torch, model):
     F = torch.nn.functional
 
-    def loss_fn(batch_u8):
-        x = batch_u8.float() * (1.0 / 255.0)  # fusedvae normalises in its gather kernel too
-        logits, mu, logvar = model(x)
+    dtype = next(model.parameters()).dtype
+
+    def loss_fn(batch_u8, eps=None):
+        x = batch_u8.to(dtype) * (1.0 / 255.0)  # fusedvae normalises in its gather kernel too
+        logits, mu, logvar = model(x, eps)
         recon = F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(dim=1)
         kl = 0.5 * (mu.pow(2) + logvar.exp() - logvar - 1.0).sum(dim=1)
         return (recon + kl).mean()
@@ -184,6 +193,87 @@ def make_step(torch, variant, model, optimizer_mode=None):
         return loss
 
     return step
+
+
+# ------------------------------------------------------------------------------------------------
+# Validation against the float64 reference
+
+VALIDATION_BATCH = 5  # odd, so that nothing lines up with a vector width
+# Share of the tolerance (abs + rel * max |reference| per tensor) each check must stay under 1.
+# float64: both sides are float64 evaluations of the same formulas in other orders, ~1e-13
+# relative; 1e-9 leaves room for the logs and exps of the loss. float32: sums of up to 784
+# products at unit roundoff 6e-8 give ~1e-5 of the largest term in the worst order; 2e-4 is 20x
+# that, far below the error a wrong formula gives (a missing factor or term is O(1)).
+VALIDATION_TOLERANCE = {"float64": (1e-12, 1e-9), "float32": (1e-6, 2e-4)}
+
+
+def reference_config(hidden, latent):
+    return dict(input_dim=INPUT_DIM, hidden=hidden, latent_dim=latent, activation="relu",
+                recon="bernoulli", reduction="mean", clamp_min=LOGVAR_MIN, clamp_max=LOGVAR_MAX,
+                kl=dict(kind="constant", weight=1.0),
+                optimizer=dict(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0,
+                               max_grad_norm=0.0))
+
+
+def linear_layers(torch, model):
+    """The model's Linear layers in the reference's flat order: encoder, mu, logvar, decoder."""
+    return [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+
+
+def validate(torch, device, dtype_name, hidden, latent, seed=7):
+    """Loss and gradients of one batch with given eps against model_ref; returns the worst share
+    of the tolerance and raises AssertionError above 1."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import model_ref  # noqa: E402 - float64 NumPy, next to this file
+
+    dtype = getattr(torch, dtype_name)
+    torch.manual_seed(seed)
+    model = build(torch, hidden, latent).to(device=device, dtype=dtype)
+    rng = np.random.default_rng(seed)
+    x_u8 = rng.integers(0, 256, (VALIDATION_BATCH, INPUT_DIM), dtype=np.uint8)
+    eps = rng.standard_normal((VALIDATION_BATCH, latent))
+    layers = linear_layers(torch, model)
+    flat = np.concatenate([np.concatenate([l.weight.detach().double().cpu().numpy().ravel(),
+                                           l.bias.detach().double().cpu().numpy()])
+                           for l in layers])
+    loss = make_loss_fn(torch, model)(torch.from_numpy(x_u8).to(device),
+                                      torch.from_numpy(eps).to(device=device, dtype=dtype))
+    loss.backward()
+    ref = model_ref.train_step(reference_config(hidden, latent), flat, np.zeros_like(flat),
+                               np.zeros_like(flat), 0, x_u8 / 255.0, eps)
+    abs_tol, rel_tol = VALIDATION_TOLERANCE[dtype_name]
+    layout, _ = model_ref.param_layout(INPUT_DIM, hidden, latent)
+    checks = [("loss", np.array([loss.item()]), np.array([ref["loss"]]))]
+    for torch_layer, ref_layer in zip(layers, layout):
+        grads = ref["grads"]
+        checks.append((ref_layer["name"] + ".weight", torch_layer.weight.grad.double().cpu().numpy(),
+                       model_ref.weight(grads, ref_layer)))
+        checks.append((ref_layer["name"] + ".bias", torch_layer.bias.grad.double().cpu().numpy(),
+                       model_ref.bias(grads, ref_layer)))
+    worst, worst_name = 0.0, ""
+    for name, got, want in checks:
+        tol = abs_tol + rel_tol * np.max(np.abs(want))
+        share = float(np.max(np.abs(got - want)) / tol)
+        if not share <= 1.0:  # NaN fails too
+            raise AssertionError(f"validation ({dtype_name}, {device}): {name} is off by "
+                                 f"{share:.3g} of its tolerance")
+        if share > worst:
+            worst, worst_name = share, name
+    return worst, worst_name
+
+
+def validate_peer(torch, device, configs):
+    """The validation of every config, in float64 on the CPU and float32 on `device`."""
+    results = []
+    for config in configs:
+        hidden, latent, _ = CONFIGS[config]
+        for dev, dtype_name in ((torch.device("cpu"), "float64"), (device, "float32")):
+            worst, name = validate(torch, dev, dtype_name, hidden, latent)
+            results.append({"config": config, "device": str(dev), "dtype": dtype_name,
+                            "worst_share": worst, "worst_tensor": name})
+            print(f"  validated {config} {dtype_name} on {dev}: loss and gradients match the "
+                  f"float64 reference, worst {worst:.3g} of tolerance ({name})", flush=True)
+    return results
 
 
 class StepTimer:
@@ -410,6 +500,11 @@ def main(argv=None):
         doc["header"]["device"] = torch.cuda.get_device_name(0)
     else:
         doc["header"]["device"] = f"cpu ({platform.processor() or platform.machine()})"
+    try:
+        doc["header"]["validation"] = validate_peer(torch, device, args.configs)
+    except AssertionError as e:
+        print(f"torch_peer: {e}; nothing timed", file=sys.stderr)
+        return 1
     images_dev = torch.from_numpy(images.copy()).to(device)  # resident, uint8
 
     failures = 0

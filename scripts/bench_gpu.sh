@@ -8,8 +8,8 @@
 #   ... --stage kernels|train|torch|report|all         # one part (each fits a 10-minute slot)
 #
 # Results: bench/results/<date>-<gpu>/ (kernels.json/.md, train_step.json/.md, torch_peer.json,
-# summary.md, summary.png), copied to $OUT when set. The CPU rows measured on the development
-# machine (bench/results/cpu-2core) are merged into the summary when present.
+# summary.md, summary.png), copied to $OUT when set. The latest CPU rows measured on a development
+# machine (bench/results/<date>-cpu-*) are merged into the summary when present.
 # FUSEDVAE_DATA: the Fashion-MNIST folder for the PyTorch peer (default
 # /usr/share/datasets/fashion-mnist; without it the peer runs on synthetic data of the same shape).
 # TORCH_VARIANTS / TORCH_CONFIGS: comma-separated subsets of the peer's variants and configurations
@@ -86,7 +86,8 @@ if run_stage torch; then
 fi
 echo "== summary"
 extra=()
-[ -d bench/results/cpu-2core ] && extra+=(bench/results/cpu-2core)
+cpu_rows=$(ls -d bench/results/*-cpu-* 2>/dev/null | sort | tail -n 1)
+[ -n "$cpu_rows" ] && extra+=("$cpu_rows")
 python3 bench/report.py "$results" "${extra[@]}" --out "$results" || status=1
 
 if [ -n "${OUT:-}" ]; then
