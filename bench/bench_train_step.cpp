@@ -4,6 +4,9 @@
 //   bench_train_step [--smoke] [--device cpu|gpu|all] [--cuda-graph on|off|both] [--out DIR]
 //                    [--steps N] [--warmup N]
 //
+// Before a trainer is timed, one step of it on a fixed batch with given eps is checked against the
+// float64 model reference (step_validation.h); a trainer that fails is not timed.
+//
 // The GPU trainer is measured with its step captured as one CUDA graph and replayed ("cuda graph",
 // the default of training runs) and launching its kernels one by one ("kernel launches"): rows
 // carry "cuda_graph" (true/false; absent on the CPU) and "variant".
@@ -21,6 +24,7 @@
 #include <vector>
 
 #include "bench/bench_results.h"
+#include "bench/step_validation.h"
 #include "host/train/openblas_setup.h"
 #include "host/train/trainer.h"
 
@@ -187,18 +191,21 @@ nlohmann::json bench_trainer(Trainer* trainer, const TrainShape& shape, bool gpu
   return row;
 }
 
-const std::vector<Column> kColumns = {{"config", "config"},
-                                      {"batch", "batch"},
-                                      {"device", "device"},
-                                      {"variant", "variant"},
-                                      {"step ms (median)", "step_median_ms", 3},
-                                      {"min", "step_min_ms", 3},
-                                      {"max", "step_max_ms", 3},
-                                      {"images/s", "images_per_s", 0},
-                                      {"TFLOP/s", "tflops", 3},
-                                      {"epoch s", "epoch_s", 2},
-                                      {"steps timed", "steps_timed"},
-                                      {"final loss", "final_loss", 2}};
+const std::vector<Column> kColumns = {
+    {"config", "config"},
+    {"batch", "batch"},
+    {"device", "device"},
+    {"variant", "variant"},
+    {"step ms (median)", "step_median_ms", 3},
+    {"min", "step_min_ms", 3},
+    {"max", "step_max_ms", 3},
+    {"images/s", "images_per_s", 0},
+    {"TFLOP/s", "tflops", 3},
+    {"epoch s", "epoch_s", 2},
+    {"steps timed", "steps_timed"},
+    {"final loss", "final_loss", 2},
+    {"validation: worst share of tol", "validation_worst_share", 4},
+    {"error", "error"}};
 
 int run(const Options& options) {
   bool ok = true;
@@ -237,10 +244,26 @@ int run(const Options& options) {
       const int warmup = options.warmup >= 0 ? options.warmup : (options.smoke ? 1 : gpu ? 20 : 2);
       const bool epoch = options.epoch;
       const TrainConfig config = train_config(shape, options.tf32, cuda_graph);
-      auto trainer = gpu ? make_gpu_trainer(config) : make_cpu_trainer(config);
+      const TrainerFactory make = gpu ? make_gpu_trainer : make_cpu_trainer;
+      const Validation validation = validate_step_against_reference(make, config);
+      for (const CheckResult& check : validation.checks)
+        if (!check.pass) std::printf("  %s\n", check.describe().c_str());
+      std::printf("%-18s %s: one step against the float64 reference: %s, worst %.3g of tolerance\n",
+                  shape.name.c_str(), gpu ? variant_name(true, cuda_graph) : "cpu",
+                  validation.pass() ? "pass" : "FAIL", validation.worst_share());
+      if (!validation.pass()) {  // nothing is timed on a step that computes something else
+        ok = false;
+        results.rows.push_back({{"config", shape.name},
+                                {"batch", shape.batch},
+                                {"implementation", "fusedvae"},
+                                {"error", "failed validation against the float64 reference"}});
+        continue;
+      }
+      auto trainer = make(config);
       trainer->set_train_data(data);
       results.rows.push_back(bench_trainer(trainer.get(), shape, gpu, options.tf32, cuda_graph,
                                            steps, warmup, epoch, &ok));
+      results.rows.back()["validation_worst_share"] = validation.worst_share();
     }
   }
   const std::string dir =

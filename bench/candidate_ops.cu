@@ -26,10 +26,9 @@ __device__ __forceinline__ float component(const float4& v, int k) {
 // The fused forward's layout (a warp per row, lane g owning column group g), with one 16-byte
 // load per input and one 16-byte store of z per group instead of four scalar accesses each.
 __global__ void reparam_kl_forward_vec4_kernel(
-    const float* __restrict__ mu, const float* __restrict__ logvar, const uint64_t seed,
-    const uint64_t* __restrict__ draw_index, const int batch, const int dim,
-    const LogvarClamp clamp, const float batch_scale, float* __restrict__ z,
-    float* __restrict__ kl_per_sample, float* __restrict__ kl_reduced,
+    const float* __restrict__ mu, const float* __restrict__ logvar, const PhiloxEps source,
+    const int batch, const int dim, const LogvarClamp clamp, const float batch_scale,
+    float* __restrict__ z, float* __restrict__ kl_per_sample, float* __restrict__ kl_reduced,
     const ReductionWorkspace workspace) {
   __shared__ float warp_partials[kWarpSize];
   const int lane = threadIdx.x % kWarpSize;
@@ -37,7 +36,7 @@ __global__ void reparam_kl_forward_vec4_kernel(
   const int first_row = blockIdx.x * warps_per_block + threadIdx.x / kWarpSize;
   const int row_stride = gridDim.x * warps_per_block;
   const int groups = dim / 4;
-  const uint64_t draw = *draw_index;
+  const uint64_t draw = source.draw();
   float block_rows_kl = 0.0f;
   for (int row = first_row; row < batch; row += row_stride) {
     const float4* mu4 = reinterpret_cast<const float4*>(mu + static_cast<size_t>(row) * dim);
@@ -47,7 +46,7 @@ __global__ void reparam_kl_forward_vec4_kernel(
     for (int g = lane; g < groups; g += kWarpSize) {
       const float4 m = mu4[g];
       const float4 raw = lv4[g];
-      const float4 e = philox_normal4(seed, draw, row, g, dim);
+      const float4 e = source.group(draw, row, g, dim);
       float4 out;
 #pragma unroll
       for (int k = 0; k < 4; ++k) {
@@ -70,13 +69,13 @@ __global__ void reparam_kl_forward_vec4_kernel(
 // The fused backward's layout (a thread per column group), with 16-byte loads and stores.
 __global__ void reparam_kl_backward_vec4_kernel(
     const float* __restrict__ dz, const float* __restrict__ mu, const float* __restrict__ logvar,
-    const uint64_t seed, const uint64_t* __restrict__ draw_index, const int batch, const int dim,
-    const float* __restrict__ kl_weight, const float kl_scale, const LogvarClamp clamp,
-    float* __restrict__ dmu, float* __restrict__ dlogvar) {
+    const PhiloxEps source, const int batch, const int dim, const float* __restrict__ kl_weight,
+    const float kl_scale, const LogvarClamp clamp, float* __restrict__ dmu,
+    float* __restrict__ dlogvar) {
   const int groups = dim / 4;
   const size_t total_groups = static_cast<size_t>(batch) * groups;
   const float w = *kl_weight * kl_scale;
-  const uint64_t draw = *draw_index;
+  const uint64_t draw = source.draw();
   for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < total_groups;
        i += static_cast<size_t>(gridDim.x) * blockDim.x) {
     const int row = static_cast<int>(i / groups);
@@ -84,7 +83,7 @@ __global__ void reparam_kl_backward_vec4_kernel(
     const float4 up = reinterpret_cast<const float4*>(dz)[i];
     const float4 m = reinterpret_cast<const float4*>(mu)[i];
     const float4 raw = reinterpret_cast<const float4*>(logvar)[i];
-    const float4 e = philox_normal4(seed, draw, row, g, dim);
+    const float4 e = source.group(draw, row, g, dim);
     float4 out_mu, out_lv;
 #pragma unroll
     for (int k = 0; k < 4; ++k) {
@@ -178,8 +177,8 @@ void reparam_kl_forward(const float* mu, const float* logvar, int batch, int dim
                         float* kl_reduced, ReductionWorkspace workspace, cudaStream_t stream) {
   check(batch, dim);
   reparam_kl_forward_vec4_kernel<<<row_grid(batch), kBlock, 0, stream>>>(
-      mu, logvar, rng.seed, rng.draw_index, batch, dim, clamp,
-      batch_reduction_scale(reduction, batch), z, kl_per_sample, kl_reduced, workspace);
+      mu, logvar, philox_eps(rng), batch, dim, clamp, batch_reduction_scale(reduction, batch), z,
+      kl_per_sample, kl_reduced, workspace);
   FUSEDVAE_CHECK_LAUNCH(reparam_kl_forward_vec4_kernel);
 }
 
@@ -192,7 +191,7 @@ void reparam_kl_backward(const float* dz, const float* mu, const float* logvar, 
   const size_t blocks = (groups + kBlock - 1) / kBlock;
   reparam_kl_backward_vec4_kernel<<<static_cast<int>(blocks < 65535 ? blocks : 65535), kBlock, 0,
                                     stream>>>(
-      dz, mu, logvar, rng.seed, rng.draw_index, batch, dim, kl_weight,
+      dz, mu, logvar, philox_eps(rng), batch, dim, kl_weight,
       loss_scale * batch_reduction_scale(reduction, batch), clamp, dmu, dlogvar);
   FUSEDVAE_CHECK_LAUNCH(reparam_kl_backward_vec4_kernel);
 }

@@ -111,7 +111,8 @@ def step_rows(docs):
             continue
         for r in doc["rows"]:
             if "error" in r:
-                rows.append(dict(r, who=kind, label=f"torch {r['variant']}", failed=True))
+                label = f"torch {r['variant']}" if kind == "torch" else r.get("implementation", kind)
+                rows.append(dict(r, who=kind, label=label, failed=True))
                 continue
             if kind == "torch":
                 label = f"torch {r['variant']}"

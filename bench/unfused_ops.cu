@@ -39,9 +39,9 @@ __global__ void add_kernel(const float* __restrict__ a, const float* __restrict_
 }
 
 // out = in * (*device_factor) * host_factor (device_factor may be null: 1).
-__global__ void scale_kernel(const float* __restrict__ in, size_t n,
-                             const float* __restrict__ device_factor, float host_factor,
-                             float* __restrict__ out) {
+// `in` may be `out` (the loss scale applied in place), so neither is __restrict__.
+__global__ void scale_kernel(const float* in, size_t n, const float* __restrict__ device_factor,
+                             float host_factor, float* out) {
   const float f = (device_factor ? *device_factor : 1.0f) * host_factor;
   FUSEDVAE_GRID_STRIDE(i, n) out[i] = in[i] * f;
 }

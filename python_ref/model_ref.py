@@ -2,7 +2,8 @@
 
 Forward, loss, every gradient (written out by hand, checked against central finite differences by
 `python3 model_ref.py --self-check`), global-norm clipping and one AdamW update, on the same flat
-parameter layout as host/model/model_config.h. Hyper-parameters are rounded to float32 first, as
+parameter layout as host/model/model_config.h. `--step FOLDER` computes one step's loss and
+gradients from files, for bench_train_step's validation before timing. Hyper-parameters are rounded to float32 first, as
 the C++ code holds them, so the reference differs from the implementation only by arithmetic.
 """
 import math
@@ -281,7 +282,29 @@ def self_check():
         raise SystemExit("gradient check failed")
 
 
+def step_from_files(folder):
+    """One step for a benchmark's validation: reads folder/config.json (this module's cfg),
+    params.npy, x.npy and eps.npy (float32, as the benchmark's trainer holds them); writes the
+    float64 gradients to grads.npy and the loss terms to expected.json."""
+    import json
+    import os
+    with open(os.path.join(folder, "config.json")) as f:
+        cfg = json.load(f)
+    params, x, eps = (np.load(os.path.join(folder, name)).astype(np.float64)
+                      for name in ("params.npy", "x.npy", "eps.npy"))
+    zeros = np.zeros_like(params)
+    r = train_step(cfg, params, zeros, zeros, 0, x, eps)
+    np.save(os.path.join(folder, "grads.npy"), r["grads"])
+    with open(os.path.join(folder, "expected.json"), "w") as f:
+        json.dump({"loss": float(r["loss"]), "recon": float(r["recon"]), "kl": float(r["kl"]),
+                   "grad_norm": float(r["grad_norm"])}, f)
+
+
 if __name__ == "__main__":
     import sys
     if "--self-check" in sys.argv:
         self_check()
+    elif len(sys.argv) == 3 and sys.argv[1] == "--step":
+        step_from_files(sys.argv[2])
+    else:
+        raise SystemExit("usage: model_ref.py --self-check | --step FOLDER")

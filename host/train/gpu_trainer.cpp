@@ -193,7 +193,8 @@ class GpuTrainer final : public Trainer {
     data_u8_ = nullptr;
     data_f32_ = nullptr;
     if (shuffle_ws_.capacity > 0) gpu::destroy_shuffle_workspace(&shuffle_ws_);
-    drop_graph();  // it holds the old data pointers and run length
+    drop_graph();        // it holds the old data pointers and run length
+    warmed_up_ = false;  // the first step on new data runs uncaptured again (loads its kernels)
     upload_dataset(data, &data_u8_, &data_f32_);
     perm_ = device_alloc<int32_t>(data.rows);
     shuffle_ws_ = gpu::create_shuffle_workspace(data.rows);
