@@ -79,20 +79,27 @@ struct LossAndGrad {
   T grad;
 };
 
-// Logistic sigmoid without overflow for large |x|.
+// Logistic sigmoid without overflow for large |x|, given e = exp(-|x|): 1 / (1 + e) for x >= 0,
+// e / (1 + e) below. Written as one expression (a select, then one division) so that the CPU
+// twin's loop vectorises; the values are those of the two-branch form.
+template <typename T>
+FUSEDVAE_HD T sigmoid_from_exp_neg_abs(T x, T e) {
+  return (x >= T(0) ? T(1) : e) / (T(1) + e);
+}
+
 template <typename T>
 FUSEDVAE_HD T sigmoid(T x) {
-  if (x >= T(0)) return T(1) / (T(1) + std::exp(-x));
-  const T e = std::exp(x);
-  return e / (T(1) + e);
+  return sigmoid_from_exp_neg_abs(x, std::exp(-std::fabs(x)));
 }
 
 // Bernoulli negative log-likelihood of target y given logit x, in the stable form
-//   max(x, 0) - x*y + log1p(exp(-|x|)),  d/dx = sigmoid(x) - y.
+//   max(x, 0) - x*y + log1p(exp(-|x|)),  d/dx = sigmoid(x) - y,
+// with one exp shared by the loss and the sigmoid.
 template <typename T>
 FUSEDVAE_HD LossAndGrad<T> bernoulli_logits(T x, T y) {
-  const T loss = (x > T(0) ? x : T(0)) - x * y + std::log1p(std::exp(-std::fabs(x)));
-  return {loss, sigmoid(x) - y};
+  const T e = std::exp(-std::fabs(x));
+  const T loss = (x > T(0) ? x : T(0)) - x * y + std::log1p(e);
+  return {loss, sigmoid_from_exp_neg_abs(x, e) - y};
 }
 
 // 1/2 log(2 pi): the Gaussian NLL's constant, so that ELBOs are in nats.

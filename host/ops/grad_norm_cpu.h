@@ -5,7 +5,7 @@
 
 namespace fusedvae::cpu {
 
-// Sum of squares in double, in index order.
+// Sum of squares in double, in a fixed order (eight interleaved partial sums).
 void global_grad_norm(const float* grads, size_t count, float max_norm, float* grad_norm,
                       float* grad_scale);
 

@@ -1,0 +1,22 @@
+// @brief Lets GCC vectorise the CPU twins' loops that call expf and log1pf.
+//
+// glibc's libmvec has vector expf (since 2.22) and log1pf (since 2.35), but <math.h> declares them
+// to the compiler only under -ffast-math, which this project does not use (it would drop NaN and
+// infinity semantics the tests pin). Redeclaring the two functions with GCC's simd attribute gives
+// the vectoriser the same permission for them alone; the loop must also be free of other calls
+// and branches the compiler cannot if-convert (-fno-trapping-math, set for host code, allows the
+// selects). Other compilers and C libraries see nothing here and run the scalar calls. libmvec's
+// results may differ from the scalar ones in the last bits (glibc documents a few ulp); the twins
+// are held to the float64 reference, not to bitwise equality with the kernels.
+#pragma once
+
+#include <cmath>
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__GLIBC__)
+#if __GLIBC_PREREQ(2, 35)
+extern "C" {
+__attribute__((simd("notinbranch"))) float expf(float) noexcept;
+__attribute__((simd("notinbranch"))) float log1pf(float) noexcept;
+}
+#endif
+#endif
