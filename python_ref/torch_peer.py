@@ -524,6 +524,8 @@ def main(argv=None):
                        "error": f"{type(e).__name__}: {e}"[:500]}
                 print(f"{config:>16} {variant:<24} FAILED: {row['error']}", flush=True)
             doc["rows"].append(row)
+            if args.json:  # after every variant: a run stopped part-way keeps what it measured
+                write_json(args.json, merge_rows(args.json, doc))
             if device.type == "cuda":
                 torch.cuda.empty_cache()
     measured = len(doc["rows"])

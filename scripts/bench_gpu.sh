@@ -51,21 +51,30 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max
   >"$results/nvidia-smi.csv" 2>&1
 status=0
 run_stage() { [ "$stage" = all ] || [ "$stage" = "$1" ]; }
+# What this run has written so far, to $OUT after every stage: a stage stopped at the device's
+# time limit leaves the earlier ones behind.
+sync_out() {
+  [ -n "${OUT:-}" ] || return 0
+  mkdir -p "$OUT/bench_results" && cp -r "$results" "$OUT/bench_results/"
+}
 
 if run_stage kernels; then
   echo "== bench smoke tests (GPU paths included here)"
-  ctest --test-dir "$build_dir" -L bench --output-on-failure >"$results/ctest_bench.log" 2>&1 || status=1
+  ctest --test-dir "$build_dir" -L bench --output-on-failure --timeout 240 \
+    >"$results/ctest_bench.log" 2>&1 || status=1
   tail -3 "$results/ctest_bench.log"
   echo "== kernel benchmark"
-  "$build_dir/bench/bench_kernels" --out "$results" 2>&1 | tee "$results/bench_kernels.log"
+  timeout 420 "$build_dir/bench/bench_kernels" --out "$results" 2>&1 | tee "$results/bench_kernels.log"
   [ "${PIPESTATUS[0]}" = 0 ] || status=1
+  sync_out
 fi
 if run_stage train; then
   echo "== training-step benchmark (GPU trainer), FP32 then TF32 matrix products"
   for precision in "" --tf32; do
-    "$build_dir/bench/bench_train_step" --device gpu $precision --out "$results" 2>&1 |
+    timeout 300 "$build_dir/bench/bench_train_step" --device gpu $precision --out "$results" 2>&1 |
       tee -a "$results/bench_train_step.log"
     [ "${PIPESTATUS[0]}" = 0 ] || status=1
+    sync_out
   done
 fi
 if run_stage torch; then
@@ -82,6 +91,7 @@ if run_stage torch; then
       ${TORCH_CONFIGS:+--configs "$TORCH_CONFIGS"} --json "$results/torch_peer.json" 2>&1 |
       tee -a "$results/torch_peer.log"
     [ "${PIPESTATUS[0]}" = 0 ] || status=1
+    sync_out
   done
 fi
 echo "== summary"
@@ -90,9 +100,6 @@ cpu_rows=$(ls -d bench/results/*-cpu-* 2>/dev/null | sort | tail -n 1)
 [ -n "$cpu_rows" ] && extra+=("$cpu_rows")
 python3 bench/report.py "$results" "${extra[@]}" --out "$results" || status=1
 
-if [ -n "${OUT:-}" ]; then
-  mkdir -p "$OUT/bench_results"
-  cp -r "$results" "$OUT/bench_results/"
-fi
+sync_out
 echo "bench_gpu: $([ $status = 0 ] && echo PASS || echo FAIL) (results in $results)"
 exit $status

@@ -11,7 +11,9 @@
 # is: on the development machine `bash scripts/prepare_gpu_carry.sh` (builds for sm_90 and packs
 # the build plus the shared libraries it needs into device_carry/), then on the GPU machine
 # `bash scripts/gpu_check.sh --carried device_carry`. Results go to gpu_results/<date>-<gpu>/ and,
-# when $OUT is set, to $OUT (commit them: they are the record of a real GPU run).
+# when $OUT is set, to $OUT/gpu_results/ after every stage (commit them: they are the record of a
+# real GPU run). Each test, sanitizer run and training run has a timeout, so one hang costs minutes,
+# not the call.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/usr/local/cuda/bin:$PATH"
@@ -57,15 +59,25 @@ if [ ! -f "$results/summary.md" ]; then
   } >"$results/summary.md"
 fi
 
+# Copies what this run has written so far to $OUT, so that a stage stopped at the device's time
+# limit (or hung) still leaves the earlier stages' logs behind.
+sync_out() {
+  [ -n "${OUT:-}" ] || return 0
+  mkdir -p "$OUT/gpu_results" && cp -r "$results" "$OUT/gpu_results/" && cp "$results/summary.md" "$OUT/"
+}
+
 status=0
 # 1. Everything, GPU tests included (they run instead of skipping when a device is present).
 if [ "$stage" = tests ] || [ "$stage" = all ]; then
-  ctest --test-dir "$build_dir" --output-on-failure --no-tests=error --parallel 8 \
+  # --timeout: a test that hangs on the device (a reduction that never elects its last block, say)
+  # fails alone instead of taking the whole call with it.
+  ctest --test-dir "$build_dir" --output-on-failure --no-tests=error --parallel 8 --timeout 240 \
     >"$results/ctest.log" 2>&1 || status=1
   log ""
   log "## ctest: $(grep -E 'tests passed|tests failed' "$results/ctest.log" | tail -1)"
   grep -E '\[ accuracy \]' "$results/ctest.log" | sort -u >"$results/accuracy.log" || true
   log "skipped: $(grep -c '(Skipped)' "$results/ctest.log") (expected 0 on a GPU machine)"
+  sync_out
 fi
 
 # 2. compute-sanitizer on the GPU tests of every test binary (*Gpu* in their names; the CPU tests
@@ -79,11 +91,13 @@ if [ "$stage" = sanitizer ] || [ "$stage" = all ]; then
         [ -x "$bin" ] || continue
         "$bin" --gtest_list_tests --gtest_filter='*Gpu*' | grep -q . || continue
         name=$(basename "$bin")
-        compute-sanitizer --tool "$tool" --error-exitcode 99 "$bin" --gtest_filter='*Gpu*' \
-          --gtest_brief=1 >"$results/sanitizer-$tool-$name.log" 2>&1 || tool_status=1
+        timeout 300 compute-sanitizer --tool "$tool" --error-exitcode 99 "$bin" \
+          --gtest_filter='*Gpu*' --gtest_brief=1 >"$results/sanitizer-$tool-$name.log" 2>&1 ||
+          tool_status=1
       done
       log "## compute-sanitizer $tool: $([ $tool_status = 0 ] && echo clean || echo FAILED, see logs)"
       [ $tool_status = 0 ] || status=1
+      sync_out
     done
   else
     log "## compute-sanitizer: not found"
@@ -98,9 +112,9 @@ if [ "$stage" = train ] || [ "$stage" = all ]; then
   [ -n "${FUSEDVAE_DATA:-}" ] && data_args=(--data "$FUSEDVAE_DATA")
   run_dir="$results/run-default"
   rm -rf "$run_dir"
-  if "$build_dir/fusedvae" train --device gpu "${data_args[@]}" --run-dir "$run_dir" --log-every 100 \
-    >"$results/train.log" 2>&1 &&
-    "$build_dir/fusedvae" eval --device gpu --run-dir "$run_dir" --iwae-samples 50 \
+  if timeout 300 "$build_dir/fusedvae" train --device gpu "${data_args[@]}" --run-dir "$run_dir" \
+    --log-every 100 >"$results/train.log" 2>&1 &&
+    timeout 120 "$build_dir/fusedvae" eval --device gpu --run-dir "$run_dir" --iwae-samples 50 \
       >>"$results/train.log" 2>&1; then
     log "## fusedvae train (default config, GPU):"
     grep -E "^epoch [0-9]+/[0-9]+  train" "$results/train.log" | tail -2 | sed 's/^/    /' | tee -a "$results/summary.md"
@@ -110,6 +124,7 @@ if [ "$stage" = train ] || [ "$stage" = all ]; then
     status=1
   fi
   rm -f "$run_dir"/*.safetensors  # 8 MB of weights: the PNGs, metrics and config are the record
+  sync_out
 fi
 
 # 3. The benchmarks (validated against the CPU twins before timing).
@@ -118,12 +133,10 @@ if [ "$stage" = bench ] || [ "$stage" = all ]; then
   [ -n "$carry" ] && bench_args=(--carried "$carry")
   bash scripts/bench_gpu.sh "${bench_args[@]}" --stage kernels >"$results/bench.log" 2>&1 || status=1
   log "## benchmarks (kernels): $(tail -1 "$results/bench.log"); the rest: scripts/bench_gpu.sh"
+  sync_out
 fi
 
 log ""
 log "status ($stage): $([ $status = 0 ] && echo PASS || echo FAIL)"
-if [ -n "${OUT:-}" ]; then
-  tar czf "$OUT/gpu_results.tgz" "$results"
-  cp "$results/summary.md" "$OUT/"
-fi
+sync_out
 exit $status
