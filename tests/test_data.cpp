@@ -84,19 +84,20 @@ Bytes npy_bytes(const std::string& descr, const std::vector<size_t>& shape, cons
       "{'descr': '" + descr + "', 'fortran_order': False, 'shape': (" + dims + "), }";
   while ((10 + header.size() + 1) % 64 != 0) header += ' ';
   header += '\n';
-  Bytes b = {0x93,
-             'N',
-             'U',
-             'M',
-             'P',
-             'Y',
-             1,
-             0,
-             static_cast<uint8_t>(header.size() & 0xff),
-             static_cast<uint8_t>(header.size() >> 8)};
-  b.insert(b.end(), header.begin(), header.end());
-  const auto* p = static_cast<const uint8_t*>(data);
-  b.insert(b.end(), p, p + data_bytes);
+  const uint8_t prefix[10] = {0x93,
+                              'N',
+                              'U',
+                              'M',
+                              'P',
+                              'Y',
+                              1,
+                              0,
+                              static_cast<uint8_t>(header.size() & 0xff),
+                              static_cast<uint8_t>(header.size() >> 8)};
+  Bytes b(sizeof(prefix) + header.size() + data_bytes);
+  std::memcpy(b.data(), prefix, sizeof(prefix));
+  std::memcpy(b.data() + sizeof(prefix), header.data(), header.size());
+  if (data_bytes > 0) std::memcpy(b.data() + sizeof(prefix) + header.size(), data, data_bytes);
   return b;
 }
 
