@@ -2,10 +2,15 @@
 // validator rejecting corrupted outputs), then, when a GPU is present, validates and times every
 // fused op against its unfused composition and a device-to-device copy; writes JSON + markdown.
 //
-//   bench_kernels [--smoke] [--out DIR] [--reps N] [--warmup N] [--sizes 128x20,65536x1024]
+//   bench_kernels [--smoke] [--cpu] [--out DIR] [--reps N] [--warmup N] [--sizes 128x20,65536x1024]
+//
+// --cpu also times the CPU twins against a memcpy of the same bytes (kernels_cpu.json): the CPU
+// trainer's view of the same ops.
 #include <CLI/CLI.hpp>
 
+#include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <exception>
 #include <sstream>
 #include <string>
@@ -24,8 +29,13 @@ const std::vector<Shape> kFullShapes = {{128, 20},   {128, 784},    {4096, 64},
 // Edge cases: a single element, odd sizes not multiples of 4 or 32, a training-sized latent.
 const std::vector<Shape> kSmokeShapes = {{1, 1}, {3, 7}, {17, 45}, {128, 20}};
 
+// CPU timing: the twins are reference code run by the CPU trainer, single-threaded; sizes up to
+// 16M elements (64M would need ~5 GB for the float64 references on a development machine).
+const std::vector<Shape> kCpuShapes = {{128, 20}, {128, 784}, {4096, 784}, {16384, 1024}};
+
 struct Options {
   bool smoke = false;
+  bool cpu_timing = false;
   std::string out;
   int repetitions = 100;
   int warmup = 5;
@@ -180,6 +190,89 @@ bool run_gpu_benchmarks(const std::vector<Shape>& shapes, const Options& options
   return ok;
 }
 
+// Median wall time of `f` in milliseconds: one untimed call, then repetitions until both
+// `min_reps` calls and 0.2 s have passed (at most 200 calls).
+template <typename F>
+TimeStats time_on_host(F&& f, int min_reps) {
+  using Clock = std::chrono::steady_clock;
+  f();
+  std::vector<double> samples;
+  const auto start = Clock::now();
+  while (samples.size() < 200 && (static_cast<int>(samples.size()) < min_reps ||
+                                  Clock::now() - start < std::chrono::milliseconds(200))) {
+    const auto t0 = Clock::now();
+    f();
+    samples.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+  }
+  return summarize(samples);
+}
+
+// 3. The CPU twins, each validated against float64 at the timed size first, against a memcpy
+// moving the same bytes (half read, half written). Single thread; caches are warm for the sizes
+// that fit in them, as they are in the CPU trainer's step. False on a failed validation.
+bool run_cpu_timing(const std::vector<Shape>& shapes, const Options& options,
+                    ResultsFile* results) {
+  bool ok = true;
+  std::printf("== CPU twins: validate against float64, then time against memcpy (1 thread)\n");
+  std::printf("%-28s %13s %10s %9s %11s %7s %6s\n", "op", "size", "twin us", "GB/s", "memcpy GB/s",
+              "share", "worst");
+  for (const Shape& shape : shapes) {
+    for (const OpChoice& op : all_ops()) {
+      const OpCase c = make_case(op.kind, op.recon, shape);
+      const Validation v = validate_cpu_twin(c);
+      nlohmann::json row = {{"op", c.op},
+                            {"batch", shape.batch},
+                            {"dim", shape.dim},
+                            {"elements", shape.elements()},
+                            {"bytes", c.bytes_moved},
+                            {"megabytes", c.bytes_moved / 1e6},
+                            {"valid", v.pass()},
+                            {"worst_share", v.worst_share()}};
+      if (!v.pass()) {
+        ok = false;
+        std::printf("%-28s %6d x %-6d VALIDATION FAILED, not timed\n", c.op.c_str(), shape.batch,
+                    shape.dim);
+        print_validation(v);
+        results->rows.push_back(std::move(row));
+        continue;
+      }
+      std::vector<std::vector<float>> outputs = poisoned_outputs(c);
+      const TimeStats twin =
+          time_on_host([&] { run_cpu_twin(c, &outputs); }, options.smoke ? 2 : 5);
+      const size_t copy_bytes = static_cast<size_t>(c.bytes_moved / 2);
+      std::vector<unsigned char> source(copy_bytes, 1), destination(copy_bytes);
+      const TimeStats copy =
+          time_on_host([&] { std::memcpy(destination.data(), source.data(), copy_bytes); },
+                       options.smoke ? 2 : 5);
+      const double twin_gbps = gigabytes_per_second(c.bytes_moved, twin.median_ms);
+      const double copy_gbps = gigabytes_per_second(2.0 * copy_bytes, copy.median_ms);
+      row.update({{"repetitions", twin.repetitions},
+                  {"twin_median_us", twin.median_ms * 1e3},
+                  {"twin_gbps", twin_gbps},
+                  {"memcpy_median_us", copy.median_ms * 1e3},
+                  {"memcpy_gbps", copy_gbps},
+                  {"copy_share", twin_gbps / copy_gbps}});
+      std::printf("%-28s %6d x %-6d %10.2f %9.2f %11.2f %6.1f%% %6.3f\n", c.op.c_str(), shape.batch,
+                  shape.dim, twin.median_ms * 1e3, twin_gbps, copy_gbps,
+                  100.0 * twin_gbps / copy_gbps, v.worst_share());
+      std::fflush(stdout);
+      results->rows.push_back(std::move(row));
+    }
+  }
+  return ok;
+}
+
+const std::vector<Column> kCpuTimingColumns = {{"op", "op"},
+                                               {"batch", "batch"},
+                                               {"dim", "dim"},
+                                               {"MB moved", "megabytes", 2},
+                                               {"twin us (median)", "twin_median_us", 2},
+                                               {"GB/s", "twin_gbps", 2},
+                                               {"memcpy GB/s", "memcpy_gbps", 2},
+                                               {"share of memcpy", "copy_share", 3},
+                                               {"valid", "valid"},
+                                               {"worst share of tol", "worst_share", 3}};
+
 const std::vector<Column> kValidationColumns = {{"op", "op"},
                                                 {"batch", "batch"},
                                                 {"dim", "dim"},
@@ -229,14 +322,27 @@ int run(const Options& options) {
     for (auto& row : timing.rows) row["megabytes"] = row["bytes"].get<double>() / 1e6;
   }
 
+  ResultsFile cpu_timing;
+  cpu_timing.header = host_header("bench_kernels: CPU twins vs memcpy", options.smoke);
+  cpu_timing.header["threads"] = 1;
+  if (options.cpu_timing) {
+    const std::vector<Shape> shapes = !options.sizes.empty() ? parse_shapes(options.sizes)
+                                      : options.smoke        ? kSmokeShapes
+                                                             : kCpuShapes;
+    ok = run_cpu_timing(shapes, options, &cpu_timing) && ok;
+  }
+
   const std::string dir =
       !options.out.empty() ? options.out : default_results_dir(gpu.available ? gpu.name : "cpu");
   for (const auto& [results, stem, columns, title] :
        {std::tuple{&validation, "kernels_validation", &kValidationColumns,
                    "Kernel benchmark: harness checks (CPU)"},
         std::tuple{&timing, "kernels", &kTimingColumns,
-                   "Fused ops against an unfused composition and a device copy"}}) {
+                   "Fused ops against an unfused composition and a device copy"},
+        std::tuple{&cpu_timing, "kernels_cpu", &kCpuTimingColumns,
+                   "CPU twins against memcpy (one thread)"}}) {
     if (results == &timing && !gpu.available) continue;
+    if (results == &cpu_timing && !options.cpu_timing) continue;
     const auto paths = write_results(*results, *columns, dir, stem, title);
     const std::string problem = check_written_results(dir, stem, results->rows.size());
     if (!problem.empty()) {
@@ -257,6 +363,8 @@ int main(int argc, char** argv) {
   fusedvae::bench::Options options;
   CLI::App app{"fusedvae kernel benchmark: fused ops vs an unfused composition and a copy"};
   app.add_flag("--smoke", options.smoke, "tiny sizes, few repetitions (the ctest mode)");
+  app.add_flag("--cpu", options.cpu_timing,
+               "also time the CPU twins against memcpy (writes kernels_cpu.json)");
   app.add_option("--out", options.out, "results folder (default bench/results/<date>-<device>)");
   app.add_option("--reps", options.repetitions, "timed repetitions per measurement")
       ->check(CLI::Range(1, 100000));

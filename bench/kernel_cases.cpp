@@ -106,11 +106,8 @@ void make_forward(OpCase* c, Random* rng) {
                                                  : rng->uniform(-8, 6));
   }
   const uint64_t draw = kBenchDrawIndex;
-  const RngState state{kBenchSeed, &draw};
-  std::vector<float> eps(n), z = poisoned(n), kl = poisoned(s.batch), reduced = poisoned(1);
-  cpu::draw_normal_eps(s.batch, s.dim, state, eps.data());
-  cpu::reparam_kl_forward(mu.data(), logvar.data(), s.batch, s.dim, state, clamp, kBenchReduction,
-                          z.data(), kl.data(), reduced.data());
+  std::vector<float> eps(n);
+  cpu::draw_normal_eps(s.batch, s.dim, RngState{kBenchSeed, &draw}, eps.data());
 
   std::vector<double> z_ref(n), z_tol_cpu(n), z_tol_gpu(n), row_ref(s.batch), row_mag(s.batch);
   for (int r = 0; r < s.batch; ++r) {
@@ -139,7 +136,6 @@ void make_forward(OpCase* c, Random* rng) {
   c->tol_gpu = {std::move(z_tol_gpu)};
   // Each KL term: mu*mu, expm1f (1 ulp), two subtractions/additions: 6 roundings of its magnitude.
   add_row_outputs(c, "kl_per_sample", "kl_reduced", row_ref, row_mag, 6);
-  c->cpu_outputs = {std::move(z), std::move(kl), std::move(reduced)};
   // mu, logvar read; z, kl_per_sample, kl_reduced written; the draw index read.
   c->bytes_moved = 4.0 * (3.0 * n + s.batch + 1) + 8.0;
 }
@@ -158,12 +154,9 @@ void make_backward(OpCase* c, Random* rng) {
                                                  : rng->uniform(-8, 6));
   }
   const uint64_t draw = kBenchDrawIndex;
-  const RngState state{kBenchSeed, &draw};
   const float kl_weight = kBenchKlWeight;
-  std::vector<float> eps(n), dmu = poisoned(n), dlogvar = poisoned(n);
-  cpu::draw_normal_eps(s.batch, s.dim, state, eps.data());
-  cpu::reparam_kl_backward(dz.data(), mu.data(), logvar.data(), s.batch, s.dim, state, &kl_weight,
-                           kBenchLossScale, clamp, kBenchReduction, dmu.data(), dlogvar.data());
+  std::vector<float> eps(n);
+  cpu::draw_normal_eps(s.batch, s.dim, RngState{kBenchSeed, &draw}, eps.data());
 
   const double w = static_cast<double>(kl_weight) * kBenchLossScale *
                    batch_reduction_scale(kBenchReduction, s.batch);
@@ -188,7 +181,6 @@ void make_backward(OpCase* c, Random* rng) {
   c->reference = {std::move(dmu_ref), std::move(dlv_ref)};
   c->tol_cpu = {dmu_tol, std::move(dlv_tol_cpu)};
   c->tol_gpu = {std::move(dmu_tol), std::move(dlv_tol_gpu)};
-  c->cpu_outputs = {std::move(dmu), std::move(dlogvar)};
   // dz, mu, logvar read; dmu, dlogvar written; the draw index and the KL weight read.
   c->bytes_moved = 4.0 * 5.0 * n + 12.0;
 }
@@ -239,11 +231,6 @@ void make_recon(OpCase* c, Random* rng) {
       target[i] = static_cast<float>(rng->normal());
     }
   }
-  std::vector<float> per_sample = poisoned(s.batch), reduced = poisoned(1), grad = poisoned(n);
-  cpu::recon_loss_forward_backward(output.data(), target.data(), s.batch, s.dim, c->recon,
-                                   kBenchReduction, kBenchLossScale, per_sample.data(),
-                                   reduced.data(), grad.data());
-
   const double grad_scale = kBenchLossScale * batch_reduction_scale(kBenchReduction, s.batch);
   std::vector<double> grad_ref(n), grad_tol(n), row_ref(s.batch), row_mag(s.batch);
   math::with_recon_kind(c->recon.kind, [&](auto kind) {
@@ -271,7 +258,6 @@ void make_recon(OpCase* c, Random* rng) {
   c->reference.push_back(std::move(grad_ref));
   c->tol_cpu.push_back(grad_tol);
   c->tol_gpu.push_back(std::move(grad_tol));
-  c->cpu_outputs = {std::move(per_sample), std::move(reduced), std::move(grad)};
   // output, target read; loss_per_sample, loss_reduced, grad_output written.
   c->bytes_moved = 4.0 * (3.0 * n + s.batch + 1);
 }
@@ -318,7 +304,48 @@ OpCase make_case(OpKind kind, ReconLossKind recon, Shape shape) {
     make_backward(&c, &rng);
   else
     make_recon(&c, &rng);
+  c.cpu_outputs = poisoned_outputs(c);
+  run_cpu_twin(c, &c.cpu_outputs);
   return c;
+}
+
+std::vector<std::vector<float>> poisoned_outputs(const OpCase& c) {
+  const size_t n = c.shape.elements(), batch = c.shape.batch;
+  switch (c.kind) {
+    case OpKind::kReparamForward:
+      return {poisoned(n), poisoned(batch), poisoned(1)};
+    case OpKind::kReparamBackward:
+      return {poisoned(n), poisoned(n)};
+    case OpKind::kReconLoss:
+    default:
+      return {poisoned(batch), poisoned(1), poisoned(n)};
+  }
+}
+
+void run_cpu_twin(const OpCase& c, std::vector<std::vector<float>>* outputs) {
+  const Shape s = c.shape;
+  const uint64_t draw = kBenchDrawIndex;
+  const RngState state{kBenchSeed, &draw};
+  const LogvarClamp clamp;
+  auto& out = *outputs;
+  switch (c.kind) {
+    case OpKind::kReparamForward:
+      cpu::reparam_kl_forward(c.inputs[0].data(), c.inputs[1].data(), s.batch, s.dim, state, clamp,
+                              kBenchReduction, out[0].data(), out[1].data(), out[2].data());
+      break;
+    case OpKind::kReparamBackward: {
+      const float kl_weight = kBenchKlWeight;
+      cpu::reparam_kl_backward(c.inputs[0].data(), c.inputs[1].data(), c.inputs[2].data(), s.batch,
+                               s.dim, state, &kl_weight, kBenchLossScale, clamp, kBenchReduction,
+                               out[0].data(), out[1].data());
+      break;
+    }
+    case OpKind::kReconLoss:
+      cpu::recon_loss_forward_backward(c.inputs[0].data(), c.inputs[1].data(), s.batch, s.dim,
+                                       c.recon, kBenchReduction, kBenchLossScale, out[0].data(),
+                                       out[1].data(), out[2].data());
+      break;
+  }
 }
 
 Validation validate_cpu_twin(const OpCase& c) {

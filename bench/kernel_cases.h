@@ -57,6 +57,12 @@ std::string op_name(OpKind kind, ReconLossKind recon);
 // Random inputs (seeded by the shape and op), the CPU twin run and the float64 reference.
 OpCase make_case(OpKind kind, ReconLossKind recon, Shape shape);
 
+// Output buffers of the case's op (output_names order), every element a NaN poison.
+std::vector<std::vector<float>> poisoned_outputs(const OpCase& c);
+// The CPU twin of the case's op on c.inputs, into `outputs` (sized by poisoned_outputs). make_case
+// fills cpu_outputs with it; the CPU timing calls it again.
+void run_cpu_twin(const OpCase& c, std::vector<std::vector<float>>* outputs);
+
 // The CPU twin's outputs against the float64 reference.
 Validation validate_cpu_twin(const OpCase& c);
 // GPU outputs (same order as output_names) against the CPU twin: tolerance tol_cpu + tol_gpu.

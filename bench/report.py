@@ -94,6 +94,20 @@ def kernel_section(doc, lines, verdicts):
     lines.append("")
 
 
+def cpu_kernel_section(doc, lines):
+    """bench_kernels --cpu: the CPU twins against a memcpy of the same bytes (not judged against
+    the GPU targets)."""
+    lines.append("## CPU twins against memcpy (one thread)\n")
+    lines.append(header_line(doc) + "\n")
+    rows = [[r["op"], f"{r['batch']}x{r['dim']}", r.get("twin_median_us"), r.get("twin_gbps"),
+             r.get("memcpy_gbps"),
+             None if r.get("copy_share") is None else 100.0 * r["copy_share"],
+             r.get("worst_share"), "yes" if r.get("valid") else "INVALID"] for r in doc["rows"]]
+    lines.append(table(["op", "size", "twin us", "GB/s", "memcpy GB/s", "% of memcpy",
+                        "worst share of tol", "valid"], rows))
+    lines.append("")
+
+
 def validation_section(doc, lines):
     bad = [r for r in doc["rows"] if not (r.get("cpu_twin_pass") and r.get("corruption_rejected"))]
     worst = max((r.get("cpu_twin_worst_share") or 0.0 for r in doc["rows"]), default=0.0)
@@ -259,10 +273,10 @@ def bar_panel(ax, labels, values, colors, xlabel, title):
     ax.set_title(title)
 
 
-def plot(kernel_doc, rows, path):
+def plot(kernel_doc, rows, path, cpu_kernel_doc=None):
     """One panel per kind of result present: the kernels' share of copy bandwidth and their
-    speed-up over the unfused composition against bytes moved, fusedvae's step speed-up over
-    each peer, and images/s of every implementation."""
+    speed-up over the unfused composition against bytes moved, the CPU twins' share of memcpy
+    bandwidth, fusedvae's step speed-up over each peer, and images/s of every implementation."""
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -274,10 +288,14 @@ def plot(kernel_doc, rows, path):
     for r in (kernel_doc or {}).get("rows", []):
         if r.get("valid") and r.get("copy_share") is not None:
             by_op.setdefault(r["op"], []).append(r)
+    cpu_by_op = {}
+    for r in (cpu_kernel_doc or {}).get("rows", []):
+        if r.get("valid") and r.get("copy_share") is not None:
+            cpu_by_op.setdefault(r["op"], []).append(r)
     speedups = speedup_rows(rows, cpu=False) + speedup_rows(rows, cpu=True)
     ok_rows = [r for r in rows if not r["failed"]]
-    panels = (["copy", "unfused"] if by_op else []) + (["speedup"] if speedups else []) + \
-        (["throughput"] if ok_rows else [])
+    panels = (["copy", "unfused"] if by_op else []) + (["cpu_copy"] if cpu_by_op else []) + \
+        (["speedup"] if speedups else []) + (["throughput"] if ok_rows else [])
     if not panels:
         return False
     fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 5.5), squeeze=False)
@@ -300,6 +318,18 @@ def plot(kernel_doc, rows, path):
             ax.set_title(title)
             ax.grid(True, which="both", alpha=0.3)
             ax.legend(fontsize=7)
+    if cpu_by_op:
+        ax = ax_of["cpu_copy"]
+        for op, rs in sorted(cpu_by_op.items()):
+            rs.sort(key=lambda r: r["bytes"])
+            ax.plot([r["bytes"] / 1e6 for r in rs], [100 * r["copy_share"] for r in rs],
+                    marker="o", label=op)
+        ax.set_xscale("log")
+        ax.set_xlabel("MB moved")
+        ax.set_ylabel("% of memcpy")
+        ax.set_title("CPU twins: share of memcpy bandwidth (1 thread)")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
     if speedups:
         labels = [f"{r['config']} @{r['batch']} ({'cpu' if r['cpu'] else 'gpu'}, "
                   f"{r['precision']})\nvs {r['peer']}" for r in speedups]
@@ -330,7 +360,7 @@ def main():
     p.add_argument("--out", help="where summary.md / summary.png go (default: the first folder)")
     args = p.parse_args()
     notes, lines, verdicts = [], ["# fusedvae benchmarks\n"], []
-    kernel_doc = None
+    kernel_doc = cpu_kernel_doc = None
     train_docs = []
     for folder in args.folders:
         if not os.path.isdir(folder):
@@ -342,6 +372,9 @@ def main():
         v = load(folder, "kernels_validation.json", notes)
         if v:
             validation_section(v, lines)
+        if os.path.exists(os.path.join(folder, "kernels_cpu.json")):
+            cpu_kernel_doc = load(folder, "kernels_cpu.json", notes)
+            cpu_kernel_section(cpu_kernel_doc, lines)
         train_docs += [("fusedvae", load(folder, "train_step.json", notes)),
                        ("numpy", load(folder, "numpy_ref.json", notes)),
                        ("torch", load(folder, "torch_peer.json", notes))]
@@ -367,7 +400,7 @@ def main():
     md = "\n".join(lines)
     with open(os.path.join(out, "summary.md"), "w") as f:
         f.write(md)
-    if plot(kernel_doc, rows, os.path.join(out, "summary.png")):
+    if plot(kernel_doc, rows, os.path.join(out, "summary.png"), cpu_kernel_doc):
         notes.append("plot: summary.png")
     print(md)
     print(f"report: wrote {os.path.join(out, 'summary.md')}", file=sys.stderr)
