@@ -100,21 +100,6 @@ __global__ void reparam_kl_backward_vec4_kernel(
   }
 }
 
-// Bernoulli NLL and its gradient from one exp: e = exp(-|x|) serves log1p(e) and the sigmoid
-// (1/(1+e) for x >= 0, e/(1+e) below), the same values as math::bernoulli_logits in exact math.
-template <ReconLossKind kKind>
-__device__ __forceinline__ math::LossAndGrad<float> candidate_term(float x, float y,
-                                                                   const ReconLoss& params) {
-  if constexpr (kKind == ReconLossKind::kBernoulliLogits) {
-    const float e = expf(-fabsf(x));
-    const float inv = 1.0f / (1.0f + e);
-    const float sig = x >= 0.0f ? inv : e * inv;
-    return {fmaxf(x, 0.0f) - x * y + log1pf(e), sig - y};
-  } else {
-    return math::recon_term<kKind>(x, y, params);
-  }
-}
-
 // A warp per row; lane l owns column groups l, l + 32, ... (16-byte loads and stores).
 template <ReconLossKind kKind>
 __global__ void recon_loss_vec4_kernel(
@@ -141,7 +126,7 @@ __global__ void recon_loss_vec4_kernel(
       float4 grad;
 #pragma unroll
       for (int k = 0; k < 4; ++k) {
-        const auto term = candidate_term<kKind>(component(x, k), component(y, k), params);
+        const auto term = math::recon_term<kKind>(component(x, k), component(y, k), params);
         component(grad, k) = grad_scale * term.grad;
         row_loss += term.loss;
       }

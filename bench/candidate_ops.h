@@ -4,9 +4,9 @@
 // reparam_kl forward and backward keep the fused kernels' work split and summation order exactly
 // (lane g owns column group g, components added in order), so their outputs are bitwise those of
 // kernels/reparam_kl.cu; the harness checks that. The reconstruction candidate gives each lane
-// groups of four consecutive columns (a different, still fixed, summation order) and, for the
-// Bernoulli loss, derives the sigmoid from the exp(-|x|) its log1p already needs (one exp, not
-// two). Not used by the library: these are proposals, validated like everything else.
+// groups of four consecutive columns (a different, still fixed, summation order) with the shared
+// per-element math (math::recon_term). Not used by the library: these are proposals, validated
+// like everything else.
 #pragma once
 
 #include <cuda_runtime.h>
