@@ -245,7 +245,7 @@ int run(const Options& options) {
       const bool epoch = options.epoch;
       const TrainConfig config = train_config(shape, options.tf32, cuda_graph);
       const TrainerFactory make = gpu ? make_gpu_trainer : make_cpu_trainer;
-      const Validation validation = validate_step_against_reference(make, config);
+      const Validation validation = validate_step_against_reference(make, config, gpu);
       for (const CheckResult& check : validation.checks)
         if (!check.pass) std::printf("  %s\n", check.describe().c_str());
       std::printf("%-18s %s: one step against the float64 reference: %s, worst %.3g of tolerance\n",

@@ -17,6 +17,8 @@ using TrainerFactory = std::unique_ptr<Trainer> (*)(const TrainConfig&);
 // `python3 <source>/python_ref/model_ref.py --step DIR` (FUSEDVAE_PYTHON overrides python3;
 // <source> is FUSEDVAE_SOURCE_DIR, else the current folder when it holds python_ref/, else the
 // source tree this was built from). A reference that cannot run is a failed check, not a pass.
-Validation validate_step_against_reference(TrainerFactory make, const TrainConfig& config);
+// `gpu`: the trainer is the GPU one (whose matrix products config.tf32 switches to TF32).
+Validation validate_step_against_reference(TrainerFactory make, const TrainConfig& config,
+                                           bool gpu);
 
 }  // namespace fusedvae::bench

@@ -60,7 +60,7 @@ sync_out() {
 
 if run_stage kernels; then
   echo "== bench smoke tests (GPU paths included here)"
-  ctest --test-dir "$build_dir" -L bench --output-on-failure --timeout 240 \
+  ctest --test-dir "$build_dir" -L bench --output-on-failure \
     >"$results/ctest_bench.log" 2>&1 || status=1
   tail -3 "$results/ctest_bench.log"
   echo "== kernel benchmark"

@@ -8,11 +8,16 @@
 // selects). Other compilers and C libraries see nothing here and run the scalar calls. libmvec's
 // results may differ from the scalar ones in the last bits (glibc documents a few ulp); the twins
 // are held to the float64 reference, not to bitwise equality with the kernels.
+//
+// The check below is on the glibc the code is built against; the binaries then need glibc >= 2.35
+// where they run. -DFUSEDVAE_VECTOR_MATH=OFF (FUSEDVAE_NO_VECTOR_MATH) builds the scalar calls for
+// an older target, as scripts/prepare_gpu_carry.sh does for the lent GPU machine.
 #pragma once
 
 #include <cmath>
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__GLIBC__)
+#if !defined(FUSEDVAE_NO_VECTOR_MATH) && defined(__GNUC__) && !defined(__clang__) && \
+    defined(__x86_64__) && defined(__GLIBC__)
 #if __GLIBC_PREREQ(2, 35)
 extern "C" {
 __attribute__((simd("notinbranch"))) float expf(float) noexcept;

@@ -3,6 +3,7 @@
 
 #include <cblas.h>
 #include <strings.h>
+#include <sys/auxv.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -29,17 +30,31 @@ bool is_pre_avx2_family(const std::string& name) {
 
 }  // namespace
 
-std::string better_openblas_coretype(const std::string& detected) {
-  if (std::getenv("OPENBLAS_CORETYPE") != nullptr || !is_pre_avx2_family(detected)) return "";
+CpuVectorFeatures this_cpu_vector_features() {
+  CpuVectorFeatures f;
 #if defined(__x86_64__)
   __builtin_cpu_init();
-  // SkylakeX's kernels need AVX-512 F, BW, DQ and VL (OpenBLAS's own test for that family).
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-      __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"))
-    return "SkylakeX";
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return "Haswell";
+  f.avx512f = __builtin_cpu_supports("avx512f");
+  f.avx512bw = __builtin_cpu_supports("avx512bw");
+  f.avx512dq = __builtin_cpu_supports("avx512dq");
+  f.avx512vl = __builtin_cpu_supports("avx512vl");
+  f.avx2 = __builtin_cpu_supports("avx2");
+  f.fma = __builtin_cpu_supports("fma");
 #endif
+  return f;
+}
+
+std::string openblas_coretype_for(const std::string& detected, const CpuVectorFeatures& cpu) {
+  if (!is_pre_avx2_family(detected)) return "";
+  // SkylakeX's kernels need AVX-512 F, BW, DQ and VL (OpenBLAS's own test for that family).
+  if (cpu.avx512f && cpu.avx512bw && cpu.avx512dq && cpu.avx512vl) return "SkylakeX";
+  if (cpu.avx2 && cpu.fma) return "Haswell";
   return "";
+}
+
+std::string better_openblas_coretype(const std::string& detected) {
+  if (std::getenv("OPENBLAS_CORETYPE") != nullptr) return "";
+  return openblas_coretype_for(detected, this_cpu_vector_features());
 }
 
 void restart_with_better_openblas_kernels(char** argv) {
@@ -47,6 +62,13 @@ void restart_with_better_openblas_kernels(char** argv) {
   const std::string detected = corename ? corename : "";
   const std::string better = better_openblas_coretype(detected);
   if (better.empty()) return;
+  // Started as `ld.so ./fusedvae ...`, the process has no interpreter (AT_BASE 0) and
+  // /proc/self/exe is the loader, which would take the subcommand for a program to load.
+  if (getauxval(AT_BASE) == 0) {
+    std::cerr << "fusedvae: note: OpenBLAS runs its " << detected << " kernels on this CPU; set "
+              << "OPENBLAS_CORETYPE=" << better << " for faster CPU training" << std::endl;
+    return;
+  }
   std::cerr << "fusedvae: OpenBLAS detected its " << detected << " kernels on this CPU; restarting"
             << " with OPENBLAS_CORETYPE=" << better << " (set OPENBLAS_CORETYPE to choose)"
             << std::endl;
@@ -61,12 +83,11 @@ int configure_openblas_threads() {
     const char* value = std::getenv(var);
     if (value != nullptr && std::atoi(value) > 0) {
       openblas_set_num_threads(std::atoi(value));
-      return std::atoi(value);
+      return openblas_get_num_threads();
     }
   }
-  const int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  openblas_set_num_threads(threads);
-  return threads;
+  openblas_set_num_threads(static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  return openblas_get_num_threads();
 }
 
 }  // namespace fusedvae
