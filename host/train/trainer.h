@@ -60,7 +60,8 @@ struct EvalResult {
 class Trainer {
  public:
   virtual ~Trainer() = default;
-  virtual std::string device_name() const = 0;  // "cpu (OpenBLAS SkylakeX, N threads)", "NVIDIA H100 ..."
+  virtual std::string device_name()
+      const = 0;  // "cpu (OpenBLAS SkylakeX, N threads)", "NVIDIA H100 ..."
   virtual const TrainConfig& config() const = 0;
 
   // The training set stays resident (on the device for the GPU trainer). Leaves epoch 0's order
