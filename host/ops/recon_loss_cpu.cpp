@@ -1,8 +1,8 @@
 // @brief CPU twin of the fused reconstruction losses: same scalar math, sums in double.
 #include "host/ops/recon_loss_cpu.h"
 
+#include <algorithm>
 #include <stdexcept>
-#include <vector>
 
 #include "host/ops/vector_math.h"
 #include "kernels/vae_math.cuh"
@@ -16,23 +16,28 @@ void recon_loss_forward_backward(const float* output, const float* target, int b
   check_recon_loss(loss, "recon_loss");
   const float batch_scale = batch_reduction_scale(reduction, batch);
   const float grad_scale = loss_scale * batch_scale;
-  // A row's terms first (a loop without a reduction, which the compiler vectorises), then their
-  // sum in double, in column order.
-  std::vector<float> terms(dim);
+  // A chunk of a row's terms first (a loop without a reduction, which the compiler vectorises),
+  // then their sum in double, in column order. The chunk lives on the stack: no allocation per
+  // call, which is once per training step.
+  constexpr int kChunk = 256;
   math::with_recon_kind(loss.kind, [&](auto kind) {
     double batch_loss = 0.0;
     for (int row = 0; row < batch; ++row) {
       const float* out = output + static_cast<size_t>(row) * dim;
       const float* tgt = target + static_cast<size_t>(row) * dim;
       float* grad = grad_output + static_cast<size_t>(row) * dim;
-      float* term_loss = terms.data();
-      for (int col = 0; col < dim; ++col) {
-        const auto term = math::recon_term<decltype(kind)::value>(out[col], tgt[col], loss);
-        grad[col] = grad_scale * term.grad;
-        term_loss[col] = term.loss;
-      }
       double row_loss = 0.0;
-      for (int col = 0; col < dim; ++col) row_loss += term_loss[col];
+      for (int first = 0; first < dim; first += kChunk) {
+        const int count = std::min(kChunk, dim - first);
+        float term_loss[kChunk];
+        for (int col = 0; col < count; ++col) {
+          const auto term =
+              math::recon_term<decltype(kind)::value>(out[first + col], tgt[first + col], loss);
+          grad[first + col] = grad_scale * term.grad;
+          term_loss[col] = term.loss;
+        }
+        for (int col = 0; col < count; ++col) row_loss += term_loss[col];
+      }
       loss_per_sample[row] = static_cast<float>(row_loss);
       batch_loss += loss_per_sample[row];
     }
