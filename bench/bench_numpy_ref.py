@@ -61,11 +61,7 @@ def main():
         if name not in CONFIGS:
             p.error(f"unknown config {name!r}; known: {', '.join(CONFIGS)}")
         hidden, latent, batch = CONFIGS[name]
-        cfg = dict(input_dim=784, hidden=hidden, latent_dim=latent, activation="relu",
-                   recon="bernoulli", reduction="mean", clamp_min=-30.0, clamp_max=20.0,
-                   kl=dict(kind="constant", weight=1.0),
-                   optimizer=dict(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0,
-                                  max_grad_norm=0.0))
+        cfg = model_ref.default_config(784, hidden, latent)
         rng = np.random.default_rng(0)
         _, total = model_ref.param_layout(784, hidden, latent)
         params = rng.uniform(-0.05, 0.05, total)

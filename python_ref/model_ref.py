@@ -101,6 +101,17 @@ def kl_weight_at(cfg, step):
 # The step
 
 
+def default_config(input_dim, hidden, latent_dim, lr=1e-3):
+    """fusedvae's default objective (`fusedvae train` without flags) as this module's cfg: ReLU,
+    Bernoulli logits, mean reduction, logvar clamp [-30, 20], KL weight 1, Adam with lr, no
+    clipping. The benchmarks' peers and the reference training run use it."""
+    return dict(input_dim=input_dim, hidden=list(hidden), latent_dim=latent_dim,
+                activation="relu", recon="bernoulli", reduction="mean", clamp_min=-30.0,
+                clamp_max=20.0, kl=dict(kind="constant", weight=1.0),
+                optimizer=dict(lr=lr, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0,
+                               max_grad_norm=0.0))
+
+
 def forward(cfg, params, x, eps):
     layers, _ = param_layout(cfg["input_dim"], cfg["hidden"], cfg["latent_dim"])
     n_hidden = len(cfg["hidden"])

@@ -208,14 +208,6 @@ VALIDATION_BATCH = 5  # odd, so that nothing lines up with a vector width
 VALIDATION_TOLERANCE = {"float64": (1e-12, 1e-9), "float32": (1e-6, 2e-4), "tf32": (1e-6, 1e-2)}
 
 
-def reference_config(hidden, latent):
-    return dict(input_dim=INPUT_DIM, hidden=hidden, latent_dim=latent, activation="relu",
-                recon="bernoulli", reduction="mean", clamp_min=LOGVAR_MIN, clamp_max=LOGVAR_MAX,
-                kl=dict(kind="constant", weight=1.0),
-                optimizer=dict(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0,
-                               max_grad_norm=0.0))
-
-
 def linear_layers(torch, model):
     """The model's Linear layers in the reference's flat order: encoder, mu, logvar, decoder."""
     return [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
@@ -240,7 +232,7 @@ def validate(torch, device, dtype_name, hidden, latent, seed=7, tf32=False):
     loss = make_loss_fn(torch, model)(torch.from_numpy(x_u8).to(device),
                                       torch.from_numpy(eps).to(device=device, dtype=dtype))
     loss.backward()
-    ref = model_ref.train_step(reference_config(hidden, latent), flat, np.zeros_like(flat),
+    ref = model_ref.train_step(model_ref.default_config(INPUT_DIM, hidden, latent), flat, np.zeros_like(flat),
                                np.zeros_like(flat), 0, x_u8 / 255.0, eps)
     abs_tol, rel_tol = VALIDATION_TOLERANCE["tf32" if tf32 and device.type == "cuda"
                                             and dtype_name == "float32" else dtype_name]

@@ -40,11 +40,7 @@ def main(argv=None):
     test = torch_vae.normalise(torch_vae.load_rows(torch_vae.find_split_file(a.data, "test")),
                                None, 0.0)
     dim = train.shape[1]
-    cfg = dict(input_dim=dim, hidden=list(a.hidden), latent_dim=a.latent, activation="relu",
-               recon="bernoulli", reduction="mean", clamp_min=-30.0, clamp_max=20.0,
-               kl=dict(kind="constant", weight=1.0),
-               optimizer=dict(lr=a.lr, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0,
-                              max_grad_norm=0.0))
+    cfg = model_ref.default_config(dim, a.hidden, a.latent, lr=a.lr)
     eval_cfg = dict(input_dim=dim, hidden=list(a.hidden), latent_dim=a.latent,
                     activation="relu", recon_loss="bernoulli", gaussian_sigma=1.0,
                     smooth_l1_beta=1.0, logvar_min=-30.0, logvar_max=20.0)
