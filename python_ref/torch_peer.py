@@ -36,6 +36,9 @@ import time
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import model_ref  # noqa: E402 - the float64 NumPy reference beside this file
+
 CONFIGS = {
     # name: (hidden widths, latent, batch size)
     "784-400-20": ([400], 20, 128),
@@ -216,9 +219,6 @@ def linear_layers(torch, model):
 def validate(torch, device, dtype_name, hidden, latent, seed=7, tf32=False):
     """Loss and gradients of one batch with given eps against model_ref; returns the worst share
     of the tolerance and raises AssertionError above 1."""
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    import model_ref  # noqa: E402 - float64 NumPy, next to this file
-
     dtype = getattr(torch, dtype_name)
     torch.manual_seed(seed)
     model = build(torch, hidden, latent).to(device=device, dtype=dtype)
