@@ -11,7 +11,8 @@ void global_grad_norm(const float* grads, size_t count, float max_norm, float* g
                       float* grad_scale) {
   // kLanes interleaved partial sums (element i goes to lane i % kLanes), added up lane by lane at
   // the end: a fixed order, so the result is the same every run, and kLanes independent chains,
-  // so the additions do not wait on each other (one chain made this 8% of the CPU trainer's main thread).
+  // so the additions do not wait on each other (one chain made this 8% of the CPU trainer's main
+  // thread).
   constexpr size_t kLanes = 8;
   double lanes[kLanes] = {};
   size_t i = 0;
