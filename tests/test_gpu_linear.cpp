@@ -12,7 +12,7 @@
 
 #include "host/ops/activation_cpu.h"
 #include "host/ops/bias_cpu.h"
-#include "host/train/gpu_linear.h"
+#include "host/train/gpu/cublaslt_linear.h"
 #include "kernels/activation.h"
 #include "kernels/bias.h"
 #include "kernels/cuda_check.h"
@@ -21,8 +21,7 @@
 namespace fusedvae {
 namespace {
 
-using gpu::Linear;
-using gpu::LinearAct;
+using gpu::CublasLtLinear;
 using test::DeviceBuffer;
 using test::expect_close;
 using test::Tolerance;
@@ -48,9 +47,9 @@ Tolerance product_tolerance(int k, bool tf32) {
   return {1e-30, accumulate + (tf32 ? 2.0 * std::ldexp(1.0, -11) : 0.0)};
 }
 
-double derivative_from_output(LinearAct act, double y) {
-  if (act == LinearAct::kRelu) return y > 0.0 ? 1.0 : 0.0;
-  if (act == LinearAct::kTanh) return 1.0 - y * y;
+double derivative_from_output(Activation act, double y) {
+  if (act == Activation::kRelu) return y > 0.0 ? 1.0 : 0.0;
+  if (act == Activation::kTanh) return 1.0 - y * y;
   return 1.0;
 }
 
@@ -109,9 +108,7 @@ TEST(LinearKernels, ActivationBackwardMatchesReference) {
       FUSEDVAE_CUDA_CHECK(cudaDeviceSynchronize());
       const std::vector<float> got = dy.to_host();
       std::vector<double> ref(n);
-      for (size_t i = 0; i < n; ++i)
-        ref[i] = dy0[i] * derivative_from_output(
-                              act == Activation::kTanh ? LinearAct::kTanh : LinearAct::kRelu, y[i]);
+      for (size_t i = 0; i < n; ++i) ref[i] = dy0[i] * derivative_from_output(act, y[i]);
       // Two roundings (1 - y^2, then the product) and possibly one fused multiply-add: 3 u.
       expect_close(name, got, ref, nullptr, {1e-30, 3.0 * kFloatEps});
       std::vector<float> twin = dy0;
@@ -224,7 +221,7 @@ Reference dense_reference(const std::vector<float>& x, int rows, int in,
 struct Chain {
   LinearCase c;
   int hidden;  // below: in -> hidden (activated), above: hidden -> out
-  LinearAct act;
+  Activation act;
   bool tf32;
   bool fused;
 };
@@ -256,12 +253,12 @@ void run_chain(const Chain& ch) {
   FUSEDVAE_CUDA_CHECK(cudaMalloc(&mask, gpu::relu_mask_bytes(H, B)));
 
   gpu::LinearEngine engine(ch.tf32);
-  gpu::LinearSpec below_spec{in, H, ch.act, LinearAct::kIdentity, false, false};
-  gpu::LinearSpec above_spec{H, out, LinearAct::kIdentity, ch.act, true, false};
+  gpu::LinearSpec below_spec{in, H, ch.act, Activation::kIdentity, false, false};
+  gpu::LinearSpec above_spec{H, out, Activation::kIdentity, ch.act, true, false};
   gpu::LinearAlignment below_align{p.get() + w1, p.get() + b1, grads.get() + w1, grads.get() + b1};
   gpu::LinearAlignment above_align{p.get() + w2, p.get() + b2, grads.get() + w2, grads.get() + b2};
-  Linear below(engine, below_spec, below_align, ch.fused);
-  Linear above(engine, above_spec, above_align, ch.fused);
+  CublasLtLinear below(engine, below_spec, below_align, ch.fused);
+  CublasLtLinear above(engine, above_spec, above_align, ch.fused);
   below.add_batch(B, false);
   above.add_batch(B, below.writes_relu_mask(B));
   const gpu::LinearPaths bp = below.paths(B), ap = above.paths(B);
@@ -299,7 +296,8 @@ void run_chain(const Chain& ch) {
   // h = act(x W1^T + b1). tanh' <= 1 and ReLU' in {0, 1}: the pre-activation's error bound carries
   // over, plus the 2 ulp of tanhf (relative to |h| <= the pre-activation magnitude).
   Reference h_ref = dense_reference(x, B, in, params, w1, b1, H);
-  for (double& v : h_ref.value) v = ch.act == LinearAct::kTanh ? std::tanh(v) : (v > 0.0 ? v : 0.0);
+  for (double& v : h_ref.value)
+    v = ch.act == Activation::kTanh ? std::tanh(v) : (v > 0.0 ? v : 0.0);
   Tolerance tol_in = product_tolerance(in, ch.tf32);
   tol_in.rel += 4.0 * kFloatEps;
   expect_close("h", h_got, h_ref.value, &h_ref.magnitude, tol_in);
@@ -358,7 +356,7 @@ void run_chain(const Chain& ch) {
 TEST(GpuLinear, ChainMatchesFloat64ReferenceForEveryPath) {
   FUSEDVAE_REQUIRE_GPU();
   for (const LinearCase& c : kLinearCases)
-    for (const LinearAct act : {LinearAct::kRelu, LinearAct::kTanh})
+    for (const Activation act : {Activation::kRelu, Activation::kTanh})
       for (const bool fused : {true, false})
         run_chain({c, c.out % 2 == 0 ? c.out + 1 : c.out + 2, act, false, fused});
 }
@@ -366,7 +364,7 @@ TEST(GpuLinear, ChainMatchesFloat64ReferenceForEveryPath) {
 TEST(GpuLinear, Tf32MatchesFloat64ReferenceWithinTf32Rounding) {
   FUSEDVAE_REQUIRE_GPU();
   for (const LinearCase& c : {kLinearCases[2], kLinearCases[4]})
-    run_chain({c, 257, LinearAct::kRelu, true, true});
+    run_chain({c, 257, Activation::kRelu, true, true});
 }
 
 // Same inputs, same plans: bitwise the same outputs, call after call.
@@ -381,8 +379,8 @@ TEST(GpuLinear, RepeatedCallsAreBitwiseIdentical) {
   void* mask = nullptr;
   FUSEDVAE_CUDA_CHECK(cudaMalloc(&mask, gpu::relu_mask_bytes(out, B)));
   gpu::LinearEngine engine(false);
-  Linear layer(engine, {in, out, LinearAct::kRelu, LinearAct::kIdentity, false, false},
-               {w_dev.get(), b_dev.get(), dw.get(), db.get()});
+  CublasLtLinear layer(engine, {in, out, Activation::kRelu, Activation::kIdentity, false, false},
+                       {w_dev.get(), b_dev.get(), dw.get(), db.get()});
   layer.add_batch(B, false);
   std::vector<float> first_y, first_dw, first_db;
   for (int run = 0; run < 3; ++run) {
@@ -406,15 +404,16 @@ TEST(GpuLinear, RejectsUnplannedBatchAndMisalignedPointers) {
   FUSEDVAE_REQUIRE_GPU();
   DeviceBuffer w(64), b(8), x(64), y(64);
   gpu::LinearEngine engine(false);
-  Linear layer(engine, {8, 8, LinearAct::kIdentity, LinearAct::kIdentity, false, false},
-               {w.get(), b.get(), nullptr, nullptr});
+  CublasLtLinear layer(engine, {8, 8, Activation::kIdentity, Activation::kIdentity, false, false},
+                       {w.get(), b.get(), nullptr, nullptr});
   layer.add_batch(4, false);
   EXPECT_THROW(layer.forward(5, x.get(), w.get(), b.get(), y.get(), nullptr, nullptr),
                std::invalid_argument);
   // One float past a 256-byte boundary: less aligned than the algorithm was chosen for.
   EXPECT_THROW(layer.forward(4, x.get(), w.get() + 1, b.get(), y.get(), nullptr, nullptr),
                std::invalid_argument);
-  EXPECT_THROW(Linear(engine, {0, 8, LinearAct::kIdentity, LinearAct::kIdentity, false, false}, {}),
+  EXPECT_THROW(CublasLtLinear(
+                   engine, {0, 8, Activation::kIdentity, Activation::kIdentity, false, false}, {}),
                std::invalid_argument);
 }
 

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "host/model/model_config.h"
@@ -19,7 +20,29 @@ ModelConfig odd_config() {
   return c;
 }
 
-TEST(ParamLayout, CarvesLayersInOrderWithPytorchNames) {
+TEST(MlpVae, IsLinearAndActivationModulesWithPytorchNames) {
+  const VaeArchitecture arch = mlp_vae(odd_config());
+  auto describe = [](const Module& m) {
+    return std::string(definition_of(m.kind).kind_name) + " " + m.name + " " +
+           std::to_string(m.in) + "->" + std::to_string(m.out);
+  };
+  std::vector<std::string> encoder, decoder;
+  for (const Module& m : arch.encoder) encoder.push_back(describe(m));
+  for (const Module& m : arch.decoder) decoder.push_back(describe(m));
+  EXPECT_EQ(encoder,
+            (std::vector<std::string>{"linear encoder.0 13->9", "activation encoder.0.act 9->9",
+                                      "linear encoder.1 9->7", "activation encoder.1.act 7->7"}));
+  EXPECT_EQ(describe(arch.mu), "linear encoder.mu 7->3");
+  EXPECT_EQ(describe(arch.logvar), "linear encoder.logvar 7->3");
+  EXPECT_EQ(decoder,
+            (std::vector<std::string>{"linear decoder.0 3->7", "activation decoder.0.act 7->7",
+                                      "linear decoder.1 7->9", "activation decoder.1.act 9->9",
+                                      "linear decoder.out 9->13"}));
+  for (const Module& m : arch.encoder)
+    if (m.kind == ModuleKind::kActivation) EXPECT_EQ(m.activation, Activation::kRelu);
+}
+
+TEST(ParamLayout, CarvesTensorsInModuleOrderWithPytorchNames) {
   const ParamLayout layout = make_param_layout(odd_config());
   struct Expected {
     const char* name;
@@ -28,17 +51,19 @@ TEST(ParamLayout, CarvesLayersInOrderWithPytorchNames) {
   const Expected expected[] = {{"encoder.0", 13, 9},     {"encoder.1", 9, 7}, {"encoder.mu", 7, 3},
                                {"encoder.logvar", 7, 3}, {"decoder.0", 3, 7}, {"decoder.1", 7, 9},
                                {"decoder.out", 9, 13}};
-  const auto layers = layout.all();
-  ASSERT_EQ(layers.size(), 7u);
+  ASSERT_EQ(layout.tensors.size(), 14u);
   size_t cursor = 0;
-  for (size_t i = 0; i < layers.size(); ++i) {
+  for (size_t i = 0; i < 7; ++i) {
     SCOPED_TRACE(expected[i].name);
-    EXPECT_EQ(layers[i]->name, expected[i].name);
-    EXPECT_EQ(layers[i]->in, expected[i].in);
-    EXPECT_EQ(layers[i]->out, expected[i].out);
-    EXPECT_EQ(layers[i]->weight_offset, cursor);  // contiguous, weight before bias
+    const ParamTensor& weight = layout.tensors[2 * i];
+    const ParamTensor& bias = layout.tensors[2 * i + 1];
+    EXPECT_EQ(weight.name, std::string(expected[i].name) + ".weight");
+    EXPECT_EQ(weight.shape, (std::vector<int64_t>{expected[i].out, expected[i].in}));
+    EXPECT_EQ(weight.offset, cursor);  // contiguous, weight before bias
     cursor += static_cast<size_t>(expected[i].in) * expected[i].out;
-    EXPECT_EQ(layers[i]->bias_offset, cursor);
+    EXPECT_EQ(bias.name, std::string(expected[i].name) + ".bias");
+    EXPECT_EQ(bias.shape, (std::vector<int64_t>{expected[i].out}));
+    EXPECT_EQ(bias.offset, cursor);
     cursor += expected[i].out;
   }
   EXPECT_EQ(layout.total, cursor);
@@ -54,28 +79,31 @@ TEST(ParamLayout, NoHiddenLayersAndTheDefaultModel) {
 }
 
 TEST(InitParams, UniformWithinFanInBoundsAndReproducible) {
-  const ParamLayout layout = make_param_layout(odd_config());
+  const VaeArchitecture arch = mlp_vae(odd_config());
+  const ParamLayout layout = make_param_layout(arch);
   std::vector<float> a(layout.total), b(layout.total), other(layout.total);
-  init_params_like_pytorch(layout, 7, a.data());
-  init_params_like_pytorch(layout, 7, b.data());
-  init_params_like_pytorch(layout, 8, other.data());
+  init_params_like_pytorch(arch, 7, a.data());
+  init_params_like_pytorch(arch, 7, b.data());
+  init_params_like_pytorch(arch, 8, other.data());
   EXPECT_EQ(a, b);
   EXPECT_NE(a, other);
-  for (const LinearLayer* layer : layout.all()) {
-    const float bound = 1.0f / std::sqrt(static_cast<float>(layer->in));
-    const size_t end = layer->bias_offset + layer->out;
+  for (const Module* module : arch.modules()) {
+    if (module->kind != ModuleKind::kLinear) continue;
+    const float bound = 1.0f / std::sqrt(static_cast<float>(module->in));
+    const size_t begin = layout.offset_of(*module);
+    const size_t end = layout.at(module->name + ".bias").offset + module->out;
     double sum = 0.0, sum_sq = 0.0;
-    for (size_t i = layer->weight_offset; i < end; ++i) {
-      EXPECT_LE(std::fabs(a[i]), bound) << layer->name << " [" << i << "]";
+    for (size_t i = begin; i < end; ++i) {
+      EXPECT_LE(std::fabs(a[i]), bound) << module->name << " [" << i << "]";
       sum += a[i];
       sum_sq += static_cast<double>(a[i]) * a[i];
     }
     // U(-b, b) has variance b^2 / 3: the sample variance of >= 21 values lies within a factor of
     // 2 of it with overwhelming probability (and fails for a constant or a wrong bound).
-    const double n = static_cast<double>(end - layer->weight_offset);
+    const double n = static_cast<double>(end - begin);
     const double variance = sum_sq / n - (sum / n) * (sum / n);
-    EXPECT_GT(variance, bound * bound / 6.0) << layer->name;
-    EXPECT_LT(variance, bound * bound / 1.5) << layer->name;
+    EXPECT_GT(variance, bound * bound / 6.0) << module->name;
+    EXPECT_LT(variance, bound * bound / 1.5) << module->name;
   }
 }
 

@@ -9,7 +9,7 @@
 #include <string>
 #include <thread>
 
-#include "host/train/openblas_setup.h"
+#include "host/train/cpu/openblas_setup.h"
 
 namespace fusedvae {
 namespace {

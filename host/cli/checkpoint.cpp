@@ -116,12 +116,8 @@ void save_model(const std::string& path, const ModelConfig& model, const std::ve
   io::SafetensorsFile file;
   file.metadata = model_metadata(model);
   put_info(info, &file.metadata);
-  for (const LinearLayer* layer : layout.all()) {
-    file.tensors[layer->name + ".weight"] =
-        io::Tensor::from_floats(params.data() + layer->weight_offset, {layer->out, layer->in});
-    file.tensors[layer->name + ".bias"] =
-        io::Tensor::from_floats(params.data() + layer->bias_offset, {layer->out});
-  }
+  for (const ParamTensor& t : layout.tensors)
+    file.tensors[t.name] = io::Tensor::from_floats(params.data() + t.offset, t.shape);
   io::write_safetensors(path, file);
 }
 
@@ -138,19 +134,15 @@ std::vector<float> load_model(const std::string& path, const ModelConfig& expect
   }
   const ParamLayout layout = make_param_layout(expected);
   std::vector<float> params(layout.total);
-  for (const LinearLayer* layer : layout.all()) {
-    const auto copy = [&](const std::string& name, std::vector<int64_t> shape, size_t offset) {
-      const io::Tensor& t = file.at(name, path);
-      if (t.dtype != "F32" || t.shape != shape)
-        throw std::runtime_error(path + ": tensor " + name + " has the wrong dtype or shape");
-      std::memcpy(params.data() + offset, t.bytes.data(), t.bytes.size());
-    };
-    copy(layer->name + ".weight", {layer->out, layer->in}, layer->weight_offset);
-    copy(layer->name + ".bias", {layer->out}, layer->bias_offset);
+  for (const ParamTensor& t : layout.tensors) {
+    const io::Tensor& found = file.at(t.name, path);
+    if (found.dtype != "F32" || found.shape != t.shape)
+      throw std::runtime_error(path + ": tensor " + t.name + " has the wrong dtype or shape");
+    std::memcpy(params.data() + t.offset, found.bytes.data(), found.bytes.size());
   }
-  if (file.tensors.size() != 2 * layout.all().size())
+  if (file.tensors.size() != layout.tensors.size())
     throw std::runtime_error(path + ": holds " + std::to_string(file.tensors.size()) +
-                             " tensors, the model has " + std::to_string(2 * layout.all().size()));
+                             " tensors, the model has " + std::to_string(layout.tensors.size()));
   if (info) *info = get_info(file, path);
   return params;
 }

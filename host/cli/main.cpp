@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "host/cli/app.h"
-#include "host/train/openblas_setup.h"
+#include "host/train/cpu/openblas_setup.h"
 
 int main(int argc, char** argv) {
   fusedvae::restart_with_better_openblas_kernels(argv);

@@ -1,7 +1,7 @@
-// @brief The flat parameter layout of the MLP VAE, its PyTorch-style initialisation and validation.
+// @brief The MLP VAE's module lists, the flat parameter layout derived from any architecture, its
+// PyTorch-style initialisation and the validation of a configuration.
 #include "host/model/model_config.h"
 
-#include <cmath>
 #include <stdexcept>
 #include <string>
 
@@ -12,21 +12,8 @@ struct NamedActivation {
   Activation activation;
   const char* name;
 };
-constexpr NamedActivation kActivationNames[] = {{Activation::kRelu, "relu"},
-                                                {Activation::kTanh, "tanh"}};
-
-// Appends one nn.Linear (weight then bias) at the end of the buffer.
-LinearLayer carve(const std::string& name, int in, int out, size_t* cursor) {
-  LinearLayer layer;
-  layer.name = name;
-  layer.in = in;
-  layer.out = out;
-  layer.weight_offset = *cursor;
-  *cursor += static_cast<size_t>(in) * out;
-  layer.bias_offset = *cursor;
-  *cursor += static_cast<size_t>(out);
-  return layer;
-}
+constexpr NamedActivation kActivationNames[] = {
+    {Activation::kRelu, "relu"}, {Activation::kTanh, "tanh"}, {Activation::kIdentity, "identity"}};
 
 // SplitMix64: a tiny, fully specified generator, so the initial weights are the same on every
 // platform and standard library (std::uniform_real_distribution is implementation defined).
@@ -60,49 +47,84 @@ bool parse_activation(const std::string& name, Activation* a) {
   return false;
 }
 
-std::vector<const LinearLayer*> ParamLayout::all() const {
-  std::vector<const LinearLayer*> layers;
-  for (const auto& l : encoder_hidden) layers.push_back(&l);
-  layers.push_back(&mu);
-  layers.push_back(&logvar);
-  for (const auto& l : decoder_hidden) layers.push_back(&l);
-  layers.push_back(&out);
-  return layers;
+std::vector<const Module*> VaeArchitecture::modules() const {
+  std::vector<const Module*> all;
+  for (const Module& m : encoder) all.push_back(&m);
+  all.push_back(&mu);
+  all.push_back(&logvar);
+  for (const Module& m : decoder) all.push_back(&m);
+  return all;
 }
 
 // Hidden layers are numbered 0, 1, ... (a ModuleList of Linear layers, activations not counted).
-ParamLayout make_param_layout(const ModelConfig& config) {
+VaeArchitecture mlp_vae(const ModelConfig& config) {
   validate(config);
-  ParamLayout layout;
-  size_t cursor = 0;
+  VaeArchitecture arch;
   int width = config.input_dim;
   for (size_t i = 0; i < config.hidden.size(); ++i) {
-    layout.encoder_hidden.push_back(
-        carve("encoder." + std::to_string(i), width, config.hidden[i], &cursor));
+    const std::string name = "encoder." + std::to_string(i);
+    arch.encoder.push_back(linear_module(name, width, config.hidden[i]));
+    arch.encoder.push_back(activation_module(name + ".act", config.hidden[i], config.activation));
     width = config.hidden[i];
   }
-  layout.mu = carve("encoder.mu", width, config.latent_dim, &cursor);
-  layout.logvar = carve("encoder.logvar", width, config.latent_dim, &cursor);
+  arch.mu = linear_module("encoder.mu", width, config.latent_dim);
+  arch.logvar = linear_module("encoder.logvar", width, config.latent_dim);
   width = config.latent_dim;
   for (size_t i = 0; i < config.hidden.size(); ++i) {
     const int out = config.hidden[config.hidden.size() - 1 - i];
-    layout.decoder_hidden.push_back(carve("decoder." + std::to_string(i), width, out, &cursor));
+    const std::string name = "decoder." + std::to_string(i);
+    arch.decoder.push_back(linear_module(name, width, out));
+    arch.decoder.push_back(activation_module(name + ".act", out, config.activation));
     width = out;
   }
-  layout.out = carve("decoder.out", width, config.input_dim, &cursor);
-  layout.total = cursor;
+  arch.decoder.push_back(linear_module("decoder.out", width, config.input_dim));
+  return arch;
+}
+
+size_t ParamTensor::size() const {
+  size_t n = 1;
+  for (int64_t d : shape) n *= static_cast<size_t>(d);
+  return n;
+}
+
+size_t ParamLayout::offset_of(const Module& module) const {
+  const std::string prefix = module.name + ".";
+  for (const ParamTensor& t : tensors)
+    if (t.name.compare(0, prefix.size(), prefix) == 0) return t.offset;
+  throw std::invalid_argument("parameter layout: module " + module.name + " owns no tensor");
+}
+
+const ParamTensor& ParamLayout::at(const std::string& name) const {
+  for (const ParamTensor& t : tensors)
+    if (t.name == name) return t;
+  throw std::invalid_argument("parameter layout: no tensor " + name);
+}
+
+ParamLayout make_param_layout(const VaeArchitecture& architecture) {
+  ParamLayout layout;
+  for (const Module* m : architecture.modules())
+    for (const TensorShape& t : definition_of(m->kind).tensors(*m)) {
+      ParamTensor tensor{m->name + "." + t.suffix, t.shape, layout.total};
+      layout.total += tensor.size();
+      layout.tensors.push_back(std::move(tensor));
+    }
   return layout;
 }
 
-void init_params_like_pytorch(const ParamLayout& layout, uint64_t seed, float* params) {
+ParamLayout make_param_layout(const ModelConfig& config) {
+  return make_param_layout(mlp_vae(config));
+}
+
+void init_params_like_pytorch(const VaeArchitecture& architecture, uint64_t seed, float* params) {
   uint64_t state = seed;
-  for (const LinearLayer* layer : layout.all()) {
-    const float bound = 1.0f / std::sqrt(static_cast<float>(layer->in));
-    const size_t weights = static_cast<size_t>(layer->in) * layer->out;
-    for (size_t i = 0; i < weights; ++i)
-      params[layer->weight_offset + i] = uniform_symmetric(&state, bound);
-    for (int i = 0; i < layer->out; ++i)
-      params[layer->bias_offset + i] = uniform_symmetric(&state, bound);
+  float* cursor = params;
+  for (const Module* m : architecture.modules()) {
+    const ModuleDefinition& def = definition_of(m->kind);
+    const float bound = def.init_bound(*m);
+    for (const TensorShape& t : def.tensors(*m)) {
+      const size_t count = ParamTensor{"", t.shape, 0}.size();
+      for (size_t i = 0; i < count; ++i) *cursor++ = uniform_symmetric(&state, bound);
+    }
   }
 }
 

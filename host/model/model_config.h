@@ -1,10 +1,12 @@
-// @brief The MLP VAE's architecture and the layout of its parameters in one flat buffer.
+// @brief The MLP VAE as a list of modules, and the flat parameter buffer derived from it.
 //
 // Encoder: input D -> hidden layers (activation) -> two heads, mu and logvar, of size d.
 // Decoder: d -> hidden layers (activation) -> D outputs (logits for Bernoulli, means otherwise).
 // Every layer is a PyTorch nn.Linear: weight [out, in] row-major, then bias [out]; y = x W^T + b.
-// All parameters live in one float buffer carved in the order below; the gradient buffer mirrors
-// it, so the optimizer walks flat memory in one launch.
+// The parameter layout, the initialisation and the checkpoint's tensor names all follow from the
+// module lists (host/model/modules.h); python_ref/model_spec.py is the same description in Python.
+// All parameters live in one float buffer carved in module order; the gradient buffer mirrors it,
+// so the optimizer walks flat memory in one launch.
 #pragma once
 
 #include <cstddef>
@@ -12,13 +14,10 @@
 #include <string>
 #include <vector>
 
+#include "host/model/modules.h"
 #include "kernels/op_params.h"
 
 namespace fusedvae {
-
-enum class Activation : int { kRelu = 0, kTanh = 1 };
-const char* activation_name(Activation a);
-bool parse_activation(const std::string& name, Activation* a);
 
 struct ModelConfig {
   int input_dim = 784;
@@ -29,33 +28,43 @@ struct ModelConfig {
   LogvarClamp clamp;
 };
 
-// One nn.Linear inside the flat buffer.
-struct LinearLayer {
-  std::string name;  // PyTorch prefix, e.g. "encoder.0", "encoder.mu", "decoder.out"
-  int in = 0;
-  int out = 0;
-  size_t weight_offset = 0;  // [out, in]
-  size_t bias_offset = 0;    // [out]
+// A VAE as data: the encoder's trunk, the two heads that read the trunk's output, the decoder.
+struct VaeArchitecture {
+  std::vector<Module> encoder;  // x [D] -> h
+  Module mu;                    // h -> mu [d]
+  Module logvar;                // h -> logvar [d] (raw; the reparameterization clamps it)
+  std::vector<Module> decoder;  // z [d] -> outputs [D]
+
+  std::vector<const Module*> modules() const;  // carving order: encoder, mu, logvar, decoder
 };
 
-// Layers in the order they are carved: encoder.0.., encoder.mu, encoder.logvar, decoder.0..,
-// decoder.out. safetensors names are "<name>.weight" and "<name>.bias".
+// The MLP VAE: encoder.{i} Linear + activation per hidden width, heads encoder.mu and
+// encoder.logvar, decoder.{i} Linear + activation per hidden width in reverse, decoder.out.
+VaeArchitecture mlp_vae(const ModelConfig& config);
+
+// One tensor in the flat buffer.
+struct ParamTensor {
+  std::string name;  // safetensors name, "<module>.<suffix>"
+  std::vector<int64_t> shape;
+  size_t offset = 0;
+  size_t size() const;
+};
+
 struct ParamLayout {
-  std::vector<LinearLayer> encoder_hidden;
-  LinearLayer mu;
-  LinearLayer logvar;
-  std::vector<LinearLayer> decoder_hidden;
-  LinearLayer out;
-  size_t total = 0;  // floats in the flat buffer
-
-  std::vector<const LinearLayer*> all() const;  // carving order
+  std::vector<ParamTensor> tensors;  // carving order
+  size_t total = 0;                  // floats in the flat buffer
+  // Offset of the module's first tensor (for a Linear: the weight, then the bias after it).
+  size_t offset_of(const Module& module) const;
+  const ParamTensor& at(const std::string& name) const;
 };
 
-ParamLayout make_param_layout(const ModelConfig& config);
+ParamLayout make_param_layout(const VaeArchitecture& architecture);
+ParamLayout make_param_layout(const ModelConfig& config);  // of mlp_vae(config)
 
-// nn.Linear's default initialisation: weight and bias ~ U(-1/sqrt(in), 1/sqrt(in)), drawn from a
-// seeded generator in carving order (reproducible, not bit-identical to torch's own generator).
-void init_params_like_pytorch(const ParamLayout& layout, uint64_t seed, float* params);
+// PyTorch's default initialisation (nn.Linear: U(-1/sqrt(in), 1/sqrt(in)) for weight and bias),
+// drawn from a seeded generator in carving order (reproducible, not bit-identical to torch's own
+// generator).
+void init_params_like_pytorch(const VaeArchitecture& architecture, uint64_t seed, float* params);
 
 // Throws std::invalid_argument with a one-line reason for sizes < 1 and the like.
 void validate(const ModelConfig& config);

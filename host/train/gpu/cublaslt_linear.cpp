@@ -1,6 +1,6 @@
 // @brief cuBLASLt Linear layers: descriptors and algorithms made once per shape, fused epilogues
 // (bias, ReLU + mask, ReLU gradient, bias gradient) where offered, elementwise kernels otherwise.
-#include "host/train/gpu_linear.h"
+#include "host/train/gpu/cublaslt_linear.h"
 
 #include <cstdint>
 #include <stdexcept>
@@ -48,15 +48,6 @@ size_t pointer_alignment(const void* p) {
   size_t alignment = 256;
   while (alignment > 1 && address % alignment != 0) alignment /= 2;
   return alignment;
-}
-
-LinearAct linear_act_of(Activation activation) {
-  return activation == Activation::kTanh ? LinearAct::kTanh : LinearAct::kRelu;
-}
-
-Activation activation_of(LinearAct act) {
-  if (act == LinearAct::kIdentity) throw std::logic_error("activation_of: identity has none");
-  return act == LinearAct::kTanh ? Activation::kTanh : Activation::kRelu;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -231,7 +222,7 @@ int build_first(Matmul& matmul, const LinearEngine& engine, const MatmulShape& s
 
 }  // namespace
 
-struct Linear::Plan {
+struct CublasLtLinear::Plan {
   Matmul forward, input, weight;
   LinearPaths paths;
   bool writes_mask = false;
@@ -239,10 +230,10 @@ struct Linear::Plan {
 };
 
 // ---------------------------------------------------------------------------------------------
-// Linear
+// CublasLtLinear
 
-Linear::Linear(LinearEngine& engine, const LinearSpec& spec, const LinearAlignment& alignment,
-               bool allow_fused)
+CublasLtLinear::CublasLtLinear(LinearEngine& engine, const LinearSpec& spec,
+                               const LinearAlignment& alignment, bool allow_fused)
     : engine_(engine), spec_(spec), allow_fused_(allow_fused) {
   if (spec.in < 1 || spec.out < 1)
     throw std::invalid_argument("Linear: in and out must be >= 1 (got " + std::to_string(spec.in) +
@@ -256,7 +247,7 @@ Linear::Linear(LinearEngine& engine, const LinearSpec& spec, const LinearAlignme
   bias_grad_rep_ = alignment.bias_grad != nullptr ? alignment.bias_grad : kAlignedPlaceholder;
 }
 
-void Linear::add_batch(int batch, bool input_relu_mask) {
+void CublasLtLinear::add_batch(int batch, bool input_relu_mask) {
   if (batch < 1) throw std::invalid_argument("Linear: batch sizes must be >= 1");
   if (plans_.count(batch) != 0) return;
   const LinearSpec& spec = spec_;
@@ -273,7 +264,7 @@ void Linear::add_batch(int batch, bool input_relu_mask) {
         kActivationAlignment, kActivationAlignment};
     const MatmulEpilogue bias_only{CUBLASLT_EPILOGUE_BIAS, bias_rep};
     const MatmulEpilogue plain{};
-    if (spec.output_act == LinearAct::kRelu && allow_fused) {
+    if (spec.output_act == Activation::kRelu && allow_fused) {
       const MatmulEpilogue options[] = {
           {CUBLASLT_EPILOGUE_RELU_AUX_BIAS, bias_rep, kAlignedPlaceholder, relu_mask_ld_bits(out)},
           {CUBLASLT_EPILOGUE_RELU_BIAS, bias_rep},
@@ -282,7 +273,7 @@ void Linear::add_batch(int batch, bool input_relu_mask) {
       plan->writes_mask = chosen == 0;
       plan->paths.forward_fused_act = chosen <= 1;
       plan->paths.forward_fused_bias = chosen <= 1;
-    } else if (spec.output_act == LinearAct::kIdentity && allow_fused) {
+    } else if (spec.output_act == Activation::kIdentity && allow_fused) {
       const MatmulEpilogue options[] = {bias_only, plain};
       plan->paths.forward_fused_bias =
           build_first(plan->forward, engine_, fwd, options, 2, &plan->declined) == 0;
@@ -297,7 +288,7 @@ void Linear::add_batch(int batch, bool input_relu_mask) {
           kActivationAlignment, kActivationAlignment};
       // The ReLU gradient epilogue would act on dx + (earlier dx) as a whole when accumulating;
       // that is left to the elementwise kernel rather than trusted to the epilogue's ordering.
-      if (allow_fused && spec.input_act == LinearAct::kRelu && input_relu_mask &&
+      if (allow_fused && spec.input_act == Activation::kRelu && input_relu_mask &&
           !spec.accumulate_input_grad) {
         const MatmulEpilogue options[] = {
             {CUBLASLT_EPILOGUE_DRELU, nullptr, kAlignedPlaceholder, relu_mask_ld_bits(in)}, plain};
@@ -332,9 +323,9 @@ void Linear::add_batch(int batch, bool input_relu_mask) {
   }
 }
 
-Linear::~Linear() = default;
+CublasLtLinear::~CublasLtLinear() = default;
 
-const Linear::Plan& Linear::plan(int batch) const {
+const CublasLtLinear::Plan& CublasLtLinear::plan(int batch) const {
   const auto it = plans_.find(batch);
   if (it == plans_.end())
     throw std::invalid_argument("Linear " + std::to_string(spec_.in) + "->" +
@@ -343,17 +334,17 @@ const Linear::Plan& Linear::plan(int batch) const {
   return *it->second;
 }
 
-LinearPaths Linear::paths(int batch) const {
+LinearPaths CublasLtLinear::paths(int batch) const {
   return plan(batch).paths;
 }
-bool Linear::writes_relu_mask(int batch) const {
+bool CublasLtLinear::writes_relu_mask(int batch) const {
   return plan(batch).writes_mask;
 }
-const std::string& Linear::declined_epilogues(int batch) const {
+const std::string& CublasLtLinear::declined_epilogues(int batch) const {
   return plan(batch).declined;
 }
 
-void Linear::check_alignment(const void* p, size_t assumed, const char* what) const {
+void CublasLtLinear::check_alignment(const void* p, size_t assumed, const char* what) const {
   if (p != nullptr && pointer_alignment(p) >= assumed) return;
   // The layer's shape in the message: a trainer holds several layers, the error must say which.
   const std::string layer =
@@ -363,8 +354,8 @@ void Linear::check_alignment(const void* p, size_t assumed, const char* what) co
                               std::to_string(assumed) + " bytes its algorithm was chosen for");
 }
 
-void Linear::forward(int batch, const float* x, const float* weight, const float* bias, float* y,
-                     void* relu_mask, cudaStream_t stream) const {
+void CublasLtLinear::forward(int batch, const float* x, const float* weight, const float* bias,
+                             float* y, void* relu_mask, cudaStream_t stream) const {
   const Plan& p = plan(batch);
   check_alignment(x, kActivationAlignment, "x");
   check_alignment(weight, align_weight_, "weight");
@@ -373,14 +364,14 @@ void Linear::forward(int batch, const float* x, const float* weight, const float
   if (p.writes_mask) check_alignment(relu_mask, kMaskAlignment, "relu mask");
   p.forward.run(engine_, weight, x, y, false, p.paths.forward_fused_bias ? bias : nullptr,
                 p.writes_mask ? relu_mask : nullptr, stream);
-  if (spec_.output_act != LinearAct::kIdentity && !p.paths.forward_fused_act)
-    bias_activation_forward(y, bias, batch, spec_.out, activation_of(spec_.output_act), stream);
-  else if (spec_.output_act == LinearAct::kIdentity && !p.paths.forward_fused_bias)
+  if (spec_.output_act != Activation::kIdentity && !p.paths.forward_fused_act)
+    bias_activation_forward(y, bias, batch, spec_.out, spec_.output_act, stream);
+  else if (spec_.output_act == Activation::kIdentity && !p.paths.forward_fused_bias)
     bias_add(y, bias, batch, spec_.out, stream);
 }
 
-void Linear::backward_input(int batch, const float* dy, const float* weight, const float* x,
-                            const void* input_mask, float* dx, cudaStream_t stream) const {
+void CublasLtLinear::backward_input(int batch, const float* dy, const float* weight, const float* x,
+                                    const void* input_mask, float* dx, cudaStream_t stream) const {
   const Plan& p = plan(batch);
   if (!p.input.valid())
     throw std::logic_error("Linear: backward_input on a layer built without the input gradient");
@@ -388,16 +379,16 @@ void Linear::backward_input(int batch, const float* dy, const float* weight, con
   check_alignment(weight, align_weight_, "weight");
   check_alignment(dx, kActivationAlignment, "dx");
   if (p.paths.input_fused_drelu) check_alignment(input_mask, kMaskAlignment, "input relu mask");
-  if (!p.paths.input_fused_drelu && spec_.input_act != LinearAct::kIdentity && x == nullptr)
+  if (!p.paths.input_fused_drelu && spec_.input_act != Activation::kIdentity && x == nullptr)
     throw std::invalid_argument("Linear: backward_input needs the forward input x");
   p.input.run(engine_, weight, dy, dx, spec_.accumulate_input_grad, nullptr,
               p.paths.input_fused_drelu ? input_mask : nullptr, stream);
-  if (!p.paths.input_fused_drelu && spec_.input_act != LinearAct::kIdentity)
-    activation_backward(x, dx, batch, spec_.in, activation_of(spec_.input_act), stream);
+  if (!p.paths.input_fused_drelu && spec_.input_act != Activation::kIdentity)
+    activation_backward(x, dx, batch, spec_.in, spec_.input_act, stream);
 }
 
-void Linear::backward_weight(int batch, const float* dy, const float* x, float* weight_grad,
-                             float* bias_grad, cudaStream_t stream) const {
+void CublasLtLinear::backward_weight(int batch, const float* dy, const float* x, float* weight_grad,
+                                     float* bias_grad, cudaStream_t stream) const {
   const Plan& p = plan(batch);
   check_alignment(dy, kActivationAlignment, "dy");
   check_alignment(x, kActivationAlignment, "x");

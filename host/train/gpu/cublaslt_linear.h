@@ -27,7 +27,7 @@
 #include <memory>
 #include <string>
 
-#include "host/model/model_config.h"
+#include "kernels/op_params.h"
 
 namespace fusedvae::gpu {
 
@@ -51,11 +51,6 @@ class LinearEngine {
   cublasComputeType_t compute_type_ = CUBLAS_COMPUTE_32F;
 };
 
-// The nonlinearity after a layer (kIdentity for the latent heads and the output layer).
-enum class LinearAct : int { kIdentity = 0, kRelu = 1, kTanh = 2 };
-LinearAct linear_act_of(Activation activation);
-Activation activation_of(LinearAct act);  // kRelu or kTanh
-
 // ReLU bit-mask written by a fused forward: one bit per element of y^T, columns of
 // relu_mask_ld_bits(out) bits (cuBLASLt wants the leading dimension a multiple of 128).
 inline int64_t relu_mask_ld_bits(int out) {
@@ -68,10 +63,10 @@ inline size_t relu_mask_bytes(int out, int batch) {
 struct LinearSpec {
   int in = 0;
   int out = 0;
-  LinearAct output_act = LinearAct::kIdentity;
+  Activation output_act = Activation::kIdentity;
   // How the layer's input was produced: the backward multiplies dx by this activation's derivative
   // (from the input itself, or from the ReLU mask the previous layer wrote).
-  LinearAct input_act = LinearAct::kIdentity;
+  Activation input_act = Activation::kIdentity;
   bool needs_input_grad = true;        // false for the first encoder layer (the data needs none)
   bool accumulate_input_grad = false;  // dx += ... (a second head reading the same input)
 };
@@ -94,22 +89,21 @@ struct LinearPaths {
   bool weight_fused_bgrad = false;  // bias gradient from the dW epilogue (BGRADB)
 };
 
-class Linear {
+class CublasLtLinear {
  public:
   // allow_fused = false takes the plain-product + kernel path everywhere (tests, and a way out
   // should a fused epilogue misbehave on some device).
-  Linear(LinearEngine& engine, const LinearSpec& spec, const LinearAlignment& alignment,
-         bool allow_fused = true);
+  CublasLtLinear(LinearEngine& engine, const LinearSpec& spec, const LinearAlignment& alignment,
+                 bool allow_fused = true);
   // Creates the descriptors and picks the algorithms for one batch size (at construction time of
   // the owner, never inside a step). input_relu_mask: the layer feeding this one writes a ReLU
   // mask for this batch (its writes_relu_mask), which the backward may then use.
   void add_batch(int batch, bool input_relu_mask);
-  ~Linear();
-  Linear(const Linear&) = delete;
-  Linear& operator=(const Linear&) = delete;
+  ~CublasLtLinear();
+  CublasLtLinear(const CublasLtLinear&) = delete;
+  CublasLtLinear& operator=(const CublasLtLinear&) = delete;
 
   const LinearSpec& spec() const { return spec_; }
-  bool has_batch(int batch) const { return plans_.count(batch) != 0; }
   LinearPaths paths(int batch) const;
   // True when forward writes a ReLU mask for this batch (the next layer's input_relu_mask).
   bool writes_relu_mask(int batch) const;

@@ -1,5 +1,5 @@
 // @brief OpenBLAS set-up for the CPU trainer (openblas_setup.h).
-#include "host/train/openblas_setup.h"
+#include "host/train/cpu/openblas_setup.h"
 
 #include <cblas.h>
 #include <strings.h>

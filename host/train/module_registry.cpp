@@ -1,0 +1,57 @@
+// @brief The module kinds' implementations on each backend, and the fusion of activations.
+#include "host/train/module_registry.h"
+
+#include <stdexcept>
+#include <string>
+
+namespace fusedvae {
+namespace {
+
+// Module kinds with a layer of their own. (Activation modules have none: build_stack fuses them.)
+const ModuleImplementations kImplementations[] = {
+    {ModuleKind::kLinear, make_linear_cpu, make_linear_gpu},
+};
+
+const ModuleImplementations& implementations_of(const Module& module) {
+  for (const ModuleImplementations& entry : kImplementations)
+    if (entry.kind == module.kind) return entry;
+  throw std::invalid_argument(std::string("module ") + module.name + ": no backend implements a " +
+                              definition_of(module.kind).kind_name + " layer on its own");
+}
+
+}  // namespace
+
+std::unique_ptr<LayerRun> build_layer(Backend& backend, const Module& module,
+                                      const LayerContext& context, const ParamLayout& layout,
+                                      float* params, float* grads) {
+  const ModuleImplementations& impl = implementations_of(module);
+  const size_t offset = layout.offset_of(module);
+  const LayerFactory factory = backend.kind() == BackendKind::kCpu ? impl.cpu : impl.gpu;
+  return factory(backend, module, context, params + offset, grads + offset);
+}
+
+std::vector<std::unique_ptr<LayerRun>> build_stack(Backend& backend,
+                                                   const std::vector<Module>& modules,
+                                                   const ParamLayout& layout, float* params,
+                                                   float* grads, bool input_needs_grad) {
+  std::vector<std::unique_ptr<LayerRun>> layers;
+  Activation input_act = Activation::kIdentity;
+  for (size_t i = 0; i < modules.size(); ++i) {
+    const Module& module = modules[i];
+    if (module.kind == ModuleKind::kActivation)
+      throw std::invalid_argument("module " + module.name +
+                                  ": an activation must follow a layer with parameters");
+    LayerContext context;
+    context.input_act = input_act;
+    context.needs_input_grad = !layers.empty() || input_needs_grad;
+    if (i + 1 < modules.size() && modules[i + 1].kind == ModuleKind::kActivation) {
+      context.output_act = modules[i + 1].activation;
+      ++i;
+    }
+    layers.push_back(build_layer(backend, module, context, layout, params, grads));
+    input_act = context.output_act;
+  }
+  return layers;
+}
+
+}  // namespace fusedvae

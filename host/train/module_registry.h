@@ -1,0 +1,45 @@
+// @brief From a list of modules to the layers a backend runs: the one place where module kinds
+// meet their implementations on each backend.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "host/model/model_config.h"
+#include "host/train/backend.h"
+
+namespace fusedvae {
+
+// Makes one layer of `module` on a backend, bound to its parameters and gradients (the module's
+// first tensor in each flat buffer).
+using LayerFactory = std::unique_ptr<LayerRun> (*)(Backend& backend, const Module& module,
+                                                   const LayerContext& context, const float* params,
+                                                   float* grads);
+
+// Each kind's implementation on each backend (module_registry.cpp: one line per kind).
+struct ModuleImplementations {
+  ModuleKind kind;
+  LayerFactory cpu;
+  LayerFactory gpu;
+};
+
+// The factories of the module kinds that carry parameters on each backend.
+std::unique_ptr<LayerRun> make_linear_cpu(Backend&, const Module&, const LayerContext&,
+                                          const float* params, float* grads);
+std::unique_ptr<LayerRun> make_linear_gpu(Backend&, const Module&, const LayerContext&,
+                                          const float* params, float* grads);
+
+// The layers of a stack of modules, in order. An activation module is fused into the layer before
+// it (its output_act) and named as the next layer's input_act; the first layer's input needs a
+// gradient only when `input_needs_grad`.
+std::vector<std::unique_ptr<LayerRun>> build_stack(Backend& backend,
+                                                   const std::vector<Module>& modules,
+                                                   const ParamLayout& layout, float* params,
+                                                   float* grads, bool input_needs_grad);
+
+// One layer with an explicit context (the VAE's heads, which share their input).
+std::unique_ptr<LayerRun> build_layer(Backend& backend, const Module& module,
+                                      const LayerContext& context, const ParamLayout& layout,
+                                      float* params, float* grads);
+
+}  // namespace fusedvae
