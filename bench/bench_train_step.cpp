@@ -25,7 +25,7 @@
 
 #include "bench/bench_results.h"
 #include "bench/step_validation.h"
-#include "host/train/openblas_setup.h"
+#include "host/train/cpu/openblas_setup.h"
 #include "host/train/trainer.h"
 
 namespace fusedvae::bench {

@@ -7,13 +7,14 @@
 
 #include <cmath>
 
-#include "host/model/model_config.h"
+#include "kernels/op_params.h"
 #include "kernels/vae_math.cuh"
 
 namespace fusedvae::math {
 
 template <typename T>
 FUSEDVAE_HD T activate(Activation a, T x) {
+  if (a == Activation::kIdentity) return x;
   if (a == Activation::kTanh) return std::tanh(x);
   return x > T(0) ? x : T(0);
 }
@@ -21,6 +22,7 @@ FUSEDVAE_HD T activate(Activation a, T x) {
 // relu'(x) = [y > 0] (0 at x = 0, as PyTorch); tanh'(x) = 1 - y^2.
 template <typename T>
 FUSEDVAE_HD T activation_grad_from_output(Activation a, T y) {
+  if (a == Activation::kIdentity) return T(1);
   if (a == Activation::kTanh) return T(1) - y * y;
   return y > T(0) ? T(1) : T(0);
 }

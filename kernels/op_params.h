@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 namespace fusedvae {
 
@@ -38,6 +39,11 @@ struct RngState {
   const uint64_t* draw_index = nullptr;
   uint64_t first_row = 0;
 };
+
+// An elementwise nonlinearity (the hidden layers' is relu or tanh; kIdentity: none).
+enum class Activation : int { kRelu = 0, kTanh = 1, kIdentity = 2 };
+const char* activation_name(Activation a);
+bool parse_activation(const std::string& name, Activation* a);
 
 enum class ReconLossKind : int {
   kBernoulliLogits = 0,  // output holds logits; target in [0, 1]
