@@ -1,6 +1,6 @@
 // @brief The scalar VAE math of kernels/vae_math.cuh in double: every derivative against central
 // finite differences, the KL closed form against numerical integration, the ELBO decomposition;
-// each test pins one line of ../shared/seed/ERRATA.md (the chapter's formula fails it).
+// each test pins one formula the seed chapter got wrong (the chapter's version fails it).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -36,7 +36,7 @@ const std::vector<double> kMus = {-3.0, -0.5, 0.0, 0.1, 2.0};
 const std::vector<double> kLogvars = {-5.0, -1.0, 0.0, 0.7, 3.0};
 const std::vector<double> kEps = {-1.3, 0.4, 2.0};
 
-// ERRATA 4.3: dz/dm = 1 (the chapter says s * eps).
+// The seed chapter's errata (section 4.3): dz/dm = 1, not s * eps.
 TEST(VaeMathGradients, DzDmuIsOne) {
   for (double m : kMus)
     for (double lv : kLogvars)
@@ -44,7 +44,7 @@ TEST(VaeMathGradients, DzDmuIsOne) {
         expect_derivative([&](double x) { return reparameterize(x, lv, e); }, m, 1.0, "dz/dmu");
 }
 
-// ERRATA 4.3: dz/ds = eps (the chapter says m * eps), and with s = exp(logvar/2),
+// The seed chapter's errata (4.3): dz/ds = eps, not m * eps; and with s = exp(logvar/2),
 // dz/dlogvar = s * eps / 2.
 TEST(VaeMathGradients, DzDsigmaIsEpsAndDzDlogvarIsHalfSigmaEps) {
   for (double m : kMus)
@@ -59,7 +59,8 @@ TEST(VaeMathGradients, DzDsigmaIsEpsAndDzDlogvarIsHalfSigmaEps) {
       }
 }
 
-// ERRATA "Gradients of the KL term": dKL/dm = m, dKL/dlogvar = (exp(logvar) - 1) / 2.
+// The seed chapter's errata (gradients of the KL term): dKL/dm = m and
+// dKL/dlogvar = (exp(logvar) - 1) / 2.
 TEST(VaeMathGradients, KlGradients) {
   for (double m : kMus)
     for (double lv : kLogvars) {
@@ -110,7 +111,7 @@ struct Gaussian {
 const std::vector<Gaussian> kPosteriors = {{0.0, 1.0}, {1.0, 1.0}, {-2.0, 0.5}, {0.3, 3.0},
                                            {0.0, 0.1}, {2.5, 0.2}, {-0.7, 1.7}};
 
-// ERRATA 4.2: D_KL = -1/2 sum(1 + log s^2 - m^2 - s^2) >= 0 (the chapter has the opposite sign):
+// The seed chapter's errata (4.2): D_KL = -1/2 sum(1 + log s^2 - m^2 - s^2) >= 0, not its negative:
 // the closed form equals the integral of q log(q / p) for p = N(0, 1).
 TEST(VaeMathKl, ClosedFormEqualsNumericalIntegral) {
   for (const auto [m, s] : kPosteriors) {
@@ -122,7 +123,7 @@ TEST(VaeMathKl, ClosedFormEqualsNumericalIntegral) {
   }
 }
 
-// ERRATA 4.2: the KL is >= 0 everywhere and 0 only at q = N(0, 1).
+// The seed chapter's errata (4.2): the KL is >= 0 everywhere and 0 only at q = N(0, 1).
 TEST(VaeMathKl, NonNegativeAndZeroOnlyAtTheStandardNormal) {
   EXPECT_EQ(kl_term(0.0, 0.0), 0.0);
   for (double m = -4; m <= 4; m += 0.25)
@@ -135,7 +136,8 @@ TEST(VaeMathKl, NonNegativeAndZeroOnlyAtTheStandardNormal) {
   for (float lv : {1e-4f, -1e-4f, 1e-6f, -1e-6f}) EXPECT_GT(kl_term(0.0f, lv), 0.0f) << lv;
 }
 
-// ERRATA 4.4: the 1-D KL is -log s + (s^2 + m^2)/2 - 1/2 (the chapter: log s - m^2 - s^2 + 1/2).
+// The seed chapter's errata (4.4): the 1-D KL is -log s + (s^2 + m^2)/2 - 1/2, not
+// log s - m^2 - s^2 + 1/2.
 TEST(VaeMathKl, OneDimensionalFormula) {
   for (const auto [m, s] : kPosteriors) {
     const double textbook = -std::log(s) + (s * s + m * m) / 2 - 0.5;
@@ -147,7 +149,8 @@ TEST(VaeMathKl, OneDimensionalFormula) {
   }
 }
 
-// ERRATA 4.1: log p(x) >= E_q[log p(x|z) + log p(z) - log q(z|x)] = E_q[log p(x|z)] - KL(q || p),
+// The seed chapter's errata (4.1): the ELBO is
+// log p(x) >= E_q[log p(x|z) + log p(z) - log q(z|x)] = E_q[log p(x|z)] - KL(q || p),
 // with equality at the true posterior. Model: p(z) = N(0, 1), p(x|z) = N(z, 1), so p(x) = N(0, 2)
 // and p(z|x) = N(x/2, 1/2). log p(x|z) is the negative of gaussian_nll, which must include its
 // constant for the bound to be in nats.

@@ -110,6 +110,33 @@ void expect_all_finite(const std::vector<float>& values, const std::string& name
     }
 }
 
+std::vector<float> with_guards(const std::vector<float>& values) {
+  std::vector<float> guarded = poisoned(values.size() + 2 * kGuardFloats);
+  std::copy(values.begin(), values.end(), guarded.begin() + kGuardFloats);
+  return guarded;
+}
+
+std::vector<float> strip_guards(const std::vector<float>& guarded, const std::string& name) {
+  if (guarded.size() < 2 * kGuardFloats) {
+    ADD_FAILURE() << name << ": buffer of " << guarded.size() << " floats has no guard bands";
+    return {};
+  }
+  const size_t count = guarded.size() - 2 * kGuardFloats;
+  for (size_t i = 0; i < guarded.size(); ++i) {
+    if (i == kGuardFloats) i += count;
+    if (i >= guarded.size()) break;
+    uint32_t bits;
+    std::memcpy(&bits, &guarded[i], sizeof bits);
+    if (bits != kPoisonBits) {
+      const long offset = i < kGuardFloats ? static_cast<long>(i) - static_cast<long>(kGuardFloats)
+                                           : static_cast<long>(i - kGuardFloats);
+      ADD_FAILURE() << name << ": wrote outside the tensor of " << count << " at index " << offset;
+      break;
+    }
+  }
+  return std::vector<float>(guarded.begin() + kGuardFloats, guarded.begin() + kGuardFloats + count);
+}
+
 void expect_bitwise_equal(const std::vector<float>& a, const std::vector<float>& b,
                           const std::string& name) {
   ASSERT_EQ(a.size(), b.size()) << name;
@@ -216,6 +243,26 @@ std::vector<float> GoldenCase::f32(const std::string& array) const {
 }
 std::vector<double> GoldenCase::f64(const std::string& array) const {
   return io::read_npy(dir + "/" + array + ".npy").to_float64();
+}
+namespace {
+template <typename T>
+std::vector<T> integer_array(const GoldenCase& c, const std::string& array, io::NpyDtype dtype) {
+  const io::NpyArray a = io::read_npy(c.dir + "/" + array + ".npy");
+  if (a.dtype != dtype) {
+    ADD_FAILURE() << c.dir << "/" << array << ".npy: unexpected dtype";
+    return {};
+  }
+  std::vector<T> values(a.size());
+  std::memcpy(values.data(), a.bytes.data(), values.size() * sizeof(T));
+  return values;
+}
+}  // namespace
+
+std::vector<uint8_t> GoldenCase::u8(const std::string& array) const {
+  return integer_array<uint8_t>(*this, array, io::NpyDtype::kUint8);
+}
+std::vector<int32_t> GoldenCase::i32(const std::string& array) const {
+  return integer_array<int32_t>(*this, array, io::NpyDtype::kInt32);
 }
 bool GoldenCase::has(const std::string& array) const {
   return std::filesystem::exists(dir + "/" + array + ".npy");

@@ -85,6 +85,14 @@ std::vector<float> poisoned(size_t count);
 // Fails the test (naming the tensor and the first index) if any element still holds the poison.
 void expect_all_written(const std::vector<float>& values, const std::string& name);
 void expect_all_finite(const std::vector<float>& values, const std::string& name);
+// Guard bands for in-place ops (whose output buffer holds their input, so it cannot start
+// poisoned) and for outputs: the tensor sits between two poisoned bands of kGuardFloats, and
+// strip_guards fails the test (naming the tensor) if the op wrote into either band, then returns
+// the tensor. An in-place op that skips an element leaves its input there, which the comparison
+// with the reference catches wherever the op changes the value.
+constexpr size_t kGuardFloats = 64;
+std::vector<float> with_guards(const std::vector<float>& values);
+std::vector<float> strip_guards(const std::vector<float>& guarded, const std::string& name);
 // Bitwise equality of two float tensors (determinism checks).
 void expect_bitwise_equal(const std::vector<float>& a, const std::vector<float>& b,
                           const std::string& name);
@@ -159,6 +167,9 @@ struct GoldenCase {
   std::vector<size_t> shape(const std::string& array) const;
   std::vector<float> f32(const std::string& array) const;   // inputs, as stored (float32)
   std::vector<double> f64(const std::string& array) const;  // reference outputs (float64)
+  // Integer arrays, as stored (dataset bytes, a permutation); fail the test on another dtype.
+  std::vector<uint8_t> u8(const std::string& array) const;
+  std::vector<int32_t> i32(const std::string& array) const;
   bool has(const std::string& array) const;
 };
 
