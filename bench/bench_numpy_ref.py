@@ -52,8 +52,10 @@ def main():
     sys.path.insert(0, os.path.join(here, "..", "python_ref"))
     try:
         import model_ref
+        import model_spec
     except ImportError as e:
-        print(f"bench_numpy_ref: python_ref/model_ref.py not importable ({e})", file=sys.stderr)
+        print(f"bench_numpy_ref: python_ref/model_ref.py or model_spec.py not importable ({e})",
+              file=sys.stderr)
         return 1
 
     rows = []
@@ -63,7 +65,7 @@ def main():
         hidden, latent, batch = CONFIGS[name]
         cfg = model_ref.default_config(784, hidden, latent)
         rng = np.random.default_rng(0)
-        _, total = model_ref.param_layout(784, hidden, latent)
+        _, total = model_spec.param_layout(model_spec.from_config(cfg))
         params = rng.uniform(-0.05, 0.05, total)
         m, v = np.zeros(total), np.zeros(total)
         x = (rng.integers(0, 256, (batch, 784)) * (rng.random((batch, 784)) < 0.5)) / 255.0

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """@brief Checks bench/report.py's merging and target verdicts on hand-made results files.
 
-The numbers below are test fixtures chosen to sit on either side of each issue-4 target; they are
+The numbers below are test fixtures chosen to sit on either side of each speed target in bench/report.py; they are
 not measurements and are written only to a temporary folder.
 """
 import json
@@ -81,7 +81,7 @@ def main():
         expect("- met: op_meets" in out, "a kernel above both targets is 'met'")
         expect("- MISSED: op_low_share" in out, "a kernel below 90% of copy is MISSED")
         expect("- MISSED: op_low_speedup" in out, "a kernel below 4x unfused is MISSED")
-        expect("op_small_not_judged 2" not in out.split("## Issue 4 targets")[-1],
+        expect("op_small_not_judged 2" not in out.split("## Speed targets")[-1],
                "small sizes are not judged against the bandwidth targets")
         expect("- MISSED: op_invalid 65536x1024: failed validation" in out,
                "an invalid large kernel is MISSED")

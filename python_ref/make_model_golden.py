@@ -17,6 +17,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import model_ref  # noqa: E402
+import model_spec  # noqa: E402
 
 
 def base_config(**overrides):
@@ -64,13 +65,7 @@ TRAJECTORY_CASES = {
 
 
 def init_params(cfg, rng):
-    layers, total = model_ref.param_layout(cfg["input_dim"], cfg["hidden"], cfg["latent_dim"])
-    params = np.empty(total, dtype=np.float32)
-    for layer in layers:
-        bound = 1.0 / np.sqrt(layer["n_in"])
-        end = layer["b"] + layer["n_out"]
-        params[layer["w"]:end] = rng.uniform(-bound, bound, end - layer["w"])
-    return params
+    return model_spec.init_params(model_spec.from_config(cfg), rng, np.float32)
 
 
 def data(cfg, rng, batch):

@@ -2,13 +2,19 @@
 
 Forward, loss, every gradient (written out by hand, checked against central finite differences by
 `python3 model_ref.py --self-check`), global-norm clipping and one AdamW update, on the same flat
-parameter layout as host/model/model_config.h. `--step FOLDER` computes one step's loss and
-gradients from files, for bench_train_step's validation before timing. Hyper-parameters are rounded to float32 first, as
-the C++ code holds them, so the reference differs from the implementation only by arithmetic.
+parameter layout as host/model/model_config.h. The model is its description (model_spec.py, built
+from the cfg's input_dim, hidden, latent_dim and activation): the forward and the backward walk its
+encoder modules, the mu and logvar heads and its decoder modules, each through its kind's
+functions in MODULE_OPS. `--step FOLDER` computes one step's loss and gradients from files, for
+bench_train_step's validation before timing. Hyper-parameters are rounded to float32 first, as the
+C++ code holds them, so the reference differs from the implementation only by arithmetic.
 """
 import math
+from collections import namedtuple
 
 import numpy as np
+
+import model_spec  # the architecture as data, beside this file
 
 HALF_LOG_TWO_PI = 0.5 * math.log(2.0 * math.pi)
 CLIP_EPSILON = 1e-6  # torch.nn.utils.clip_grad_norm_
@@ -17,43 +23,6 @@ CLIP_EPSILON = 1e-6  # torch.nn.utils.clip_grad_norm_
 def f32(value):
     """A hyper-parameter as the C++ code holds it (float32), widened to float64."""
     return float(np.float32(value))
-
-
-# --------------------------------------------------------------------------------------------
-# Layout: encoder hidden layers, mu head, logvar head, decoder hidden layers, output; each a
-# Linear with weight [out, in] then bias [out].
-
-
-def param_layout(input_dim, hidden, latent_dim):
-    layers, cursor = [], 0
-
-    def carve(name, n_in, n_out):
-        nonlocal cursor
-        layer = dict(name=name, n_in=n_in, n_out=n_out, w=cursor, b=cursor + n_in * n_out)
-        cursor += n_in * n_out + n_out
-        layers.append(layer)
-        return layer
-
-    width = input_dim
-    for i, h in enumerate(hidden):
-        carve(f"encoder.{i}", width, h)
-        width = h
-    carve("encoder.mu", width, latent_dim)
-    carve("encoder.logvar", width, latent_dim)
-    width = latent_dim
-    for i, h in enumerate(reversed(hidden)):
-        carve(f"decoder.{i}", width, h)
-        width = h
-    carve("decoder.out", width, input_dim)
-    return layers, cursor
-
-
-def weight(params, layer):
-    return params[layer["w"]:layer["b"]].reshape(layer["n_out"], layer["n_in"])
-
-
-def bias(params, layer):
-    return params[layer["b"]:layer["b"] + layer["n_out"]]
 
 
 # --------------------------------------------------------------------------------------------
@@ -66,6 +35,61 @@ def activate(name, x):
 
 def activation_grad_from_output(name, y):
     return 1.0 - y * y if name == "tanh" else (y > 0.0).astype(np.float64)
+
+
+# --------------------------------------------------------------------------------------------
+# Module kinds: forward(module, p, x) -> (y, saved) and backward(module, p, g, saved, dy) -> dx,
+# p and g the parameters' and gradients' named views (model_spec.tensor_views). A module appears
+# once in the model, so its backward writes its gradients rather than adding to them.
+
+
+def linear_forward(module, p, x):
+    name = module["name"]
+    return x @ p[name + ".weight"].T + p[name + ".bias"], x
+
+
+def linear_backward(module, p, g, x, dy):
+    name = module["name"]
+    g[name + ".weight"][...] = dy.T @ x
+    g[name + ".bias"][...] = dy.sum(axis=0)
+    return dy @ p[name + ".weight"]
+
+
+def activation_forward(module, p, x):
+    y = activate(module["function"], x)
+    return y, y
+
+
+def activation_backward(module, p, g, y, dy):
+    return dy * activation_grad_from_output(module["function"], y)
+
+
+ModuleOps = namedtuple("ModuleOps", "forward backward")
+MODULE_OPS = {"linear": ModuleOps(linear_forward, linear_backward),
+              "activation": ModuleOps(activation_forward, activation_backward)}
+
+
+def module_forward(module, p, x):
+    return MODULE_OPS[module["kind"]].forward(module, p, x)
+
+
+def module_backward(module, p, g, saved, dy):
+    return MODULE_OPS[module["kind"]].backward(module, p, g, saved, dy)
+
+
+def stack_forward(stack, p, x):
+    """A list of modules in order; returns the output and what each module saved."""
+    saved = []
+    for module in stack:
+        x, s = module_forward(module, p, x)
+        saved.append(s)
+    return x, saved
+
+
+def stack_backward(stack, p, g, saved, dy):
+    for module, s in zip(reversed(stack), reversed(saved)):
+        dy = module_backward(module, p, g, s, dy)
+    return dy
 
 
 def sigmoid(x):
@@ -113,33 +137,20 @@ def default_config(input_dim, hidden, latent_dim, lr=1e-3):
 
 
 def forward(cfg, params, x, eps):
-    layers, _ = param_layout(cfg["input_dim"], cfg["hidden"], cfg["latent_dim"])
-    n_hidden = len(cfg["hidden"])
-    enc, (mu_l, lv_l), dec, out_l = (layers[:n_hidden], layers[n_hidden:n_hidden + 2],
-                                     layers[n_hidden + 2:-1], layers[-1])
-    act = cfg["activation"]
-    t = {"x": x, "eps": eps}
-    h = x
-    t["enc_acts"] = []
-    for layer in enc:
-        h = activate(act, h @ weight(params, layer).T + bias(params, layer))
-        t["enc_acts"].append(h)
-    t["mu"] = h @ weight(params, mu_l).T + bias(params, mu_l)
-    t["logvar_raw"] = h @ weight(params, lv_l).T + bias(params, lv_l)
+    spec = model_spec.from_config(cfg)
+    p = model_spec.tensor_views(spec, params)
+    t = {"x": x, "eps": eps, "spec": spec}
+    h, t["encoder_saved"] = stack_forward(spec["encoder"], p, x)
+    t["mu"], t["mu_saved"] = module_forward(spec["mu"], p, h)
+    t["logvar_raw"], t["logvar_saved"] = module_forward(spec["logvar"], p, h)
     lo, hi = f32(cfg["clamp_min"]), f32(cfg["clamp_max"])
     lv = np.clip(t["logvar_raw"], lo, hi)
     t["logvar"] = lv
     t["z"] = t["mu"] + np.exp(0.5 * lv) * eps
     t["kl_per_sample"] = 0.5 * np.sum(t["mu"] ** 2 + np.expm1(lv) - lv, axis=1)
-    h = t["z"]
-    t["dec_acts"] = []
-    for layer in dec:
-        h = activate(act, h @ weight(params, layer).T + bias(params, layer))
-        t["dec_acts"].append(h)
-    t["out"] = h @ weight(params, out_l).T + bias(params, out_l)
+    t["out"], t["decoder_saved"] = stack_forward(spec["decoder"], p, t["z"])
     loss_el, t["dloss_dout"] = recon_loss_and_grad(cfg, t["out"], x)
     t["recon_per_sample"] = loss_el.sum(axis=1)
-    t["layers"] = (enc, mu_l, lv_l, dec, out_l)
     return t
 
 
@@ -150,8 +161,7 @@ def reduction_scale(cfg, batch):
 def loss_and_gradients(cfg, params, x, eps, kl_weight):
     """The optimised loss reduce(recon) + w * reduce(KL), its gradient (flat) and the tensors."""
     t = forward(cfg, params, x, eps)
-    enc, mu_l, lv_l, dec, out_l = t["layers"]
-    act = cfg["activation"]
+    spec = t["spec"]
     batch = x.shape[0]
     s = reduction_scale(cfg, batch)
     t["recon"] = s * t["recon_per_sample"].sum()
@@ -171,31 +181,19 @@ def loss_and_gradients(cfg, params, x, eps, kl_weight):
         kl_mask = 1.0
         t["loss"] = t["recon"] + kl_weight * t["kl"]
     grads = np.zeros_like(params)
-
-    def linear_backward(layer, inp, dy):
-        grads[layer["w"]:layer["b"]] = (dy.T @ inp).ravel()
-        grads[layer["b"]:layer["b"] + layer["n_out"]] = dy.sum(axis=0)
-        return dy @ weight(params, layer)
-
+    p = model_spec.tensor_views(spec, params)
+    g = model_spec.tensor_views(spec, grads)
     # decoder
-    dy = s * t["dloss_dout"]
-    inputs = [t["z"]] + t["dec_acts"]
-    dy = linear_backward(out_l, inputs[-1], dy)
-    for k in reversed(range(len(dec))):
-        dy = dy * activation_grad_from_output(act, t["dec_acts"][k])
-        dy = linear_backward(dec[k], inputs[k], dy)
-    dz = dy
+    dz = stack_backward(spec["decoder"], p, g, t["decoder_saved"], s * t["dloss_dout"])
     # reparameterization + KL
     passes = ((raw >= lo) & (raw <= hi)).astype(np.float64)
     w = kl_weight * s * kl_mask
     dmu = dz + w * t["mu"]
     dlogvar = passes * (dz * np.exp(0.5 * lv) * eps * 0.5 + w * 0.5 * np.expm1(lv))
     # encoder: the two heads share their input
-    inputs = [x] + t["enc_acts"]
-    dh = linear_backward(mu_l, inputs[-1], dmu) + linear_backward(lv_l, inputs[-1], dlogvar)
-    for k in reversed(range(len(enc))):
-        dh = dh * activation_grad_from_output(act, t["enc_acts"][k])
-        dh = linear_backward(enc[k], inputs[k], dh)
+    dh = (module_backward(spec["mu"], p, g, t["mu_saved"], dmu) +
+          module_backward(spec["logvar"], p, g, t["logvar_saved"], dlogvar))
+    stack_backward(spec["encoder"], p, g, t["encoder_saved"], dh)
     t["dz"], t["dmu"], t["dlogvar"] = dz, dmu, dlogvar
     return t["loss"], grads, t
 
@@ -266,7 +264,7 @@ def self_check():
         cfg = dict(input_dim=5, hidden=[4, 3], latent_dim=3, activation=act, recon=recon,
                    gaussian_sigma=0.7, reduction=reduction, clamp_min=-30.0, clamp_max=20.0,
                    kl=dict(kind="constant", weight=0.8, free_bits=0.0))
-        _, total = param_layout(5, [4, 3], 3)
+        _, total = model_spec.param_layout(model_spec.from_config(cfg))
         params = rng.uniform(-0.8, 0.8, total)
         x = rng.uniform(0, 1, (3, 5))
         eps = rng.standard_normal((3, 3))

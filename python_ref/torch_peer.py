@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
-"""@brief The PyTorch peer of fusedvae's training step, for the speed comparison of issue 4.
+"""@brief The PyTorch peer of fusedvae's training step: the speed comparison of the training-step
+benchmark (bench_train_step, bench/report.py).
 
-The same MLP VAE (nn.Linear layers, ReLU, logvar clamped to [-30, 20]), the same objective
+The same MLP VAE (torch_model.VAE built from the model's description in model_spec.py: nn.Linear
+layers under the checkpoint's names, ReLU, logvar clamped to [-30, 20]), the same objective
 (Bernoulli BCE-with-logits summed over features + analytic KL summed over latents, both averaged
 over the batch, KL weight 1) and the same optimizer (Adam, lr 1e-3, betas 0.9/0.999, eps 1e-8),
 on Fashion-MNIST resident on the device as uint8 and normalised per batch (as fusedvae's gather
@@ -24,13 +26,11 @@ random numbers rule out an eps-for-eps check of the compiled code itself.
 """
 import argparse
 import datetime
-import gzip
 import json
 import os
 import platform
 import socket
 import statistics
-import struct
 import sys
 import time
 
@@ -38,6 +38,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import model_ref  # noqa: E402 - the float64 NumPy reference beside this file
+import model_spec  # noqa: E402 - the model's description
+from idx import find_split_file, read_idx  # noqa: E402
 
 CONFIGS = {
     # name: (hidden widths, latent, batch size)
@@ -51,46 +53,11 @@ DEFAULT_DATA = "/usr/share/datasets/fashion-mnist"
 
 
 # ------------------------------------------------------------------------------------------------
-# Data: IDX files (gzip-compressed), read with numpy alone.
-
-IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
-              0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
-
-
-def read_idx(path):
-    """Returns the array stored in an IDX(.gz) file; ValueError with the file named when it is
-    not a valid IDX file."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: no such file")
-    opener = gzip.open if path.endswith(".gz") else open
-    try:
-        with opener(path, "rb") as f:
-            raw = f.read()
-    except (OSError, EOFError) as e:
-        raise ValueError(f"{path}: cannot read ({e})") from e
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
-        raise ValueError(f"{path}: not an IDX file (bad magic)")
-    dtype = IDX_DTYPES.get(raw[2])
-    ndim = raw[3]
-    if dtype is None or ndim < 1:
-        raise ValueError(f"{path}: unsupported IDX type 0x{raw[2]:02x} or rank {ndim}")
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise ValueError(f"{path}: truncated IDX header")
-    shape = struct.unpack(">" + "I" * ndim, raw[4:header])
-    count = int(np.prod(shape))
-    itemsize = np.dtype(dtype).itemsize
-    if len(raw) - header != count * itemsize:
-        raise ValueError(f"{path}: holds {len(raw) - header} data bytes, shape {shape} needs "
-                         f"{count * itemsize}")
-    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
-
+# Data and model size
 
 def load_train_images(data_dir):
     """Fashion-MNIST training images as uint8 [n, 784]."""
-    path = os.path.join(data_dir, "train-images-idx3-ubyte.gz")
-    if not os.path.exists(path):
-        path = os.path.join(data_dir, "train-images-idx3-ubyte")
+    path = find_split_file(data_dir, "train")
     images = read_idx(path)
     if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1] * images.shape[2] != INPUT_DIM:
         raise ValueError(f"{path}: expected uint8 images of 28x28, got {images.dtype} "
@@ -110,46 +77,21 @@ def step_flops(hidden, latent, batch):
     return 2.0 * batch * (3 * macs - INPUT_DIM * sizes[1])
 
 
+def spec_of(hidden, latent):
+    """The peer's model: fusedvae's default MLP VAE (ReLU) with these widths."""
+    return model_spec.mlp_vae(INPUT_DIM, hidden, latent, "relu")
+
+
 def parameter_count(hidden, latent):
-    sizes = [INPUT_DIM] + hidden
-    enc = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:])) + 2 * (sizes[-1] * latent + latent)
-    dec_sizes = [latent] + hidden[::-1] + [INPUT_DIM]
-    dec = sum(a * b + b for a, b in zip(dec_sizes[:-1], dec_sizes[1:]))
-    return enc + dec
+    return model_spec.param_layout(spec_of(hidden, latent))[1]
 
 
 # ------------------------------------------------------------------------------------------------
 # Model, loss and step (torch imported lazily so that --dry-run runs without it).
 
 def build(torch, hidden, latent):
-    nn = torch.nn
-
-    class Vae(nn.Module):
-        def __init__(self):
-            super().__init__()
-            layers, width = [], INPUT_DIM
-            for h in hidden:
-                layers += [nn.Linear(width, h), nn.ReLU()]
-                width = h
-            self.encoder = nn.Sequential(*layers)
-            self.mu = nn.Linear(width, latent)
-            self.logvar = nn.Linear(width, latent)
-            layers, width = [], latent
-            for h in hidden[::-1]:
-                layers += [nn.Linear(width, h), nn.ReLU()]
-                width = h
-            layers.append(nn.Linear(width, INPUT_DIM))
-            self.decoder = nn.Sequential(*layers)
-
-        def forward(self, x, eps=None):  # eps given only by the validation
-            h = self.encoder(x)
-            mu = self.mu(h)
-            logvar = self.logvar(h).clamp(LOGVAR_MIN, LOGVAR_MAX)
-            noise = torch.randn_like(mu) if eps is None else eps
-            z = mu + torch.exp(0.5 * logvar) * noise
-            return self.decoder(z), mu, logvar
-
-    return Vae()
+    import torch_model  # the one PyTorch model class (needs torch)
+    return torch_model.VAE(spec_of(hidden, latent), LOGVAR_MIN, LOGVAR_MAX)
 
 
 def make_loss_fn(torch, model):
@@ -211,11 +153,6 @@ VALIDATION_BATCH = 5  # odd, so that nothing lines up with a vector width
 VALIDATION_TOLERANCE = {"float64": (1e-12, 1e-9), "float32": (1e-6, 2e-4), "tf32": (1e-6, 1e-2)}
 
 
-def linear_layers(torch, model):
-    """The model's Linear layers in the reference's flat order: encoder, mu, logvar, decoder."""
-    return [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
-
-
 def validate(torch, device, dtype_name, hidden, latent, seed=7, tf32=False):
     """Loss and gradients of one batch with given eps against model_ref; returns the worst share
     of the tolerance and raises AssertionError above 1."""
@@ -225,25 +162,21 @@ def validate(torch, device, dtype_name, hidden, latent, seed=7, tf32=False):
     rng = np.random.default_rng(seed)
     x_u8 = rng.integers(0, 256, (VALIDATION_BATCH, INPUT_DIM), dtype=np.uint8)
     eps = rng.standard_normal((VALIDATION_BATCH, latent))
-    layers = linear_layers(torch, model)
-    flat = np.concatenate([np.concatenate([l.weight.detach().double().cpu().numpy().ravel(),
-                                           l.bias.detach().double().cpu().numpy()])
-                           for l in layers])
+    layout, _ = model_spec.param_layout(model.spec)
+    params = model.params()  # by safetensors name: the reference's flat buffer in carving order
+    flat = np.concatenate([params[t.name].detach().double().cpu().numpy().ravel()
+                           for t in layout])
     loss = make_loss_fn(torch, model)(torch.from_numpy(x_u8).to(device),
                                       torch.from_numpy(eps).to(device=device, dtype=dtype))
     loss.backward()
-    ref = model_ref.train_step(model_ref.default_config(INPUT_DIM, hidden, latent), flat, np.zeros_like(flat),
-                               np.zeros_like(flat), 0, x_u8 / 255.0, eps)
+    ref = model_ref.train_step(model_ref.default_config(INPUT_DIM, hidden, latent), flat,
+                               np.zeros_like(flat), np.zeros_like(flat), 0, x_u8 / 255.0, eps)
     abs_tol, rel_tol = VALIDATION_TOLERANCE["tf32" if tf32 and device.type == "cuda"
                                             and dtype_name == "float32" else dtype_name]
-    layout, _ = model_ref.param_layout(INPUT_DIM, hidden, latent)
+    ref_grads = model_spec.tensor_views(model.spec, ref["grads"])
     checks = [("loss", np.array([loss.item()]), np.array([ref["loss"]]))]
-    for torch_layer, ref_layer in zip(layers, layout):
-        grads = ref["grads"]
-        checks.append((ref_layer["name"] + ".weight", torch_layer.weight.grad.double().cpu().numpy(),
-                       model_ref.weight(grads, ref_layer)))
-        checks.append((ref_layer["name"] + ".bias", torch_layer.bias.grad.double().cpu().numpy(),
-                       model_ref.bias(grads, ref_layer)))
+    for t in layout:
+        checks.append((t.name, params[t.name].grad.double().cpu().numpy(), ref_grads[t.name]))
     worst, worst_name = 0.0, ""
     for name, got, want in checks:
         tol = abs_tol + rel_tol * np.max(np.abs(want))

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """PyTorch twin of fusedvae's MLP VAE: loads a run's model.safetensors and reproduces `fusedvae eval`.
 
-The module has the same parameter names and shapes as the checkpoint (nn.Linear weights [out, in]):
+The model is built from its description (model_spec.py, the architecture the checkpoint's
+__metadata__ records); the PyTorch module (torch_model.VAE, TorchVAE here) has the same parameter
+names and shapes as the checkpoint (nn.Linear weights [out, in]):
     encoder.{i}.weight|bias, encoder.mu.*, encoder.logvar.*, decoder.{i}.*, decoder.out.*
 so `TorchVAE.from_safetensors(path)` is a plain load_state_dict. Everything is computed in float64.
 
@@ -29,89 +31,28 @@ float data with checkpoints from before fusedvae recorded it.
 """
 import argparse
 import csv
-import gzip
 import json
 import math
 import os
-import struct
 import sys
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import model_spec  # noqa: E402 - beside this file, as the modules below
+from checkpoint import (load_safetensors, model_config, read_safetensors,  # noqa: E402,F401
+                        recorded_normalisation)
+from idx import find_split_file, read_idx  # noqa: E402,F401
+
 try:
     import torch
-    from torch import nn
 except ImportError:  # the NumPy backend still works
     torch = None
-    nn = None
+if torch is not None:
+    from torch_model import VAE as TorchVAE  # noqa: E402 - the one PyTorch model class
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 HALF_LOG_TWO_PI = 0.5 * math.log(2.0 * math.pi)
-
-# ----------------------------------------------------------------------------------------------
-# safetensors
-
-_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "U64": "<u8", "I64": "<i8", "I32": "<i4",
-           "U8": "u1", "I8": "i1"}
-
-
-def read_safetensors(path):
-    """Returns ({name: np.ndarray}, metadata dict). Validates the layout; ValueError on damage."""
-    with open(path, "rb") as f:
-        blob = f.read()
-    if len(blob) < 8:
-        raise ValueError(f"{path}: not a safetensors file (shorter than 8 bytes)")
-    (header_len,) = struct.unpack("<Q", blob[:8])
-    if header_len > len(blob) - 8:
-        raise ValueError(f"{path}: header length {header_len} exceeds the file size {len(blob)}")
-    try:
-        header = json.loads(blob[8:8 + header_len].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path}: header is not valid JSON ({e})") from None
-    data = memoryview(blob)[8 + header_len:]
-    metadata = header.pop("__metadata__", {}) or {}
-    tensors = {}
-    for name, entry in header.items():
-        dtype = _DTYPES.get(entry.get("dtype"))
-        if dtype is None:
-            raise ValueError(f"{path}: tensor {name} has unsupported dtype {entry.get('dtype')}")
-        shape = [int(d) for d in entry["shape"]]
-        begin, end = (int(o) for o in entry["data_offsets"])
-        count = int(np.prod(shape)) if shape else 1
-        if not 0 <= begin <= end <= len(data) or end - begin != count * np.dtype(dtype).itemsize:
-            raise ValueError(f"{path}: tensor {name} has offsets [{begin}, {end}) that do not fit "
-                             f"its shape {shape} or the file (truncated?)")
-        tensors[name] = np.frombuffer(data[begin:end], dtype=dtype).reshape(shape).copy()
-    return tensors, metadata
-
-
-def load_safetensors(path):
-    """The `safetensors` package when installed, else read_safetensors."""
-    try:
-        from safetensors import safe_open
-    except ImportError:
-        return read_safetensors(path)
-    with safe_open(path, framework="np") as f:
-        return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
-
-
-def model_config(metadata):
-    """The architecture fusedvae stores in __metadata__ (strings) as Python values."""
-    if metadata.get("format") != "fusedvae-mlp-vae-1":
-        raise ValueError(f"not a fusedvae model (format {metadata.get('format')!r})")
-    hidden = metadata.get("hidden", "")
-    return {
-        "input_dim": int(metadata["input_dim"]),
-        "hidden": [int(w) for w in hidden.split(",")] if hidden else [],
-        "latent_dim": int(metadata["latent_dim"]),
-        "activation": metadata["activation"],
-        "recon_loss": metadata["recon_loss"],
-        "gaussian_sigma": float(metadata["gaussian_sigma"]),
-        "smooth_l1_beta": float(metadata["smooth_l1_beta"]),
-        "logvar_min": float(metadata["logvar_min"]),
-        "logvar_max": float(metadata["logvar_max"]),
-    }
-
 
 # ----------------------------------------------------------------------------------------------
 # The VAE's math, written once for NumPy arrays and torch tensors alike (both have @, .clip, .sum,
@@ -155,21 +96,32 @@ def kl_per_sample(mu, logvar):
     return 0.5 * (mu * mu + xp.exp(logvar) - logvar - 1.0).sum(-1)
 
 
+def apply_module(module, params, h):
+    """One module of the description (model_spec.py) on h; params by safetensors name."""
+    if module["kind"] == "linear":
+        return h @ params[module["name"] + ".weight"].T + params[module["name"] + ".bias"]
+    if module["kind"] == "activation":
+        return activate(h, module["function"])
+    raise ValueError(f"module kind {module['kind']!r} not in torch_vae")
+
+
+def apply_stack(stack, params, h):
+    for module in stack:
+        h = apply_module(module, params, h)
+    return h
+
+
 def encode(params, x, cfg):
-    h = x
-    for i in range(len(cfg["hidden"])):
-        h = activate(h @ params[f"encoder.{i}.weight"].T + params[f"encoder.{i}.bias"], cfg["activation"])
-    mu = h @ params["encoder.mu.weight"].T + params["encoder.mu.bias"]
-    logvar = h @ params["encoder.logvar.weight"].T + params["encoder.logvar.bias"]
+    spec = model_spec.from_config(cfg)
+    h = apply_stack(spec["encoder"], params, x)
+    mu = apply_module(spec["mu"], params, h)
+    logvar = apply_module(spec["logvar"], params, h)
     return mu, logvar.clip(cfg["logvar_min"], cfg["logvar_max"])
 
 
 def decode(params, z, cfg):
     """Decoder output: logits for Bernoulli, the mean otherwise."""
-    h = z
-    for i in range(len(cfg["hidden"])):
-        h = activate(h @ params[f"decoder.{i}.weight"].T + params[f"decoder.{i}.bias"], cfg["activation"])
-    return h @ params["decoder.out.weight"].T + params["decoder.out.bias"]
+    return apply_stack(model_spec.from_config(cfg)["decoder"], params, z)
 
 
 def log_mean_exp(a, axis):
@@ -203,82 +155,14 @@ def evaluate(params, x, cfg, iwae_samples, normal):
     return recon, kl, elbo, iwae
 
 
-if nn is not None:
-    class TorchVAE(nn.Module):
-        """The fusedvae MLP VAE as a PyTorch module, state-dict compatible with model.safetensors."""
-
-        def __init__(self, cfg):
-            super().__init__()
-            self.cfg = dict(cfg)
-            widths = [cfg["input_dim"]] + list(cfg["hidden"])
-            encoder = {str(i): nn.Linear(widths[i], widths[i + 1]) for i in range(len(cfg["hidden"]))}
-            encoder["mu"] = nn.Linear(widths[-1], cfg["latent_dim"])
-            encoder["logvar"] = nn.Linear(widths[-1], cfg["latent_dim"])
-            back = [cfg["latent_dim"]] + list(reversed(cfg["hidden"]))
-            decoder = {str(i): nn.Linear(back[i], back[i + 1]) for i in range(len(cfg["hidden"]))}
-            decoder["out"] = nn.Linear(back[-1], cfg["input_dim"])
-            self.encoder = nn.ModuleDict(encoder)
-            self.decoder = nn.ModuleDict(decoder)
-
-        @classmethod
-        def from_safetensors(cls, path):
-            tensors, metadata = load_safetensors(path)
-            model = cls(model_config(metadata)).double()
-            model.load_state_dict({k: torch.from_numpy(v.astype(np.float64)) for k, v in tensors.items()},
-                                  strict=True)
-            return model
-
-        def params(self):
-            return dict(self.named_parameters())
-
-        def encode(self, x):
-            return encode(self.params(), x, self.cfg)
-
-        def decode(self, z):
-            return decode(self.params(), z, self.cfg)
-
-        def forward(self, x, eps=None):
-            """Returns (output, mu, logvar) for z = mu + sigma * eps (eps ~ N(0, I) when None)."""
-            mu, logvar = self.encode(x)
-            eps = torch.randn_like(mu) if eps is None else eps
-            return self.decode(mu + torch.exp(0.5 * logvar) * eps), mu, logvar
-
-
 # ----------------------------------------------------------------------------------------------
-# Data (the loaders fusedvae reads: IDX, raw or gzip, and NPY)
-
-def read_idx(path):
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as f:
-        blob = f.read()
-    if len(blob) < 4 or blob[0] != 0 or blob[1] != 0 or blob[2] != 0x08:
-        raise ValueError(f"{path}: not an unsigned-byte IDX file")
-    ndim = blob[3]
-    dims = struct.unpack(">" + "I" * ndim, blob[4:4 + 4 * ndim])
-    return np.frombuffer(blob, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
-
-
-def find_split_file(directory, split):
-    stem = "t10k-images" if split == "test" else "train-images"
-    for name in (f"{stem}-idx3-ubyte", f"{stem}.idx3-ubyte"):
-        for suffix in ("", ".gz"):
-            if os.path.exists(os.path.join(directory, name + suffix)):
-                return os.path.join(directory, name + suffix)
-    raise FileNotFoundError(f"{directory}: no {stem} IDX file")
-
+# Data (the files fusedvae reads: IDX, raw or gzip (idx.py), and NPY)
 
 def load_rows(path):
     raw = np.load(path) if path.endswith(".npy") else read_idx(path)
+    if not path.endswith(".npy") and raw.dtype != np.uint8:
+        raise ValueError(f"{path}: not an unsigned-byte IDX file (fusedvae reads type 0x08 only)")
     return raw.reshape(raw.shape[0], -1)
-
-
-def recorded_normalisation(metadata):
-    """The run's train-split map (data_scale, data_offset) from __metadata__, as the float32 values
-    fusedvae applies; (None, None) for checkpoints written before fusedvae recorded it."""
-    if "data_scale" not in metadata:
-        return None, None
-    return (float(np.float32(float(metadata["data_scale"]))),
-            float(np.float32(float(metadata["data_offset"]))))
 
 
 def normalise(raw, scale, offset):

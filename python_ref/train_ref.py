@@ -20,6 +20,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import model_ref  # noqa: E402
+import model_spec  # noqa: E402
 import torch_vae  # noqa: E402
 
 
@@ -46,20 +47,9 @@ def main(argv=None):
                     smooth_l1_beta=1.0, logvar_min=-30.0, logvar_max=20.0)
 
     rng = np.random.default_rng(a.seed)
-    layers, total = model_ref.param_layout(dim, a.hidden, a.latent)
-    params = np.empty(total)
-    for layer in layers:
-        bound = 1.0 / np.sqrt(layer["n_in"])
-        end = layer["b"] + layer["n_out"]
-        params[layer["w"]:end] = rng.uniform(-bound, bound, end - layer["w"])
-    m, v = np.zeros(total), np.zeros(total)
-
-    def eval_params(flat):
-        named = {}
-        for layer in layers:
-            named[layer["name"] + ".weight"] = model_ref.weight(flat, layer)
-            named[layer["name"] + ".bias"] = model_ref.bias(flat, layer)
-        return named
+    spec = model_spec.from_config(cfg)
+    params = model_spec.init_params(spec, rng)
+    m, v = np.zeros_like(params), np.zeros_like(params)
 
     steps_per_epoch = train.shape[0] // a.batch_size
     step, history = 0, []
@@ -74,7 +64,8 @@ def main(argv=None):
             params, m, v = r["params"], r["m"], r["v"]
             losses.append(r["loss_per_sample"])
             step += 1
-        recon, kl, elbo, _ = torch_vae.evaluate(eval_params(params), test, eval_cfg, 0,
+        named = model_spec.tensor_views(spec, params)
+        recon, kl, elbo, _ = torch_vae.evaluate(named, test, eval_cfg, 0,
                                                 lambda shape: rng.standard_normal(shape))
         row = dict(epoch=epoch, step=step, train_loss=float(np.mean(losses)),
                    test_elbo=float(np.mean(elbo)), test_recon=float(np.mean(recon)),

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The benchmarks of issue 4 on a GPU machine, in one command: build (or take a carried build),
-# run the bench smoke tests, then the kernel benchmark (validated against the CPU twins before any
+# fusedvae's benchmarks on a GPU machine, in one command: build (or take a carried build), run
+# the bench smoke tests, then the kernel benchmark (validated against the CPU twins before any
 # timing), the training-step benchmark, the PyTorch peer, and print the merged table.
 #
 #   bash scripts/bench_gpu.sh                          # build here (needs the set-up's packages)

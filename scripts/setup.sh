@@ -5,7 +5,7 @@ set -euo pipefail
 
 apt_packages=(
   cmake ninja-build g++ pkg-config
-  libgtest-dev libbenchmark-dev
+  libgtest-dev
   libcli11-dev nlohmann-json3-dev libstb-dev zlib1g-dev libopenblas-dev
   dataset-fashion-mnist
 )
