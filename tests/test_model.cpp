@@ -2,12 +2,16 @@
 // validation of a model configuration.
 #include <gtest/gtest.h>
 
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
 #include <cmath>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "host/model/model_config.h"
+#include "tests/support/test_support.h"
 
 namespace fusedvae {
 namespace {
@@ -67,6 +71,42 @@ TEST(ParamLayout, CarvesTensorsInModuleOrderWithPytorchNames) {
     cursor += expected[i].out;
   }
   EXPECT_EQ(layout.total, cursor);
+}
+
+// python_ref/model_spec.py is the same description in Python (the float64 reference model and
+// the PyTorch loaders derive their layout from it): both must carve the same tensors.
+TEST(ParamLayout, PythonDescriptionCarvesTheSameTensors) {
+  ModelConfig bare = odd_config();
+  bare.hidden.clear();
+  ModelConfig wide;
+  wide.hidden = {1024, 512};
+  wide.latent_dim = 64;
+  for (const ModelConfig& config : {odd_config(), bare, ModelConfig{}, wide}) {
+    std::string hidden;
+    for (int w : config.hidden) hidden += (hidden.empty() ? "" : ",") + std::to_string(w);
+    const std::string command = std::string(FUSEDVAE_PYTHON) + " " + test::source_dir() +
+                                "/python_ref/model_spec.py --input-dim " +
+                                std::to_string(config.input_dim) + " --hidden '" + hidden +
+                                "' --latent " + std::to_string(config.latent_dim);
+    SCOPED_TRACE(command);
+    FILE* pipe = popen(command.c_str(), "r");
+    ASSERT_NE(pipe, nullptr);
+    std::string text;
+    char chunk[4096];
+    for (size_t n; (n = fread(chunk, 1, sizeof(chunk), pipe)) > 0;) text.append(chunk, n);
+    ASSERT_EQ(pclose(pipe), 0) << text;
+    const nlohmann::json python = nlohmann::json::parse(text);
+    const ParamLayout layout = make_param_layout(config);
+    ASSERT_EQ(python.at("tensors").size(), layout.tensors.size());
+    for (size_t i = 0; i < layout.tensors.size(); ++i) {
+      const nlohmann::json& t = python.at("tensors")[i];
+      EXPECT_EQ(t[0].get<std::string>(), layout.tensors[i].name);
+      EXPECT_EQ(t[1].get<std::vector<int64_t>>(), layout.tensors[i].shape)
+          << layout.tensors[i].name;
+      EXPECT_EQ(t[2].get<size_t>(), layout.tensors[i].offset) << layout.tensors[i].name;
+    }
+    EXPECT_EQ(python.at("total").get<size_t>(), layout.total);
+  }
 }
 
 TEST(ParamLayout, NoHiddenLayersAndTheDefaultModel) {
