@@ -7,7 +7,7 @@
 
 #include <cmath>
 
-#include "host/model/model_config.h"
+#include "kernels/op_params.h"
 #include "kernels/vae_math.cuh"
 
 namespace fusedvae::math {

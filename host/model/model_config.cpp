@@ -8,13 +8,6 @@
 namespace fusedvae {
 namespace {
 
-struct NamedActivation {
-  Activation activation;
-  const char* name;
-};
-constexpr NamedActivation kActivationNames[] = {{Activation::kRelu, "relu"},
-                                                {Activation::kTanh, "tanh"}};
-
 // Appends one nn.Linear (weight then bias) at the end of the buffer.
 LinearLayer carve(const std::string& name, int in, int out, size_t* cursor) {
   LinearLayer layer;
@@ -44,21 +37,6 @@ float uniform_symmetric(uint64_t* state, float bound) {
 }
 
 }  // namespace
-
-const char* activation_name(Activation a) {
-  for (const auto& entry : kActivationNames)
-    if (entry.activation == a) return entry.name;
-  return "unknown";
-}
-
-bool parse_activation(const std::string& name, Activation* a) {
-  for (const auto& entry : kActivationNames)
-    if (name == entry.name) {
-      *a = entry.activation;
-      return true;
-    }
-  return false;
-}
 
 std::vector<const LinearLayer*> ParamLayout::all() const {
   std::vector<const LinearLayer*> layers;

@@ -16,9 +16,7 @@
 
 namespace fusedvae {
 
-enum class Activation : int { kRelu = 0, kTanh = 1 };
-const char* activation_name(Activation a);
-bool parse_activation(const std::string& name, Activation* a);
+// Activation, activation_name and parse_activation live in kernels/op_params.h.
 
 struct ModelConfig {
   int input_dim = 784;
