@@ -6,6 +6,7 @@
 
 #include <cstddef>
 
+#include "kernels/launch.cuh"
 #include "kernels/op_params.h"
 
 namespace fusedvae::gpu {
@@ -17,6 +18,6 @@ namespace fusedvae::gpu {
 // clipping.
 void adamw_update(float* params, float* m, float* v, const float* grads, size_t count,
                   const StepState* state, const OptimizerConfig& opt, const float* grad_scale,
-                  cudaStream_t stream, int block_size = 256);
+                  cudaStream_t stream, int block_size = kDefaultBlockSize);
 
 }  // namespace fusedvae::gpu
