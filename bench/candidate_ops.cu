@@ -4,7 +4,7 @@
 #include <stdexcept>
 
 #include "kernels/block_reduce.cuh"
-#include "kernels/cuda_check.h"
+#include "kernels/launch.cuh"
 #include "kernels/philox_normal.cuh"
 #include "kernels/vae_math.cuh"
 
@@ -14,7 +14,7 @@ namespace {
 // ---------------------------------------------------------------------------------------------
 // CUDA kernels
 
-constexpr int kBlock = 256;
+constexpr int kBlock = gpu::kDefaultBlockSize;  // as the fused ops
 
 __device__ __forceinline__ float& component(float4& v, int k) {
   return k == 0 ? v.x : (k == 1 ? v.y : (k == 2 ? v.z : v.w));
@@ -151,8 +151,7 @@ void check(int batch, int dim) {
 }
 
 int row_grid(int batch) {
-  const int blocks = (batch + kBlock / kWarpSize - 1) / (kBlock / kWarpSize);
-  return blocks < kReduceMaxBlocks ? blocks : kReduceMaxBlocks;
+  return row_reduction_grid(batch, kBlock);
 }
 
 }  // namespace
@@ -161,10 +160,9 @@ void reparam_kl_forward(const float* mu, const float* logvar, int batch, int dim
                         LogvarClamp clamp, BatchReduction reduction, float* z, float* kl_per_sample,
                         float* kl_reduced, ReductionWorkspace workspace, cudaStream_t stream) {
   check(batch, dim);
-  reparam_kl_forward_vec4_kernel<<<row_grid(batch), kBlock, 0, stream>>>(
-      mu, logvar, philox_eps(rng), batch, dim, clamp, batch_reduction_scale(reduction, batch), z,
-      kl_per_sample, kl_reduced, workspace);
-  FUSEDVAE_CHECK_LAUNCH(reparam_kl_forward_vec4_kernel);
+  gpu::launch("reparam_kl_forward_vec4_kernel", reparam_kl_forward_vec4_kernel, row_grid(batch),
+              kBlock, 0, stream, mu, logvar, philox_eps(rng), batch, dim, clamp,
+              batch_reduction_scale(reduction, batch), z, kl_per_sample, kl_reduced, workspace);
 }
 
 void reparam_kl_backward(const float* dz, const float* mu, const float* logvar, int batch, int dim,
@@ -172,13 +170,12 @@ void reparam_kl_backward(const float* dz, const float* mu, const float* logvar, 
                          BatchReduction reduction, float* dmu, float* dlogvar,
                          cudaStream_t stream) {
   check(batch, dim);
+  // The fused backward's grid policy (kernels/launch.cuh), so the layouts compare like for like.
   const size_t groups = static_cast<size_t>(batch) * (dim / 4);
-  const size_t blocks = (groups + kBlock - 1) / kBlock;
-  reparam_kl_backward_vec4_kernel<<<static_cast<int>(blocks < 65535 ? blocks : 65535), kBlock, 0,
-                                    stream>>>(
-      dz, mu, logvar, philox_eps(rng), batch, dim, kl_weight,
-      loss_scale * batch_reduction_scale(reduction, batch), clamp, dmu, dlogvar);
-  FUSEDVAE_CHECK_LAUNCH(reparam_kl_backward_vec4_kernel);
+  gpu::launch("reparam_kl_backward_vec4_kernel", reparam_kl_backward_vec4_kernel,
+              gpu::grid_stride_grid(groups, kBlock), kBlock, 0, stream, dz, mu, logvar,
+              philox_eps(rng), batch, dim, kl_weight,
+              loss_scale * batch_reduction_scale(reduction, batch), clamp, dmu, dlogvar);
 }
 
 void recon_loss_forward_backward(const float* output, const float* target, int batch, int dim,
@@ -188,10 +185,9 @@ void recon_loss_forward_backward(const float* output, const float* target, int b
   check(batch, dim);
   const float batch_scale = batch_reduction_scale(reduction, batch);
   math::with_recon_kind(loss.kind, [&](auto kind) {
-    recon_loss_vec4_kernel<decltype(kind)::value><<<row_grid(batch), kBlock, 0, stream>>>(
-        output, target, batch, dim, loss, batch_scale, loss_scale * batch_scale, loss_per_sample,
-        loss_reduced, grad_output, workspace);
-    FUSEDVAE_CHECK_LAUNCH(recon_loss_vec4_kernel);
+    gpu::launch("recon_loss_vec4_kernel", recon_loss_vec4_kernel<decltype(kind)::value>,
+                row_grid(batch), kBlock, 0, stream, output, target, batch, dim, loss, batch_scale,
+                loss_scale * batch_scale, loss_per_sample, loss_reduced, grad_output, workspace);
   });
 }
 

@@ -2,7 +2,7 @@
 #include "bench/unfused_ops.h"
 
 #include "kernels/block_reduce.cuh"
-#include "kernels/cuda_check.h"
+#include "kernels/launch.cuh"
 #include "kernels/reparam_kl.h"
 #include "kernels/vae_math.cuh"
 
@@ -12,7 +12,7 @@ namespace {
 // ---------------------------------------------------------------------------------------------
 // CUDA kernels
 
-constexpr int kBlock = 256;
+constexpr int kBlock = gpu::kDefaultBlockSize;
 
 #define FUSEDVAE_GRID_STRIDE(i, n)                                                     \
   for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < (n); \
@@ -103,20 +103,19 @@ __global__ void total_sum_kernel(const float* __restrict__ in, int n, float scal
 // ---------------------------------------------------------------------------------------------
 // Kernel launchers
 
-// Eager launches enough blocks to cover the tensor (capped; grid-stride beyond).
+// Eager launches enough blocks to cover the tensor, one element per thread: this baseline models
+// PyTorch's elementwise launches, not the fused ops' grid policy (capped at 65535 blocks, the
+// grid stride covering the rest).
 int elementwise_grid(size_t n) {
-  const size_t blocks = (n + kBlock - 1) / kBlock;
-  return static_cast<int>(blocks < 65535 ? blocks : 65535);
+  return gpu::capped_grid(gpu::ceil_div(n, kBlock), 65535);
 }
 
 void row_sum(const float* in, int rows, int cols, float* out, cudaStream_t stream) {
-  row_sum_kernel<<<rows, kBlock, 0, stream>>>(in, cols, out);
-  FUSEDVAE_CHECK_LAUNCH(row_sum_kernel);
+  gpu::launch("row_sum_kernel", row_sum_kernel, rows, kBlock, 0, stream, in, cols, out);
 }
 
 void total_sum(const float* in, int n, float scale, float* out, cudaStream_t stream) {
-  total_sum_kernel<<<1, kBlock, 0, stream>>>(in, n, scale, out);
-  FUSEDVAE_CHECK_LAUNCH(total_sum_kernel);
+  gpu::launch("total_sum_kernel", total_sum_kernel, 1, kBlock, 0, stream, in, n, scale, out);
 }
 
 }  // namespace
@@ -127,16 +126,14 @@ void reparam_kl_forward(const float* mu, const float* logvar, int batch, int dim
   const size_t n = static_cast<size_t>(batch) * dim;
   const int grid = elementwise_grid(n);
   gpu::draw_normal_eps(batch, dim, rng, s.eps, stream);  // torch.randn_like
-  clamp_kernel<<<grid, kBlock, 0, stream>>>(logvar, n, clamp.min, clamp.max, s.logvar_clamped);
-  FUSEDVAE_CHECK_LAUNCH(clamp_kernel);
-  exp_scaled_kernel<<<grid, kBlock, 0, stream>>>(s.logvar_clamped, n, 0.5f, s.stddev);
-  FUSEDVAE_CHECK_LAUNCH(exp_scaled_kernel);
-  mul_kernel<<<grid, kBlock, 0, stream>>>(s.stddev, s.eps, n, s.noise);
-  FUSEDVAE_CHECK_LAUNCH(mul_kernel);
-  add_kernel<<<grid, kBlock, 0, stream>>>(mu, s.noise, n, z);
-  FUSEDVAE_CHECK_LAUNCH(add_kernel);
-  kl_elements_kernel<<<grid, kBlock, 0, stream>>>(mu, s.logvar_clamped, n, s.kl_elements);
-  FUSEDVAE_CHECK_LAUNCH(kl_elements_kernel);
+  gpu::launch("clamp_kernel", clamp_kernel, grid, kBlock, 0, stream, logvar, n, clamp.min,
+              clamp.max, s.logvar_clamped);
+  gpu::launch("exp_scaled_kernel", exp_scaled_kernel, grid, kBlock, 0, stream, s.logvar_clamped, n,
+              0.5f, s.stddev);
+  gpu::launch("mul_kernel", mul_kernel, grid, kBlock, 0, stream, s.stddev, s.eps, n, s.noise);
+  gpu::launch("add_kernel", add_kernel, grid, kBlock, 0, stream, mu, s.noise, n, z);
+  gpu::launch("kl_elements_kernel", kl_elements_kernel, grid, kBlock, 0, stream, mu,
+              s.logvar_clamped, n, s.kl_elements);
   row_sum(s.kl_elements, batch, dim, kl_per_sample, stream);
   total_sum(kl_per_sample, batch, batch_reduction_scale(reduction, batch), kl_reduced, stream);
 }
@@ -149,22 +146,21 @@ void reparam_kl_backward(const float* dz, const float* mu, const float* logvar, 
   const size_t n = static_cast<size_t>(batch) * dim;
   const int grid = elementwise_grid(n);
   const float scale = loss_scale * batch_reduction_scale(reduction, batch);
-  scale_kernel<<<grid, kBlock, 0, stream>>>(mu, n, kl_weight, scale, s.t0);  // w * dKL/dmu
-  FUSEDVAE_CHECK_LAUNCH(scale_kernel);
-  add_kernel<<<grid, kBlock, 0, stream>>>(dz, s.t0, n, dmu);
-  FUSEDVAE_CHECK_LAUNCH(add_kernel);
-  mul_kernel<<<grid, kBlock, 0, stream>>>(dz, eps, n, s.t1);  // d/dstddev
-  FUSEDVAE_CHECK_LAUNCH(mul_kernel);
-  mul_kernel<<<grid, kBlock, 0, stream>>>(s.t1, stddev, n, s.t2);  // exp's backward
-  FUSEDVAE_CHECK_LAUNCH(mul_kernel);
-  scale_kernel<<<grid, kBlock, 0, stream>>>(s.t2, n, nullptr, 0.5f, s.t1);  // the 0.5 inside exp
-  FUSEDVAE_CHECK_LAUNCH(scale_kernel);
-  dkl_dlogvar_kernel<<<grid, kBlock, 0, stream>>>(logvar_clamped, n, kl_weight, scale, s.t3);
-  FUSEDVAE_CHECK_LAUNCH(dkl_dlogvar_kernel);
-  add_kernel<<<grid, kBlock, 0, stream>>>(s.t1, s.t3, n, s.t2);  // autograd accumulation
-  FUSEDVAE_CHECK_LAUNCH(add_kernel);
-  clamp_mask_kernel<<<grid, kBlock, 0, stream>>>(s.t2, logvar, n, clamp.min, clamp.max, dlogvar);
-  FUSEDVAE_CHECK_LAUNCH(clamp_mask_kernel);
+  // w * dKL/dmu
+  gpu::launch("scale_kernel", scale_kernel, grid, kBlock, 0, stream, mu, n, kl_weight, scale, s.t0);
+  gpu::launch("add_kernel", add_kernel, grid, kBlock, 0, stream, dz, s.t0, n, dmu);
+  // d/dstddev
+  gpu::launch("mul_kernel", mul_kernel, grid, kBlock, 0, stream, dz, eps, n, s.t1);
+  // exp's backward
+  gpu::launch("mul_kernel", mul_kernel, grid, kBlock, 0, stream, s.t1, stddev, n, s.t2);
+  // the 0.5 inside exp
+  gpu::launch("scale_kernel", scale_kernel, grid, kBlock, 0, stream, s.t2, n, nullptr, 0.5f, s.t1);
+  gpu::launch("dkl_dlogvar_kernel", dkl_dlogvar_kernel, grid, kBlock, 0, stream, logvar_clamped, n,
+              kl_weight, scale, s.t3);
+  // autograd accumulation
+  gpu::launch("add_kernel", add_kernel, grid, kBlock, 0, stream, s.t1, s.t3, n, s.t2);
+  gpu::launch("clamp_mask_kernel", clamp_mask_kernel, grid, kBlock, 0, stream, s.t2, logvar, n,
+              clamp.min, clamp.max, dlogvar);
 }
 
 void recon_loss_forward_backward(const float* output, const float* target, int batch, int dim,
@@ -176,16 +172,14 @@ void recon_loss_forward_backward(const float* output, const float* target, int b
   const float batch_scale = batch_reduction_scale(reduction, batch);
   math::with_recon_kind(loss.kind, [&](auto kind) {
     constexpr ReconLossKind kKind = decltype(kind)::value;
-    loss_elements_kernel<kKind>
-        <<<grid, kBlock, 0, stream>>>(output, target, n, loss, loss_elements);
-    FUSEDVAE_CHECK_LAUNCH(loss_elements_kernel);
+    gpu::launch("loss_elements_kernel", loss_elements_kernel<kKind>, grid, kBlock, 0, stream,
+                output, target, n, loss, loss_elements);
     row_sum(loss_elements, batch, dim, loss_per_sample, stream);
     total_sum(loss_per_sample, batch, batch_scale, loss_reduced, stream);
-    loss_grad_kernel<kKind><<<grid, kBlock, 0, stream>>>(output, target, n, loss, grad_output);
-    FUSEDVAE_CHECK_LAUNCH(loss_grad_kernel);
-    scale_kernel<<<grid, kBlock, 0, stream>>>(grad_output, n, nullptr, loss_scale * batch_scale,
-                                              grad_output);
-    FUSEDVAE_CHECK_LAUNCH(scale_kernel);
+    gpu::launch("loss_grad_kernel", loss_grad_kernel<kKind>, grid, kBlock, 0, stream, output,
+                target, n, loss, grad_output);
+    gpu::launch("scale_kernel", scale_kernel, grid, kBlock, 0, stream, grad_output, n, nullptr,
+                loss_scale * batch_scale, grad_output);
   });
 }
 

@@ -6,13 +6,10 @@
 #include <string>
 
 #include "kernels/activation.cuh"
-#include "kernels/cuda_check.h"
+#include "kernels/launch.cuh"
 
 namespace fusedvae::gpu {
 namespace {
-
-constexpr int kBlockSize = 256;
-constexpr size_t kMaxGrid = 65535;
 
 // ---------------------------------------------------------------------------------------------
 // CUDA kernels
@@ -47,36 +44,24 @@ size_t checked_count(int rows, int cols, const char* op) {
   return static_cast<size_t>(rows) * static_cast<size_t>(cols);
 }
 
-int elementwise_grid(size_t count) {
-  const size_t blocks = (count + kBlockSize - 1) / kBlockSize;
-  return static_cast<int>(blocks < kMaxGrid ? blocks : kMaxGrid);
-}
-
-// One block per row (strided beyond the grid cap), as many threads as columns up to kBlockSize, a
-// whole number of warps.
-int row_grid(int rows) {
-  return static_cast<int>(rows < static_cast<int>(kMaxGrid) ? rows : kMaxGrid);
-}
-int row_block(int cols) {
-  const int warps = (cols + 31) / 32;
-  return warps * 32 < kBlockSize ? warps * 32 : kBlockSize;
-}
-
 }  // namespace
 
 void bias_activation_forward(float* y, const float* bias, int rows, int cols, Activation act,
                              cudaStream_t stream) {
   checked_count(rows, cols, "bias_activation_forward");
-  bias_activation_forward_kernel<<<row_grid(rows), row_block(cols), 0, stream>>>(y, bias, rows,
-                                                                                 cols, act);
-  FUSEDVAE_CHECK_LAUNCH(bias_activation_forward_kernel);
+  // One block per row (strided beyond the grid cap), as many threads as columns up to the default
+  // block, a whole number of warps.
+  const int block = row_block_size(cols);
+  launch("bias_activation_forward_kernel", bias_activation_forward_kernel,
+         row_stride_grid(rows, block), block, 0, stream, y, bias, rows, cols, act);
 }
 
 void activation_backward(const float* y, float* dy, int rows, int cols, Activation act,
                          cudaStream_t stream) {
   const size_t count = checked_count(rows, cols, "activation_backward");
-  activation_backward_kernel<<<elementwise_grid(count), kBlockSize, 0, stream>>>(y, dy, count, act);
-  FUSEDVAE_CHECK_LAUNCH(activation_backward_kernel);
+  launch("activation_backward_kernel", activation_backward_kernel,
+         grid_stride_grid(count, kDefaultBlockSize), kDefaultBlockSize, 0, stream, y, dy, count,
+         act);
 }
 
 }  // namespace fusedvae::gpu

@@ -6,7 +6,7 @@
 
 #include <cuda_runtime.h>
 
-#include "host/model/model_config.h"
+#include "kernels/op_params.h"
 
 namespace fusedvae::gpu {
 

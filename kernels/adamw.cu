@@ -1,10 +1,7 @@
 // @brief Fused AdamW over the flat parameter buffer: one launch, step scalars read on the device.
 #include "kernels/adamw.h"
 
-#include <algorithm>
-#include <stdexcept>
-
-#include "kernels/cuda_check.h"
+#include "kernels/launch.cuh"
 #include "kernels/optimizer_math.cuh"
 #include "kernels/step_math.cuh"
 
@@ -42,14 +39,10 @@ void adamw_update(float* params, float* m, float* v, const float* grads, size_t 
                   const StepState* state, const OptimizerConfig& opt, const float* grad_scale,
                   cudaStream_t stream, int block_size) {
   if (count == 0) return;
-  if (block_size < 32 || block_size > 1024 || block_size % 32 != 0)
-    throw std::invalid_argument("adamw_update: block size must be a multiple of 32 in [32, 1024]");
-  // Enough blocks to fill any current GPU a few times over; the grid stride covers the rest.
-  const size_t wanted = (count + block_size - 1) / block_size;
-  const int grid = static_cast<int>(std::min<size_t>(wanted, 4096));
-  adamw_update_kernel<<<grid, block_size, 0, stream>>>(params, m, v, grads, count, state, opt,
-                                                       grad_scale);
-  FUSEDVAE_CHECK_LAUNCH("adamw_update_kernel");
+  check_block_size(block_size, "adamw_update");
+  // The grid-stride cap (launch.cuh) spreads each thread's step scalars over several elements.
+  launch("adamw_update_kernel", adamw_update_kernel, grid_stride_grid(count, block_size),
+         block_size, 0, stream, params, m, v, grads, count, state, opt, grad_scale);
 }
 
 }  // namespace fusedvae::gpu

@@ -6,8 +6,8 @@
 
 #include <cstddef>
 
-#include "host/train/train_config.h"
-#include "host/train/trainer.h"
+#include "kernels/launch.cuh"
+#include "kernels/op_params.h"
 
 namespace fusedvae::gpu {
 
@@ -18,6 +18,6 @@ namespace fusedvae::gpu {
 // clipping.
 void adamw_update(float* params, float* m, float* v, const float* grads, size_t count,
                   const StepState* state, const OptimizerConfig& opt, const float* grad_scale,
-                  cudaStream_t stream, int block_size = 256);
+                  cudaStream_t stream, int block_size = kDefaultBlockSize);
 
 }  // namespace fusedvae::gpu

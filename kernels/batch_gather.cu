@@ -9,6 +9,7 @@
 
 #include "kernels/batch_gather_math.cuh"
 #include "kernels/cuda_check.h"
+#include "kernels/launch.cuh"
 
 namespace fusedvae::gpu {
 namespace {
@@ -67,14 +68,6 @@ __global__ void advance_batch_start_kernel(int32_t* first, const int rows) {
 // ---------------------------------------------------------------------------------------------
 // Kernel launchers
 
-constexpr int kBlockSize = 256;
-constexpr size_t kMaxBlocks = 65535;
-
-int grid_for(size_t work_items) {
-  const size_t blocks = (work_items + kBlockSize - 1) / kBlockSize;
-  return static_cast<int>(blocks < kMaxBlocks ? blocks : kMaxBlocks);
-}
-
 size_t sort_temp_bytes(int rows) {
   size_t bytes = 0;
   // With a null temp pointer CUB only computes the size: no device work, no synchronisation.
@@ -122,9 +115,8 @@ void shuffle_indices(int rows, uint64_t seed, uint64_t epoch, int32_t* perm, Shu
   if (temp_bytes > ws.temp_bytes)
     throw std::logic_error("shuffle_indices: CUB wants more temporary storage for fewer rows");
   temp_bytes = ws.temp_bytes;
-  shuffle_keys_kernel<<<grid_for(rows), kBlockSize, 0, stream>>>(rows, seed, epoch, ws.keys_in,
-                                                                 ws.indices_in);
-  FUSEDVAE_CHECK_LAUNCH(shuffle_keys_kernel);
+  launch("shuffle_keys_kernel", shuffle_keys_kernel, grid_stride_grid(rows, kDefaultBlockSize),
+         kDefaultBlockSize, 0, stream, rows, seed, epoch, ws.keys_in, ws.indices_in);
   // LSD radix sort is stable, so equal keys keep row order, as in the CPU twin's stable_sort.
   FUSEDVAE_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(ws.temp, temp_bytes, ws.keys_in, ws.keys_out,
                                                       ws.indices_in, perm, rows, 0, 32, stream));
@@ -136,21 +128,22 @@ void gather_batch(const uint8_t* data_u8, const float* data_f32, int dim, const 
   math::check_gather_arguments(data_u8, data_f32, dim, first, rows, binarize, rng.draw_index);
   const size_t groups = static_cast<size_t>(rows) * ((dim + math::kBinarizeColumnsPerBlock - 1) /
                                                      math::kBinarizeColumnsPerBlock);
+  const int grid = grid_stride_grid(groups, kDefaultBlockSize);
   if (data_u8) {
-    gather_batch_kernel<<<grid_for(groups), kBlockSize, 0, stream>>>(
-        data_u8, dim, perm, first, rows, scale, offset, binarize, rng.seed, rng.draw_index, out);
+    launch("gather_batch_kernel<uint8_t>", gather_batch_kernel<uint8_t>, grid, kDefaultBlockSize, 0,
+           stream, data_u8, dim, perm, first, rows, scale, offset, binarize, rng.seed,
+           rng.draw_index, out);
   } else {
-    gather_batch_kernel<<<grid_for(groups), kBlockSize, 0, stream>>>(
-        data_f32, dim, perm, first, rows, scale, offset, binarize, rng.seed, rng.draw_index, out);
+    launch("gather_batch_kernel<float>", gather_batch_kernel<float>, grid, kDefaultBlockSize, 0,
+           stream, data_f32, dim, perm, first, rows, scale, offset, binarize, rng.seed,
+           rng.draw_index, out);
   }
-  FUSEDVAE_CHECK_LAUNCH(gather_batch_kernel);
 }
 
 void advance_batch_start(int32_t* first, int rows, cudaStream_t stream) {
   if (first == nullptr || rows < 1)
     throw std::invalid_argument("advance_batch_start: needs `first` and rows >= 1");
-  advance_batch_start_kernel<<<1, 1, 0, stream>>>(first, rows);
-  FUSEDVAE_CHECK_LAUNCH(advance_batch_start_kernel);
+  launch("advance_batch_start_kernel", advance_batch_start_kernel, 1, 1, 0, stream, first, rows);
 }
 
 }  // namespace fusedvae::gpu

@@ -1,20 +1,17 @@
 // @brief Bias add and bias gradient (column sums) for the Linear layers' fallback paths.
 #include "kernels/bias.h"
 
-#include <algorithm>
 #include <cstddef>
 #include <stdexcept>
 #include <string>
 
 #include "kernels/bias_math.cuh"
-#include "kernels/cuda_check.h"
+#include "kernels/launch.cuh"
 
 namespace fusedvae::gpu {
 namespace {
 
-constexpr int kBlockSize = 256;
 constexpr int kColumnsPerBlock = 32;
-constexpr size_t kMaxGrid = 65535;
 
 // ---------------------------------------------------------------------------------------------
 // CUDA kernels
@@ -63,18 +60,19 @@ void check_shape(int rows, int cols, const char* op) {
 
 void bias_add(float* y, const float* bias, int rows, int cols, cudaStream_t stream) {
   check_shape(rows, cols, "bias_add");
-  const int grid = static_cast<int>(static_cast<size_t>(rows) < kMaxGrid ? rows : kMaxGrid);
-  const int block = std::min(kBlockSize, (cols + 31) / 32 * 32);
-  bias_add_kernel<<<grid, block, 0, stream>>>(y, bias, rows, cols);
-  FUSEDVAE_CHECK_LAUNCH(bias_add_kernel);
+  // One block per row (strided beyond the grid cap), threads over the row's columns.
+  const int block = row_block_size(cols);
+  launch("bias_add_kernel", bias_add_kernel, row_stride_grid(rows, block), block, 0, stream, y,
+         bias, rows, cols);
 }
 
 void bias_gradient(const float* dy, int rows, int cols, float* bias_grad, cudaStream_t stream) {
   check_shape(rows, cols, "bias_gradient");
+  // A tiled grid: each block owns kColumnsPerBlock columns, no stride, no cap.
   const dim3 block(kColumnsPerBlock, math::kBiasGradRowLanes);
-  bias_gradient_kernel<<<(cols + kColumnsPerBlock - 1) / kColumnsPerBlock, block, 0, stream>>>(
-      dy, rows, cols, bias_grad);
-  FUSEDVAE_CHECK_LAUNCH(bias_gradient_kernel);
+  const int grid = static_cast<int>(ceil_div(static_cast<size_t>(cols), kColumnsPerBlock));
+  launch("bias_gradient_kernel", bias_gradient_kernel, grid, block, 0, stream, dy, rows, cols,
+         bias_grad);
 }
 
 }  // namespace fusedvae::gpu

@@ -1,37 +1,44 @@
-// @brief Deterministic reductions: per-row warp sums and a fused "last block finishes" batch sum.
+// @brief Deterministic reductions: warp and block sums (float and double), per-row warp sums and a
+// fused "last block finishes" batch sum.
 //
 // Every sum here runs in an order fixed by the problem size and the block size alone: lane-strided
 // partials, an xor-shuffle tree, one partial per block written to memory, and the last block to
 // finish adding the partials in block order. No float atomics; the only atomic is an integer
 // counter that elects the last block. Results are bitwise identical run to run and across devices.
+// (tests/support's gpu_batch_sum_depth bounds the error of exactly this order.)
 #pragma once
 
+#include "kernels/launch.cuh"
 #include "kernels/reduction_workspace.h"
 
 namespace fusedvae {
 
 constexpr unsigned kFullWarpMask = 0xffffffffu;
-constexpr int kWarpSize = 32;
 
-__device__ __forceinline__ float warp_sum(float value) {
+// Sum over the warp by an xor-shuffle tree (offsets 16, 8, 4, 2, 1); the result is valid in every
+// lane. T is float or double.
+template <typename T>
+__device__ __forceinline__ T warp_sum(T value) {
 #pragma unroll
   for (int offset = kWarpSize / 2; offset > 0; offset /= 2)
     value += __shfl_xor_sync(kFullWarpMask, value, offset);
   return value;
 }
 
-// Sum of `value` over the block, in a fixed order; the result is valid in thread 0.
-// `warp_partials` is shared memory with one slot per warp.
-__device__ __forceinline__ float block_sum(float value, float* warp_partials) {
+// Sum of `value` over the block, in a fixed order (each warp's tree, then warp 0's tree over the
+// warps' sums in warp order); the result is valid in thread 0. `warp_partials` is shared memory
+// with one slot per warp (kWarpSize slots cover any block). Every thread of the block must call it.
+template <typename T>
+__device__ __forceinline__ T block_sum(T value, T* warp_partials) {
   const int lane = threadIdx.x % kWarpSize;
   const int warp = threadIdx.x / kWarpSize;
   const int num_warps = blockDim.x / kWarpSize;
   value = warp_sum(value);
   if (lane == 0) warp_partials[warp] = value;
   __syncthreads();
-  float total = 0.0f;
+  T total = T(0);
   if (warp == 0) {
-    total = lane < num_warps ? warp_partials[lane] : 0.0f;
+    total = lane < num_warps ? warp_partials[lane] : T(0);
     total = warp_sum(total);
   }
   __syncthreads();  // warp_partials may be reused by the caller

@@ -1,5 +1,6 @@
-// @brief Error checking for CUDA runtime calls and kernel launches: a failure throws with the
-// call, the file and the line, so the CLI can print one line and exit non-zero.
+// @brief Error checking for CUDA runtime calls: a failure throws with the call, the file and the
+// line, so the CLI can print one line and exit non-zero. (Kernel launches are checked by
+// gpu::launch in kernels/launch.cuh, which names the kernel.)
 #pragma once
 
 #include <cuda_runtime.h>
@@ -23,7 +24,3 @@ namespace fusedvae {
     if (fusedvae_err_ != cudaSuccess)                                         \
       ::fusedvae::throw_cuda_error(fusedvae_err_, #call, __FILE__, __LINE__); \
   } while (0)
-
-// After every launch: catches bad configurations at once, and (with CUDA_LAUNCH_BLOCKING=1 or under
-// compute-sanitizer) faults inside the kernel.
-#define FUSEDVAE_CHECK_LAUNCH(kernel_name) FUSEDVAE_CUDA_CHECK(cudaGetLastError())

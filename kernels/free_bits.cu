@@ -1,11 +1,10 @@
 // @brief The free-bits KL floor: per-dimension batch-mean KL, and the masked KL gradient.
 #include "kernels/free_bits.h"
 
-#include <algorithm>
 #include <stdexcept>
 
 #include "kernels/block_reduce.cuh"
-#include "kernels/cuda_check.h"
+#include "kernels/launch.cuh"
 #include "kernels/step_math.cuh"
 #include "kernels/vae_math.cuh"
 
@@ -14,8 +13,6 @@ namespace {
 
 // ---------------------------------------------------------------------------------------------
 // CUDA kernels
-
-constexpr int kFreeBitsBlock = 256;
 
 // One block: for each latent column in turn, the block sums its KL over the rows (block-stride
 // partials, then block_sum's fixed tree), and thread 0 accumulates the floored total in column
@@ -73,9 +70,9 @@ void free_bits_forward(const float* mu, const float* logvar, int batch, int dim,
                        float free_bits, float* kl_dim_mean, float* kl_floored,
                        cudaStream_t stream) {
   if (batch < 1 || dim < 1) throw std::invalid_argument("free_bits: batch and dim must be >= 1");
-  free_bits_forward_kernel<<<1, kFreeBitsBlock, 0, stream>>>(mu, logvar, batch, dim, clamp,
-                                                             free_bits, kl_dim_mean, kl_floored);
-  FUSEDVAE_CHECK_LAUNCH("free_bits_forward_kernel");
+  // One block; its size fixes the order of the column sums.
+  launch("free_bits_forward_kernel", free_bits_forward_kernel, 1, kDefaultBlockSize, 0, stream, mu,
+         logvar, batch, dim, clamp, free_bits, kl_dim_mean, kl_floored);
 }
 
 void free_bits_backward(const float* mu, const float* logvar, const float* kl_dim_mean, int batch,
@@ -84,11 +81,10 @@ void free_bits_backward(const float* mu, const float* logvar, const float* kl_di
                         cudaStream_t stream) {
   if (batch < 1 || dim < 1) throw std::invalid_argument("free_bits: batch and dim must be >= 1");
   const size_t total = static_cast<size_t>(batch) * dim;
-  const int grid = static_cast<int>(std::min<size_t>((total + 255) / 256, 1024));
-  free_bits_backward_kernel<<<grid, 256, 0, stream>>>(
-      mu, logvar, kl_dim_mean, batch, dim, clamp, free_bits, kl_weight,
-      loss_scale * batch_reduction_scale(reduction, batch), dmu, dlogvar);
-  FUSEDVAE_CHECK_LAUNCH("free_bits_backward_kernel");
+  launch("free_bits_backward_kernel", free_bits_backward_kernel,
+         grid_stride_grid(total, kDefaultBlockSize), kDefaultBlockSize, 0, stream, mu, logvar,
+         kl_dim_mean, batch, dim, clamp, free_bits, kl_weight,
+         loss_scale * batch_reduction_scale(reduction, batch), dmu, dlogvar);
 }
 
 }  // namespace fusedvae::gpu

@@ -7,6 +7,8 @@
 
 #include <cstddef>
 
+#include "kernels/launch.cuh"
+
 namespace fusedvae::gpu {
 
 // The largest grid of the first pass: one double partial per block.
@@ -25,6 +27,6 @@ void destroy_grad_norm_workspace(GradNormWorkspace* workspace);
 // Both outputs are device scalars; nothing is read back.
 void global_grad_norm(const float* grads, size_t count, float max_norm, float* grad_norm,
                       float* grad_scale, GradNormWorkspace workspace, cudaStream_t stream,
-                      int block_size = 256);
+                      int block_size = kDefaultBlockSize);
 
 }  // namespace fusedvae::gpu

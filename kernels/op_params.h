@@ -1,6 +1,10 @@
 // @brief Parameter types shared by every face of the fused VAE ops (CUDA kernels, CPU twins).
 //
-// Plain C++ (no CUDA headers) so host-only code can include it. Pointers inside these structs
+// Plain C++ (no CUDA headers) so host-only code can include it. The layering rule: kernels/
+// includes only kernels/ and CUDA/library headers, so every plain struct an op or a shared scalar
+// formula takes lives here (the model and training configs above include this header and reuse
+// them). Their layout, field order and defaults are part of the checkpoint format and of the
+// bitwise results: change them only together with both. Pointers inside these structs
 // point to device memory for the GPU ops and to host memory for the CPU twins: the same struct
 // serves both, which is what lets the training loop keep the random-number draw index and the KL
 // weight on the device without a host synchronisation per step.
@@ -40,11 +44,6 @@ struct RngState {
   uint64_t first_row = 0;
 };
 
-// An elementwise nonlinearity (the hidden layers' is relu or tanh; kIdentity: none).
-enum class Activation : int { kRelu = 0, kTanh = 1, kIdentity = 2 };
-const char* activation_name(Activation a);
-bool parse_activation(const std::string& name, Activation* a);
-
 enum class ReconLossKind : int {
   kBernoulliLogits = 0,  // output holds logits; target in [0, 1]
   kGaussian = 1,         // full Gaussian NLL with a fixed sigma, constant included (nats)
@@ -67,5 +66,50 @@ bool parse_recon_loss_kind(const char* name, ReconLossKind* kind);
 // the parameter of the chosen loss is checked). Otherwise the ops would return NaN or garbage.
 void check_logvar_clamp(LogvarClamp clamp, const char* op);
 void check_recon_loss(const ReconLoss& loss, const char* op);
+
+// An elementwise nonlinearity (kernels/activation.cuh has its formulas): a hidden layer's is relu
+// or tanh; kIdentity is none (a layer without one).
+enum class Activation : int { kRelu = 0, kTanh = 1, kIdentity = 2 };
+const char* activation_name(Activation a);
+bool parse_activation(const std::string& name, Activation* a);
+
+// The state that advances every step. Device memory on the GPU, host memory on the CPU.
+struct StepState {
+  uint64_t step = 0;  // optimizer steps taken so far
+  // Philox draw of the next step (+1 per step): its reparameterization eps are keyed by the run's
+  // seed, its dynamic binarisation by math::stream_seed(seed, RngStream::kBinarize).
+  uint64_t draw_index = 0;
+  float kl_weight = 0.0f;  // beta for the next step
+  float lr = 0.0f;         // learning rate for the next step
+};
+
+enum class LrSchedule : int { kConstant = 0, kCosine = 1 };
+
+struct OptimizerConfig {
+  float lr = 1e-3f;
+  float beta1 = 0.9f;
+  float beta2 = 0.999f;
+  float eps = 1e-8f;
+  float weight_decay = 0.0f;  // decoupled (AdamW); 0 is plain Adam
+  LrSchedule schedule = LrSchedule::kConstant;
+  float min_lr = 0.0f;         // cosine decays from lr to min_lr over the run
+  float max_grad_norm = 0.0f;  // clip by the global norm; 0 = off
+};
+
+enum class KlScheduleKind : int { kConstant = 0, kLinear = 1, kLogistic = 2, kCyclical = 3 };
+
+// KL-weight annealing as DyAD's training code does it: linear w0 * min(1, step / x0); logistic
+// w0 / (1 + exp(-k (step - x0))). Cyclical (Fu et al. 2019): each cycle of `cycle_steps` ramps
+// linearly from 0 to w0 over the first `cycle_ratio` of it, then holds w0.
+// (kernels/schedules.cuh evaluates them.)
+struct KlSchedule {
+  KlScheduleKind kind = KlScheduleKind::kConstant;
+  float weight = 1.0f;  // w0
+  float x0 = 2500.0f;
+  float k = 0.0025f;
+  int64_t cycle_steps = 10000;
+  float cycle_ratio = 0.5f;
+  float free_bits = 0.0f;  // nats per latent dimension, floor on the batch-mean KL; 0 = off
+};
 
 }  // namespace fusedvae

@@ -4,7 +4,7 @@
 #include <stdexcept>
 
 #include "kernels/block_reduce.cuh"
-#include "kernels/cuda_check.h"
+#include "kernels/launch.cuh"
 #include "kernels/vae_math.cuh"
 
 namespace fusedvae::gpu {
@@ -38,19 +38,6 @@ __global__ void recon_loss_kernel(const float* __restrict__ output,
 // ---------------------------------------------------------------------------------------------
 // Kernel launchers
 
-template <ReconLossKind kKind>
-void launch(const float* output, const float* target, int batch, int dim, ReconLoss loss,
-            float batch_scale, float grad_scale, float* loss_per_sample, float* loss_reduced,
-            float* grad_output, ReductionWorkspace workspace, cudaStream_t stream, int block_size) {
-  const int warps_per_block = block_size / kWarpSize;
-  int blocks = (batch + warps_per_block - 1) / warps_per_block;
-  if (blocks > kReduceMaxBlocks) blocks = kReduceMaxBlocks;
-  recon_loss_kernel<kKind>
-      <<<blocks, block_size, 0, stream>>>(output, target, batch, dim, loss, batch_scale, grad_scale,
-                                          loss_per_sample, loss_reduced, grad_output, workspace);
-  FUSEDVAE_CHECK_LAUNCH(recon_loss_kernel);
-}
-
 }  // namespace
 
 void recon_loss_forward_backward(const float* output, const float* target, int batch, int dim,
@@ -59,15 +46,15 @@ void recon_loss_forward_backward(const float* output, const float* target, int b
                                  ReductionWorkspace workspace, cudaStream_t stream,
                                  int block_size) {
   if (batch < 1 || dim < 1) throw std::invalid_argument("recon_loss: batch and dim must be >= 1");
-  if (block_size < kWarpSize || block_size > 1024 || block_size % kWarpSize != 0)
-    throw std::invalid_argument("recon_loss: block size must be a multiple of 32 in [32, 1024]");
+  check_block_size(block_size, "recon_loss");
   check_recon_loss(loss, "recon_loss");
   const float batch_scale = batch_reduction_scale(reduction, batch);
   const float grad_scale = loss_scale * batch_scale;
   math::with_recon_kind(loss.kind, [&](auto kind) {
-    launch<decltype(kind)::value>(output, target, batch, dim, loss, batch_scale, grad_scale,
-                                  loss_per_sample, loss_reduced, grad_output, workspace, stream,
-                                  block_size);
+    // A reducing grid: one warp per row, capped at kReduceMaxBlocks (fixes the batch sum's order).
+    launch("recon_loss_kernel", recon_loss_kernel<decltype(kind)::value>,
+           row_reduction_grid(batch, block_size), block_size, 0, stream, output, target, batch, dim,
+           loss, batch_scale, grad_scale, loss_per_sample, loss_reduced, grad_output, workspace);
   });
 }
 

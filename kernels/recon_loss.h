@@ -11,6 +11,7 @@
 
 #include <cuda_runtime.h>
 
+#include "kernels/launch.cuh"
 #include "kernels/op_params.h"
 #include "kernels/reduction_workspace.h"
 
@@ -23,6 +24,6 @@ void recon_loss_forward_backward(const float* output, const float* target, int b
                                  ReconLoss loss, BatchReduction reduction, float loss_scale,
                                  float* loss_per_sample, float* loss_reduced, float* grad_output,
                                  ReductionWorkspace workspace, cudaStream_t stream,
-                                 int block_size = 256);
+                                 int block_size = kDefaultBlockSize);
 
 }  // namespace fusedvae::gpu

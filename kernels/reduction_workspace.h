@@ -1,9 +1,12 @@
 // @brief Device scratch for the deterministic batch reductions that end the fused loss kernels.
 #pragma once
 
+#include "kernels/launch.cuh"
+
 namespace fusedvae {
 
-// The largest grid a reducing kernel launches: one partial per block lives in `block_partials`.
+// The largest grid a reducing kernel launches: one partial per block lives in `block_partials`, and
+// the grid fixes the summation order, so this cap is part of the results (see launch.cuh).
 constexpr int kReduceMaxBlocks = 1024;
 
 // Device memory, made once and reused by every launch (never per step). `blocks_done` is a counter
@@ -18,9 +21,8 @@ struct ReductionWorkspace {
 // It depends on the problem and block size only, so a batch reduction has the same order (and
 // bits) on every device.
 inline int row_reduction_grid(int rows, int block_size) {
-  const int warps_per_block = block_size / 32;
-  const int blocks = (rows + warps_per_block - 1) / warps_per_block;
-  return blocks < kReduceMaxBlocks ? blocks : kReduceMaxBlocks;
+  return gpu::capped_grid(gpu::ceil_div(static_cast<size_t>(rows), block_size / kWarpSize),
+                          kReduceMaxBlocks);
 }
 
 namespace gpu {

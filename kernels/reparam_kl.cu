@@ -5,6 +5,7 @@
 
 #include "kernels/block_reduce.cuh"
 #include "kernels/cuda_check.h"
+#include "kernels/launch.cuh"
 #include "kernels/philox_normal.cuh"
 #include "kernels/vae_math.cuh"
 
@@ -106,18 +107,14 @@ __global__ void advance_draw_index_kernel(uint64_t* draw_index, uint64_t draws) 
 // ---------------------------------------------------------------------------------------------
 // Kernel launchers
 
-void check_shape(int batch, int dim, int block_size) {
+void check_shape(int batch, int dim, int block_size, const char* op) {
   if (batch < 1 || dim < 1) throw std::invalid_argument("reparam_kl: batch and dim must be >= 1");
-  if (block_size < kWarpSize || block_size > 1024 || block_size % kWarpSize != 0)
-    throw std::invalid_argument("reparam_kl: block size must be a multiple of 32 in [32, 1024]");
+  check_block_size(block_size, op);
 }
 
-// Elementwise launches: enough blocks to cover the groups, capped (grid-stride beyond that).
+// Elementwise launches: one thread per group of four columns, grid-stride (launch.cuh's cap).
 int group_grid(int batch, int dim, int block_size) {
-  const size_t groups = static_cast<size_t>(batch) * philox_groups_per_row(dim);
-  const size_t blocks = (groups + block_size - 1) / block_size;
-  constexpr size_t kMaxElementwiseBlocks = 65535;
-  return static_cast<int>(blocks < kMaxElementwiseBlocks ? blocks : kMaxElementwiseBlocks);
+  return grid_stride_grid(static_cast<size_t>(batch) * philox_groups_per_row(dim), block_size);
 }
 
 template <typename EpsSource>
@@ -125,12 +122,13 @@ void launch_forward(const float* mu, const float* logvar, EpsSource source, int 
                     LogvarClamp clamp, BatchReduction reduction, float* z, float* kl_per_sample,
                     float* kl_reduced, ReductionWorkspace workspace, cudaStream_t stream,
                     int block_size) {
-  check_shape(batch, dim, block_size);
+  check_shape(batch, dim, block_size, "reparam_kl_forward");
   check_logvar_clamp(clamp, "reparam_kl_forward");
-  reparam_kl_forward_kernel<<<row_reduction_grid(batch, block_size), block_size, 0, stream>>>(
-      mu, logvar, source, batch, dim, clamp, batch_reduction_scale(reduction, batch), z,
-      kl_per_sample, kl_reduced, workspace);
-  FUSEDVAE_CHECK_LAUNCH(reparam_kl_forward_kernel);
+  // A reducing grid: one warp per row, capped at kReduceMaxBlocks (fixes the batch sum's order).
+  launch("reparam_kl_forward_kernel", reparam_kl_forward_kernel<EpsSource>,
+         row_reduction_grid(batch, block_size), block_size, 0, stream, mu, logvar, source, batch,
+         dim, clamp, batch_reduction_scale(reduction, batch), z, kl_per_sample, kl_reduced,
+         workspace);
 }
 
 template <typename EpsSource>
@@ -138,12 +136,11 @@ void launch_backward(const float* dz, const float* mu, const float* logvar, EpsS
                      int batch, int dim, const float* kl_weight, float loss_scale,
                      LogvarClamp clamp, BatchReduction reduction, float* dmu, float* dlogvar,
                      cudaStream_t stream, int block_size) {
-  check_shape(batch, dim, block_size);
+  check_shape(batch, dim, block_size, "reparam_kl_backward");
   check_logvar_clamp(clamp, "reparam_kl_backward");
-  reparam_kl_backward_kernel<<<group_grid(batch, dim, block_size), block_size, 0, stream>>>(
-      dz, mu, logvar, source, batch, dim, kl_weight,
-      loss_scale * batch_reduction_scale(reduction, batch), clamp, dmu, dlogvar);
-  FUSEDVAE_CHECK_LAUNCH(reparam_kl_backward_kernel);
+  launch("reparam_kl_backward_kernel", reparam_kl_backward_kernel<EpsSource>,
+         group_grid(batch, dim, block_size), block_size, 0, stream, dz, mu, logvar, source, batch,
+         dim, kl_weight, loss_scale * batch_reduction_scale(reduction, batch), clamp, dmu, dlogvar);
 }
 
 }  // namespace
@@ -184,15 +181,14 @@ void reparam_kl_backward_given_eps(const float* dz, const float* mu, const float
 
 void draw_normal_eps(int batch, int dim, RngState rng, float* eps, cudaStream_t stream,
                      int block_size) {
-  check_shape(batch, dim, block_size);
-  draw_normal_eps_kernel<<<group_grid(batch, dim, block_size), block_size, 0, stream>>>(
-      batch, dim, philox_eps(rng), eps);
-  FUSEDVAE_CHECK_LAUNCH(draw_normal_eps_kernel);
+  check_shape(batch, dim, block_size, "draw_normal_eps");
+  launch("draw_normal_eps_kernel", draw_normal_eps_kernel, group_grid(batch, dim, block_size),
+         block_size, 0, stream, batch, dim, philox_eps(rng), eps);
 }
 
 void advance_draw_index(uint64_t* draw_index, uint64_t draws, cudaStream_t stream) {
-  advance_draw_index_kernel<<<1, 1, 0, stream>>>(draw_index, draws);
-  FUSEDVAE_CHECK_LAUNCH(advance_draw_index_kernel);
+  launch("advance_draw_index_kernel", advance_draw_index_kernel, 1, 1, 0, stream, draw_index,
+         draws);
 }
 
 ReductionWorkspace create_reduction_workspace() {

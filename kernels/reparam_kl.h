@@ -11,12 +11,11 @@
 
 #include <cuda_runtime.h>
 
+#include "kernels/launch.cuh"
 #include "kernels/op_params.h"
 #include "kernels/reduction_workspace.h"
 
 namespace fusedvae::gpu {
-
-constexpr int kDefaultBlockSize = 256;
 
 // z = mu + exp(logvar/2) * eps with eps ~ N(0, 1) from Philox at draw *rng.draw_index;
 // kl_per_sample[b] = sum_j 1/2 (mu^2 + exp(logvar) - logvar - 1); *kl_reduced = the batch sum or

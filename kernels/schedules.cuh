@@ -5,7 +5,7 @@
 #include <cmath>
 #include <cstdint>
 
-#include "host/train/train_config.h"
+#include "kernels/op_params.h"
 #include "kernels/vae_math.cuh"
 
 namespace fusedvae::math {

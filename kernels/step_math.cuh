@@ -5,8 +5,7 @@
 #include <cmath>
 #include <cstdint>
 
-#include "host/train/train_config.h"
-#include "host/train/trainer.h"
+#include "kernels/op_params.h"
 #include "kernels/optimizer_math.cuh"
 #include "kernels/schedules.cuh"
 #include "kernels/vae_math.cuh"

@@ -1,7 +1,7 @@
 // @brief Advancing the step state (step, Philox draw, KL weight, learning rate) on the device.
 #include "kernels/step_state.h"
 
-#include "kernels/cuda_check.h"
+#include "kernels/launch.cuh"
 #include "kernels/step_math.cuh"
 
 namespace fusedvae::gpu {
@@ -24,8 +24,8 @@ __global__ void advance_step_state_kernel(StepState* state, const KlSchedule kl,
 
 void advance_step_state(StepState* state, const KlSchedule& kl, const OptimizerConfig& opt,
                         uint64_t total_steps, cudaStream_t stream) {
-  advance_step_state_kernel<<<1, 1, 0, stream>>>(state, kl, opt, total_steps);
-  FUSEDVAE_CHECK_LAUNCH("advance_step_state_kernel");
+  launch("advance_step_state_kernel", advance_step_state_kernel, 1, 1, 0, stream, state, kl, opt,
+         total_steps);
 }
 
 }  // namespace fusedvae::gpu

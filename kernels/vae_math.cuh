@@ -2,7 +2,10 @@
 //
 // Every function is __host__ __device__ and templated on the scalar type: the ops instantiate them
 // with float, and the finite-difference tests instantiate them with double to pin each derivative
-// (see ../shared/seed/ERRATA.md for the formulas the seed chapter got wrong).
+// (tests/test_vae_math.cpp). The correct forms, which the seed chapter (README, Conventions) got
+// wrong in places: KL = -1/2 sum(1 + logvar - mu^2 - exp(logvar)) >= 0; for z = mu + sigma * eps,
+// dz/dmu = 1, dz/dsigma = eps and dz/dlogvar = sigma * eps / 2; dKL/dmu = mu and
+// dKL/dlogvar = (exp(logvar) - 1) / 2.
 #pragma once
 
 #include <cmath>

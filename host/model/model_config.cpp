@@ -8,13 +8,6 @@
 namespace fusedvae {
 namespace {
 
-struct NamedActivation {
-  Activation activation;
-  const char* name;
-};
-constexpr NamedActivation kActivationNames[] = {
-    {Activation::kRelu, "relu"}, {Activation::kTanh, "tanh"}, {Activation::kIdentity, "identity"}};
-
 // SplitMix64: a tiny, fully specified generator, so the initial weights are the same on every
 // platform and standard library (std::uniform_real_distribution is implementation defined).
 uint64_t splitmix64(uint64_t* state) {
@@ -31,21 +24,6 @@ float uniform_symmetric(uint64_t* state, float bound) {
 }
 
 }  // namespace
-
-const char* activation_name(Activation a) {
-  for (const auto& entry : kActivationNames)
-    if (entry.activation == a) return entry.name;
-  return "unknown";
-}
-
-bool parse_activation(const std::string& name, Activation* a) {
-  for (const auto& entry : kActivationNames)
-    if (name == entry.name) {
-      *a = entry.activation;
-      return true;
-    }
-  return false;
-}
 
 std::vector<const Module*> VaeArchitecture::modules() const {
   std::vector<const Module*> all;

@@ -2,7 +2,7 @@
 // (scalar math in kernels/activation.cuh).
 #pragma once
 
-#include "host/model/model_config.h"
+#include "kernels/op_params.h"
 
 namespace fusedvae::cpu {
 

@@ -3,8 +3,7 @@
 
 #include <cstdint>
 
-#include "host/train/train_config.h"
-#include "host/train/trainer.h"
+#include "kernels/op_params.h"
 
 namespace fusedvae::cpu {
 

@@ -5,36 +5,12 @@
 #include <string>
 
 #include "host/model/model_config.h"
+#include "kernels/op_params.h"
 
 namespace fusedvae {
 
-enum class LrSchedule : int { kConstant = 0, kCosine = 1 };
-
-struct OptimizerConfig {
-  float lr = 1e-3f;
-  float beta1 = 0.9f;
-  float beta2 = 0.999f;
-  float eps = 1e-8f;
-  float weight_decay = 0.0f;  // decoupled (AdamW); 0 is plain Adam
-  LrSchedule schedule = LrSchedule::kConstant;
-  float min_lr = 0.0f;         // cosine decays from lr to min_lr over the run
-  float max_grad_norm = 0.0f;  // clip by the global norm; 0 = off
-};
-
-enum class KlScheduleKind : int { kConstant = 0, kLinear = 1, kLogistic = 2, kCyclical = 3 };
-
-// DyAD's annealing (ERRATA.md): linear w0 * min(1, step / x0); logistic w0 / (1 + exp(-k (step -
-// x0))). Cyclical (Fu et al. 2019): each cycle of `cycle_steps` ramps linearly from 0 to w0 over
-// the first `cycle_ratio` of it, then holds w0.
-struct KlSchedule {
-  KlScheduleKind kind = KlScheduleKind::kConstant;
-  float weight = 1.0f;  // w0
-  float x0 = 2500.0f;
-  float k = 0.0025f;
-  int64_t cycle_steps = 10000;
-  float cycle_ratio = 0.5f;
-  float free_bits = 0.0f;  // nats per latent dimension, floor on the batch-mean KL; 0 = off
-};
+// OptimizerConfig, LrSchedule, KlSchedule and KlScheduleKind are plain parameter types of the ops:
+// they live in kernels/op_params.h (included through model_config.h and below).
 
 struct TrainConfig {
   ModelConfig model;

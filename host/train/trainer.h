@@ -15,18 +15,11 @@
 
 #include "host/data/dataset.h"
 #include "host/train/train_config.h"
+#include "kernels/op_params.h"
 
 namespace fusedvae {
 
-// The state that advances every step. Device memory on the GPU, host memory on the CPU.
-struct StepState {
-  uint64_t step = 0;  // optimizer steps taken so far
-  // Philox draw of the next step (+1 per step): its reparameterization eps are keyed by the run's
-  // seed, its dynamic binarisation by math::stream_seed(seed, RngStream::kBinarize).
-  uint64_t draw_index = 0;
-  float kl_weight = 0.0f;  // beta for the next step
-  float lr = 0.0f;         // learning rate for the next step
-};
+// StepState (the state that advances every step) lives in kernels/op_params.h.
 
 // Losses of the last step, in nats per sample (whatever the batch reduction).
 struct StepLosses {

@@ -1,4 +1,5 @@
-// @brief Names of the reconstruction losses, as the CLI, configs and checkpoints spell them.
+// @brief Names of the reconstruction losses and activations, as the CLI, configs and checkpoints
+// spell them, and the argument checks of kernels/op_params.h.
 #include "kernels/op_params.h"
 
 #include <cmath>
@@ -16,6 +17,13 @@ constexpr NamedLoss kLossNames[] = {{ReconLossKind::kBernoulliLogits, "bernoulli
                                     {ReconLossKind::kGaussian, "gaussian"},
                                     {ReconLossKind::kMse, "mse"},
                                     {ReconLossKind::kSmoothL1, "smooth_l1"}};
+
+struct NamedActivation {
+  Activation activation;
+  const char* name;
+};
+constexpr NamedActivation kActivationNames[] = {
+    {Activation::kRelu, "relu"}, {Activation::kTanh, "tanh"}, {Activation::kIdentity, "identity"}};
 }  // namespace
 
 const char* recon_loss_name(ReconLossKind kind) {
@@ -48,6 +56,21 @@ void check_recon_loss(const ReconLoss& loss, const char* op) {
       !(std::isfinite(loss.smooth_l1_beta) && loss.smooth_l1_beta >= 0.0f))
     throw std::invalid_argument(std::string(op) + ": smooth_l1 beta must be finite and >= 0, got " +
                                 std::to_string(loss.smooth_l1_beta));
+}
+
+const char* activation_name(Activation a) {
+  for (const auto& entry : kActivationNames)
+    if (entry.activation == a) return entry.name;
+  return "unknown";
+}
+
+bool parse_activation(const std::string& name, Activation* a) {
+  for (const auto& entry : kActivationNames)
+    if (name == entry.name) {
+      *a = entry.activation;
+      return true;
+    }
+  return false;
 }
 
 }  // namespace fusedvae

@@ -1,0 +1,55 @@
+#!/usr/bin/env python3
+"""The layers of the house (README, Layout): kernels/ includes only kernels/ (and CUDA and library
+headers); host/ops includes only kernels/ and host/ops; host/model, host/data and host/io include
+nothing from host/train or host/cli. Kernels are launched through gpu::launch (kernels/launch.cuh)
+alone, so no other file of kernels/ or host/ holds a `<<<` launch. Prints every violation and exits
+non-zero if there is one."""
+import pathlib
+import re
+import sys
+
+root = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else pathlib.Path(__file__).parents[2])
+include = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
+sources = ('.h', '.cuh', '.cu', '.cpp')
+
+
+def files(folder):
+    return sorted(p for p in (root / folder).rglob('*') if p.suffix in sources)
+
+
+def project_includes(path):
+    return [name for name in include.findall(path.read_text()) if '/' in name]
+
+
+allowed = {
+    'kernels': ('kernels/',),
+    'host/ops': ('kernels/', 'host/ops/'),
+}
+forbidden = {folder: ('host/train/', 'host/cli/') for folder in ('host/model', 'host/data', 'host/io')}
+
+problems = []
+for folder, prefixes in allowed.items():
+    for path in files(folder):
+        for name in project_includes(path):
+            if not name.startswith(prefixes):
+                problems.append(f'{path.relative_to(root)} includes "{name}" ({folder} may include '
+                                f'only {", ".join(prefixes)})')
+for folder, prefixes in forbidden.items():
+    for path in files(folder):
+        for name in project_includes(path):
+            if name.startswith(prefixes):
+                problems.append(f'{path.relative_to(root)} includes "{name}" ({folder} is below '
+                                f'{", ".join(prefixes)})')
+for folder in ('kernels', 'host'):
+    for path in files(folder):
+        if path == root / 'kernels' / 'launch.cuh':
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if '<<<' in line:
+                problems.append(f'{path.relative_to(root)}:{number}: a <<<>>> launch outside '
+                                'kernels/launch.cuh (use gpu::launch)')
+
+for problem in problems:
+    print(problem)
+print(f'{len(problems)} layering problem(s)')
+sys.exit(1 if problems else 0)
