@@ -6,7 +6,8 @@
 #include "kernels/block_reduce.cuh"
 #include "kernels/launch.cuh"
 #include "kernels/philox_normal.cuh"
-#include "kernels/vae_math.cuh"
+#include "kernels/reparam_kl_math.cuh"
+#include "kernels/recon_loss_math.cuh"
 
 namespace fusedvae::bench::candidate {
 namespace {

@@ -9,7 +9,8 @@
 
 #include "host/ops/recon_loss_cpu.h"
 #include "host/ops/reparam_kl_cpu.h"
-#include "kernels/vae_math.cuh"
+#include "kernels/reparam_kl_math.cuh"
+#include "kernels/recon_loss_math.cuh"
 
 namespace fusedvae::bench {
 namespace {

@@ -4,7 +4,8 @@
 #include "kernels/block_reduce.cuh"
 #include "kernels/launch.cuh"
 #include "kernels/reparam_kl.h"
-#include "kernels/vae_math.cuh"
+#include "kernels/reparam_kl_math.cuh"
+#include "kernels/recon_loss_math.cuh"
 
 namespace fusedvae::bench::unfused {
 namespace {

@@ -5,7 +5,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "kernels/activation.cuh"
+#include "kernels/activation_math.cuh"
 #include "kernels/launch.cuh"
 
 namespace fusedvae::gpu {

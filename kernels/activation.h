@@ -1,5 +1,5 @@
 // @brief GPU launchers of a hidden layer's bias + activation and its backward (kernels in
-// activation.cu; scalar math in activation.cuh). The cuBLASLt Linear layers use them where no
+// activation.cu; scalar math in activation_math.cuh). The cuBLASLt Linear layers use them where no
 // epilogue applies: tanh always (cuBLASLt has no tanh epilogue), ReLU when the fused epilogue is
 // not offered. CPU twins: host/ops/activation_cpu.h (same names and arguments, without the stream).
 #pragma once

@@ -2,8 +2,7 @@
 #include "kernels/adamw.h"
 
 #include "kernels/launch.cuh"
-#include "kernels/optimizer_math.cuh"
-#include "kernels/step_math.cuh"
+#include "kernels/adamw_math.cuh"
 
 namespace fusedvae::gpu {
 namespace {

@@ -11,7 +11,7 @@
 
 namespace fusedvae::gpu {
 
-// One launch updates params, m and v in place (kernels/optimizer_math.cuh) from grads *
+// One launch updates params, m and v in place (kernels/adamw_math.cuh) from grads *
 // *grad_scale. The learning rate and the bias corrections of step t = state->step + 1 are read from
 // *state in device memory, so the host never learns the step number (no synchronisation,
 // graph-capturable). grad_scale: device scalar written by global_grad_norm, or nullptr for no

@@ -20,7 +20,7 @@
 #include <cstdint>
 #include <stdexcept>
 
-#include "kernels/vae_math.cuh"
+#include "kernels/host_device.cuh"
 
 namespace fusedvae::math {
 

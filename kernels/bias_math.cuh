@@ -5,7 +5,7 @@
 // GPU kBiasGradRowLanes threads per column instead of one walking every row.
 #pragma once
 
-#include "kernels/vae_math.cuh"
+#include "kernels/host_device.cuh"
 
 namespace fusedvae::math {
 

@@ -5,8 +5,8 @@
 
 #include "kernels/block_reduce.cuh"
 #include "kernels/launch.cuh"
-#include "kernels/step_math.cuh"
-#include "kernels/vae_math.cuh"
+#include "kernels/reparam_kl_math.cuh"
+#include "kernels/free_bits_math.cuh"
 
 namespace fusedvae::gpu {
 namespace {

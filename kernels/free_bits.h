@@ -1,5 +1,6 @@
 // @brief GPU launchers of the free-bits KL floor (kernels in free_bits.cu; scalar math in
-// step_math.cuh). CPU twins: host/ops/free_bits_cpu.h (same names and arguments, without stream).
+// free_bits_math.cuh and reparam_kl_math.cuh). CPU twins: host/ops/free_bits_cpu.h (same names and
+// arguments, without stream).
 //
 // With free bits the optimised KL term is reduce_scale * batch * sum_j max(KL_j, free_bits), where
 // KL_j = (1/batch) sum_b KL(b, j) (batch * ... because the batch sum of the plain KL is batch times

@@ -6,7 +6,7 @@
 #include "kernels/block_reduce.cuh"
 #include "kernels/cuda_check.h"
 #include "kernels/launch.cuh"
-#include "kernels/step_math.cuh"
+#include "kernels/grad_norm_math.cuh"
 
 namespace fusedvae::gpu {
 namespace {

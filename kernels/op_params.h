@@ -67,8 +67,8 @@ bool parse_recon_loss_kind(const char* name, ReconLossKind* kind);
 void check_logvar_clamp(LogvarClamp clamp, const char* op);
 void check_recon_loss(const ReconLoss& loss, const char* op);
 
-// An elementwise nonlinearity (kernels/activation.cuh has its formulas): a hidden layer's is relu
-// or tanh; kIdentity is none (a layer without one).
+// An elementwise nonlinearity (kernels/activation_math.cuh has its formulas): a hidden layer's is
+// relu or tanh; kIdentity is none (a layer without one).
 enum class Activation : int { kRelu = 0, kTanh = 1, kIdentity = 2 };
 const char* activation_name(Activation a);
 bool parse_activation(const std::string& name, Activation* a);
@@ -101,7 +101,7 @@ enum class KlScheduleKind : int { kConstant = 0, kLinear = 1, kLogistic = 2, kCy
 // KL-weight annealing as DyAD's training code does it: linear w0 * min(1, step / x0); logistic
 // w0 / (1 + exp(-k (step - x0))). Cyclical (Fu et al. 2019): each cycle of `cycle_steps` ramps
 // linearly from 0 to w0 over the first `cycle_ratio` of it, then holds w0.
-// (kernels/schedules.cuh evaluates them.)
+// (kernels/step_state_math.cuh evaluates them.)
 struct KlSchedule {
   KlScheduleKind kind = KlScheduleKind::kConstant;
   float weight = 1.0f;  // w0

@@ -5,7 +5,7 @@
 
 #include "kernels/block_reduce.cuh"
 #include "kernels/launch.cuh"
-#include "kernels/vae_math.cuh"
+#include "kernels/recon_loss_math.cuh"
 
 namespace fusedvae::gpu {
 namespace {

@@ -7,7 +7,7 @@
 #include "kernels/cuda_check.h"
 #include "kernels/launch.cuh"
 #include "kernels/philox_normal.cuh"
-#include "kernels/vae_math.cuh"
+#include "kernels/reparam_kl_math.cuh"
 
 namespace fusedvae::gpu {
 namespace {

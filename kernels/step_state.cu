@@ -2,7 +2,7 @@
 #include "kernels/step_state.h"
 
 #include "kernels/launch.cuh"
-#include "kernels/step_math.cuh"
+#include "kernels/step_state_math.cuh"
 
 namespace fusedvae::gpu {
 namespace {

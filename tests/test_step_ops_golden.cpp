@@ -26,7 +26,8 @@
 #include "kernels/cuda_check.h"
 #include "kernels/free_bits.h"
 #include "kernels/grad_norm.h"
-#include "kernels/step_math.cuh"
+#include "kernels/adamw_math.cuh"
+#include "kernels/step_state_math.cuh"
 #include "kernels/step_state.h"
 #include "tests/support/test_support.h"
 

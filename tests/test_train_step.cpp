@@ -10,7 +10,8 @@
 
 #include "host/ops/reparam_kl_cpu.h"
 #include "host/train/trainer.h"
-#include "kernels/step_math.cuh"
+#include "kernels/recon_loss_math.cuh"
+#include "kernels/rng_streams.cuh"
 #include "tests/support/test_support.h"
 #include "tests/support/train_step_checks.h"
 

@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "host/train/trainer.h"
-#include "kernels/schedules.cuh"
+#include "kernels/step_state_math.cuh"
 #include "tests/support/test_support.h"
 #include "tests/support/train_step_checks.h"
 

@@ -7,7 +7,8 @@
 #include <functional>
 #include <vector>
 
-#include "kernels/vae_math.cuh"
+#include "kernels/reparam_kl_math.cuh"
+#include "kernels/recon_loss_math.cuh"
 
 namespace fusedvae::math {
 namespace {

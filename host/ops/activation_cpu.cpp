@@ -3,7 +3,7 @@
 
 #include <cstddef>
 
-#include "kernels/activation.cuh"
+#include "kernels/activation_math.cuh"
 
 namespace fusedvae::cpu {
 

@@ -1,5 +1,5 @@
 // @brief CPU twins of the bias + activation forward and the activation backward of a hidden layer
-// (scalar math in kernels/activation.cuh).
+// (scalar math in kernels/activation_math.cuh).
 #pragma once
 
 #include "kernels/op_params.h"

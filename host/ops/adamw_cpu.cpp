@@ -1,8 +1,7 @@
 // @brief CPU twin of the fused AdamW update: the same scalar math, in index order.
 #include "host/ops/adamw_cpu.h"
 
-#include "kernels/optimizer_math.cuh"
-#include "kernels/step_math.cuh"
+#include "kernels/adamw_math.cuh"
 
 namespace fusedvae::cpu {
 

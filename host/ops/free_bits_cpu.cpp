@@ -3,8 +3,8 @@
 
 #include <stdexcept>
 
-#include "kernels/step_math.cuh"
-#include "kernels/vae_math.cuh"
+#include "kernels/reparam_kl_math.cuh"
+#include "kernels/free_bits_math.cuh"
 
 namespace fusedvae::cpu {
 

@@ -3,7 +3,7 @@
 
 #include <cmath>
 
-#include "kernels/step_math.cuh"
+#include "kernels/grad_norm_math.cuh"
 
 namespace fusedvae::cpu {
 

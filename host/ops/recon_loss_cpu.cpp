@@ -5,7 +5,7 @@
 #include <stdexcept>
 
 #include "host/ops/vector_math.h"
-#include "kernels/vae_math.cuh"
+#include "kernels/recon_loss_math.cuh"
 
 namespace fusedvae::cpu {
 

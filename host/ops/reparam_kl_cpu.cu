@@ -5,7 +5,7 @@
 #include <stdexcept>
 
 #include "kernels/philox_normal.cuh"
-#include "kernels/vae_math.cuh"
+#include "kernels/reparam_kl_math.cuh"
 
 namespace fusedvae::cpu {
 namespace {

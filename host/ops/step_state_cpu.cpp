@@ -1,7 +1,7 @@
 // @brief CPU twin of the step-state advance.
 #include "host/ops/step_state_cpu.h"
 
-#include "kernels/step_math.cuh"
+#include "kernels/step_state_math.cuh"
 
 namespace fusedvae::cpu {
 

@@ -87,7 +87,7 @@ class Trainer {
   // Decoder outputs mapped to data space: sigmoid(logits) for Bernoulli, the mean otherwise.
   virtual void decode(const float* z, int rows, float* x_mean) = 0;
   // Monte-Carlo sample k of dataset row r (k = 0 for the ELBO's, k >= 1 for IWAE's) is row r of
-  // Philox draw k of math::stream_seed(seed, kEvaluation) (kernels/step_math.cuh); with binarize
+  // Philox draw k of math::stream_seed(seed, kEvaluation) (kernels/rng_streams.cuh); with binarize
   // the data are binarised once at draw 0 of stream_seed(seed, kBinarize). Rows go through in
   // chunks of batch_size, but every draw is keyed by the dataset row, so the numbers depend on the
   // seed and not on the batch size.

@@ -14,7 +14,7 @@
 #include "host/model/model_config.h"
 #include "host/train/trainer.h"
 #include "kernels/op_params.h"
-#include "kernels/vae_math.cuh"
+#include "kernels/reparam_kl_math.cuh"
 
 namespace fusedvae {
 

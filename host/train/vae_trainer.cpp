@@ -20,8 +20,10 @@
 #include "host/train/module_registry.h"
 #include "host/train/trainer.h"
 #include "host/train/trainer_common.h"
-#include "kernels/step_math.cuh"
-#include "kernels/vae_math.cuh"
+#include "kernels/reparam_kl_math.cuh"
+#include "kernels/recon_loss_math.cuh"
+#include "kernels/rng_streams.cuh"
+#include "kernels/step_state_math.cuh"
 
 namespace fusedvae {
 namespace {

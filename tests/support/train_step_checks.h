@@ -12,8 +12,8 @@
 #include <vector>
 
 #include "host/train/trainer.h"
-#include "kernels/schedules.cuh"
-#include "kernels/vae_math.cuh"
+#include "kernels/recon_loss_math.cuh"
+#include "kernels/step_state_math.cuh"
 #include "tests/support/test_support.h"
 
 namespace fusedvae::test {

@@ -1,12 +1,13 @@
-// @brief KL-weight and learning-rate schedules as __host__ __device__ functions of the step, so
-// the GPU advances them on the device (no host sync, graph-capturable) and the CPU shares them.
+// @brief The step state's advance (step, Philox draw, KL weight, learning rate) and the schedules
+// behind it, as __host__ __device__ functions of the step: the GPU advances them on the device (no
+// host sync, graph-capturable) and the CPU twin shares them.
 #pragma once
 
 #include <cmath>
 #include <cstdint>
 
 #include "kernels/op_params.h"
-#include "kernels/vae_math.cuh"
+#include "kernels/host_device.cuh"
 
 namespace fusedvae::math {
 
@@ -35,6 +36,27 @@ FUSEDVAE_HD float lr_at(const OptimizerConfig& o, uint64_t step, uint64_t total_
   const double progress = step < total_steps ? static_cast<double>(step) / total_steps : 1.0;
   const double cosine = 0.5 * (1.0 + std::cos(3.14159265358979323846 * progress));
   return static_cast<float>(o.min_lr + (o.lr - o.min_lr) * cosine);
+}
+
+// The state before the first step: step 0, draw 0, the schedules evaluated at step 0.
+FUSEDVAE_HD StepState initial_step_state(const KlSchedule& kl, const OptimizerConfig& opt,
+                                         uint64_t total_steps) {
+  StepState s;
+  s.step = 0;
+  s.draw_index = 0;
+  s.kl_weight = kl_weight_at(kl, 0);
+  s.lr = lr_at(opt, 0, total_steps);
+  return s;
+}
+
+// After a step: one more step taken, the next Philox draw, the schedules for the next step.
+// total_steps = 0 means the run length is unknown (train_step_on): cosine then holds lr.
+FUSEDVAE_HD void advance_step_state(StepState& s, const KlSchedule& kl, const OptimizerConfig& opt,
+                                    uint64_t total_steps) {
+  s.step += 1;
+  s.draw_index += 1;
+  s.kl_weight = kl_weight_at(kl, s.step);
+  s.lr = lr_at(opt, s.step, total_steps);
 }
 
 }  // namespace fusedvae::math

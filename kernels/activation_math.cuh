@@ -8,7 +8,7 @@
 #include <cmath>
 
 #include "kernels/op_params.h"
-#include "kernels/vae_math.cuh"
+#include "kernels/host_device.cuh"
 
 namespace fusedvae::math {
 
