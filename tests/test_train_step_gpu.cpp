@@ -171,8 +171,8 @@ ScriptedRun run_script(TrainerFactory make, const TrainConfig& config, const Dat
   return out;
 }
 
-// The contract: the graph replays give bitwise the results of the uncaptured step (the
-// same kernels, arguments and cuBLASLt algorithms; only the launching differs).
+// The CUDA graph's contract (README): its replays give bitwise the results of the uncaptured step
+// (the same kernels, arguments and cuBLASLt algorithms; only the launching differs).
 TEST(GpuTrainStep, GraphAndUncapturedStepsAreBitwiseIdentical) {
   FUSEDVAE_REQUIRE_GPU();
   TrainConfig config = small_run_config();  // binarisation, clipping, cosine lr, linear KL
