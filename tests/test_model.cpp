@@ -27,8 +27,8 @@ ModelConfig odd_config() {
 TEST(MlpVae, IsLinearAndActivationModulesWithPytorchNames) {
   const VaeArchitecture arch = mlp_vae(odd_config());
   auto describe = [](const Module& m) {
-    return std::string(definition_of(m.kind).kind_name) + " " + m.name + " " +
-           std::to_string(m.in) + "->" + std::to_string(m.out);
+    return std::string(m.kind->kind_name) + " " + m.name + " " + std::to_string(m.in) + "->" +
+           std::to_string(m.out);
   };
   std::vector<std::string> encoder, decoder;
   for (const Module& m : arch.encoder) encoder.push_back(describe(m));
@@ -43,7 +43,7 @@ TEST(MlpVae, IsLinearAndActivationModulesWithPytorchNames) {
                                       "linear decoder.1 7->9", "activation decoder.1.act 9->9",
                                       "linear decoder.out 9->13"}));
   for (const Module& m : arch.encoder)
-    if (m.kind == ModuleKind::kActivation) EXPECT_EQ(m.activation, Activation::kRelu);
+    if (m.is(activation_definition())) EXPECT_EQ(m.activation, Activation::kRelu);
 }
 
 TEST(ParamLayout, CarvesTensorsInModuleOrderWithPytorchNames) {
@@ -128,7 +128,7 @@ TEST(InitParams, UniformWithinFanInBoundsAndReproducible) {
   EXPECT_EQ(a, b);
   EXPECT_NE(a, other);
   for (const Module* module : arch.modules()) {
-    if (module->kind != ModuleKind::kLinear) continue;
+    if (!module->is(linear_definition())) continue;
     const float bound = 1.0f / std::sqrt(static_cast<float>(module->in));
     const size_t begin = layout.offset_of(*module);
     const size_t end = layout.at(module->name + ".bias").offset + module->out;

@@ -81,7 +81,7 @@ const ParamTensor& ParamLayout::at(const std::string& name) const {
 ParamLayout make_param_layout(const VaeArchitecture& architecture) {
   ParamLayout layout;
   for (const Module* m : architecture.modules())
-    for (const TensorShape& t : definition_of(m->kind).tensors(*m)) {
+    for (const TensorShape& t : m->kind->tensors(*m)) {
       ParamTensor tensor{m->name + "." + t.suffix, t.shape, layout.total};
       layout.total += tensor.size();
       layout.tensors.push_back(std::move(tensor));
@@ -97,7 +97,7 @@ void init_params_like_pytorch(const VaeArchitecture& architecture, uint64_t seed
   uint64_t state = seed;
   float* cursor = params;
   for (const Module* m : architecture.modules()) {
-    const ModuleDefinition& def = definition_of(m->kind);
+    const ModuleDefinition& def = *m->kind;
     const float bound = def.init_bound(*m);
     for (const TensorShape& t : def.tensors(*m)) {
       const size_t count = ParamTensor{"", t.shape, 0}.size();

@@ -1,9 +1,7 @@
-// @brief The kinds of module: their tensors and their initialisation.
+// @brief The Linear and activation modules: their tensors and their initialisation.
 #include "host/model/modules.h"
 
 #include <cmath>
-#include <stdexcept>
-#include <string>
 
 namespace fusedvae {
 namespace {
@@ -23,38 +21,35 @@ float no_init(const Module&) {
   return 0.0f;
 }
 
-// The registry of module kinds, indexed by ModuleKind.
-const ModuleDefinition kDefinitions[] = {
-    {"linear", linear_tensors, linear_init_bound},
-    {"activation", no_tensors, no_init},
-};
-
 }  // namespace
+
+const ModuleDefinition& linear_definition() {
+  static const ModuleDefinition definition{"linear", linear_tensors, linear_init_bound};
+  return definition;
+}
 
 Module linear_module(const std::string& name, int in, int out) {
   Module m;
-  m.kind = ModuleKind::kLinear;
+  m.kind = &linear_definition();
   m.name = name;
   m.in = in;
   m.out = out;
   return m;
 }
 
+const ModuleDefinition& activation_definition() {
+  static const ModuleDefinition definition{"activation", no_tensors, no_init};
+  return definition;
+}
+
 Module activation_module(const std::string& name, int features, Activation activation) {
   Module m;
-  m.kind = ModuleKind::kActivation;
+  m.kind = &activation_definition();
   m.name = name;
   m.in = features;
   m.out = features;
   m.activation = activation;
   return m;
-}
-
-const ModuleDefinition& definition_of(ModuleKind kind) {
-  const int index = static_cast<int>(kind);
-  if (index < 0 || index >= static_cast<int>(std::size(kDefinitions)))
-    throw std::invalid_argument("unknown module kind " + std::to_string(index));
-  return kDefinitions[index];
 }
 
 }  // namespace fusedvae

@@ -2,8 +2,9 @@
 // its feature sizes; what it owns in the flat parameter buffer (its tensors, their shapes and their
 // initialisation) follows from its kind alone.
 //
-// A new kind of module is one entry in the table of modules.cpp (its tensors and initial bound)
-// and one line in host/train/module_registry.cpp (its forward and backward on each backend).
+// A kind is a ModuleDefinition. A new kind of module (a GRU next) is its definition and builder
+// in a file of its own beside this one, its layer on each backend (host/train/cpu/,
+// host/train/gpu/), and one line in host/train/module_registry.cpp that names them together.
 #pragma once
 
 #include <cstddef>
@@ -15,21 +16,7 @@
 
 namespace fusedvae {
 
-enum class ModuleKind : int {
-  kLinear = 0,      // nn.Linear: weight [out, in], bias [out]; y = x W^T + b
-  kActivation = 1,  // elementwise `activation`, no parameters; in == out
-};
-
-struct Module {
-  ModuleKind kind = ModuleKind::kLinear;
-  std::string name;  // PyTorch prefix of its tensors ("encoder.0", "decoder.out")
-  int in = 0;        // features in
-  int out = 0;       // features out
-  Activation activation = Activation::kRelu;  // kActivation only
-};
-
-Module linear_module(const std::string& name, int in, int out);
-Module activation_module(const std::string& name, int features, Activation activation);
+struct Module;
 
 // One tensor of a module, without its place in the buffer: "<module>.<suffix>" and its shape.
 struct TensorShape {
@@ -37,7 +24,8 @@ struct TensorShape {
   std::vector<int64_t> shape;
 };
 
-// What a kind of module is, apart from its arithmetic (that lives with each backend).
+// What a kind of module is, apart from its arithmetic (that lives with each backend). Modules
+// point to their kind's one definition, which is also what identifies the kind.
 struct ModuleDefinition {
   const char* kind_name;  // "linear", "activation": error messages and descriptions
   // Its tensors, in the order they are carved (and initialised).
@@ -46,6 +34,22 @@ struct ModuleDefinition {
   float (*init_bound)(const Module& module);
 };
 
-const ModuleDefinition& definition_of(ModuleKind kind);
+struct Module {
+  const ModuleDefinition* kind = nullptr;
+  std::string name;  // PyTorch prefix of its tensors ("encoder.0", "decoder.out")
+  int in = 0;        // features in
+  int out = 0;       // features out
+  Activation activation = Activation::kIdentity;  // activation modules only
+
+  bool is(const ModuleDefinition& definition) const { return kind == &definition; }
+};
+
+// nn.Linear: weight [out, in], bias [out]; y = x W^T + b.
+const ModuleDefinition& linear_definition();
+Module linear_module(const std::string& name, int in, int out);
+
+// An elementwise activation, no parameters; in == out.
+const ModuleDefinition& activation_definition();
+Module activation_module(const std::string& name, int features, Activation activation);
 
 }  // namespace fusedvae

@@ -1,22 +1,41 @@
-// @brief The module kinds' implementations on each backend, and the fusion of activations.
+// @brief The registry of module kinds and their layers on each backend (one entry per kind: the
+// one place a new kind is registered), and the fusion of activations into the layer before them.
 #include "host/train/module_registry.h"
 
 #include <stdexcept>
 #include <string>
 
 namespace fusedvae {
+
+// Each kind's layers, defined beside their backends (host/train/cpu/, host/train/gpu/).
+std::unique_ptr<LayerRun> make_linear_cpu(Backend&, const Module&, const LayerContext&,
+                                          const float* params, float* grads);
+std::unique_ptr<LayerRun> make_linear_gpu(Backend&, const Module&, const LayerContext&,
+                                          const float* params, float* grads);
+
 namespace {
 
-// Module kinds with a layer of their own. (Activation modules have none: build_stack fuses them.)
-const ModuleImplementations kImplementations[] = {
-    {ModuleKind::kLinear, make_linear_cpu, make_linear_gpu},
+// A kind of module and its layer on each backend.
+struct ModuleImplementations {
+  const ModuleDefinition* kind;
+  LayerFactory cpu;
+  LayerFactory gpu;
 };
 
+// The module kinds with a layer of their own. (Activation modules have none: build_stack fuses
+// each into the layer before it.)
+const std::vector<ModuleImplementations>& registry() {
+  static const std::vector<ModuleImplementations> kinds = {
+      {&linear_definition(), make_linear_cpu, make_linear_gpu},
+  };
+  return kinds;
+}
+
 const ModuleImplementations& implementations_of(const Module& module) {
-  for (const ModuleImplementations& entry : kImplementations)
+  for (const ModuleImplementations& entry : registry())
     if (entry.kind == module.kind) return entry;
   throw std::invalid_argument(std::string("module ") + module.name + ": no backend implements a " +
-                              definition_of(module.kind).kind_name + " layer on its own");
+                              module.kind->kind_name + " layer on its own");
 }
 
 }  // namespace
@@ -38,13 +57,13 @@ std::vector<std::unique_ptr<LayerRun>> build_stack(Backend& backend,
   Activation input_act = Activation::kIdentity;
   for (size_t i = 0; i < modules.size(); ++i) {
     const Module& module = modules[i];
-    if (module.kind == ModuleKind::kActivation)
+    if (module.is(activation_definition()))
       throw std::invalid_argument("module " + module.name +
                                   ": an activation must follow a layer with parameters");
     LayerContext context;
     context.input_act = input_act;
     context.needs_input_grad = !layers.empty() || input_needs_grad;
-    if (i + 1 < modules.size() && modules[i + 1].kind == ModuleKind::kActivation) {
+    if (i + 1 < modules.size() && modules[i + 1].is(activation_definition())) {
       context.output_act = modules[i + 1].activation;
       ++i;
     }

@@ -16,19 +16,6 @@ using LayerFactory = std::unique_ptr<LayerRun> (*)(Backend& backend, const Modul
                                                    const LayerContext& context, const float* params,
                                                    float* grads);
 
-// Each kind's implementation on each backend (module_registry.cpp: one line per kind).
-struct ModuleImplementations {
-  ModuleKind kind;
-  LayerFactory cpu;
-  LayerFactory gpu;
-};
-
-// The factories of the module kinds that carry parameters on each backend.
-std::unique_ptr<LayerRun> make_linear_cpu(Backend&, const Module&, const LayerContext&,
-                                          const float* params, float* grads);
-std::unique_ptr<LayerRun> make_linear_gpu(Backend&, const Module&, const LayerContext&,
-                                          const float* params, float* grads);
-
 // The layers of a stack of modules, in order. An activation module is fused into the layer before
 // it (its output_act) and named as the next layer's input_act; the first layer's input needs a
 // gradient only when `input_needs_grad`.

@@ -78,8 +78,8 @@ class Arena {
 
 // The activation after the last module of a stack (the one its readers' backward applies).
 Activation output_activation(const std::vector<Module>& stack) {
-  return !stack.empty() && stack.back().kind == ModuleKind::kActivation ? stack.back().activation
-                                                                        : Activation::kIdentity;
+  return !stack.empty() && stack.back().is(activation_definition()) ? stack.back().activation
+                                                                    : Activation::kIdentity;
 }
 
 class VaeTrainer final : public Trainer {
