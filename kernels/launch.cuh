@@ -106,8 +106,7 @@ inline int row_stride_grid(int rows, int block_size) {
 // kernel<<<grid, block, shared_bytes, stream>>>(args...), then cudaGetLastError(): a bad
 // configuration throws at once with the kernel's name (and, with CUDA_LAUNCH_BLOCKING=1 or under
 // compute-sanitizer, so does a fault inside the kernel). Graph-capturable. `kernel_name` is what
-// the error message calls the kernel; a template's instance is named by the caller. (Under a CPU
-// SIMT harness, which compiles the op files without nvcc, the harness supplies this function.)
+// the error message calls the kernel; a template's instance is named by the caller.
 template <typename... Params, typename... Args>
 void launch(const char* kernel_name, void (*kernel)(Params...), dim3 grid, dim3 block,
             size_t shared_bytes, cudaStream_t stream, Args&&... args) {
@@ -115,7 +114,28 @@ void launch(const char* kernel_name, void (*kernel)(Params...), dim3 grid, dim3 
   const cudaError_t err = cudaGetLastError();
   if (err != cudaSuccess) throw_launch_error(err, kernel_name, grid, block, shared_bytes);
 }
+#elif defined(FUSEDVAE_SIMT_SHIM)
+// Under the CPU SIMT harness (tests/simt/, a test-only build that compiles the op files as host
+// C++ with its shim header included first), the same launch runs the kernel on the harness's
+// emulator: every thread a fiber, the blocks one after another, under several schedules. A
+// configuration CUDA would refuse throws here as it does above; a race, a divergent barrier or
+// shuffle, or a host pointer passed to a kernel throws the harness's error.
+template <typename... Params, typename... Args>
+void launch(const char* kernel_name, void (*kernel)(Params...), dim3 grid, dim3 block,
+            size_t shared_bytes, cudaStream_t stream, Args&&... args) {
+  const cudaError_t err = ::fusedvae::simt::launch(kernel_name, kernel, grid, block, shared_bytes,
+                                                   stream, std::forward<Args>(args)...);
+  if (err != cudaSuccess) throw_launch_error(err, kernel_name, grid, block, shared_bytes);
+}
 #endif
 
 }  // namespace gpu
 }  // namespace fusedvae
+
+// Dynamic shared memory (the launch's shared_bytes) of a kernel, as an array `name` of T; use this
+// rather than `extern __shared__`, which the SIMT harness cannot give per-block storage.
+#if defined(__CUDACC__)
+#define FUSEDVAE_DYNAMIC_SHARED(T, name) extern __shared__ __align__(16) T name[]
+#elif defined(FUSEDVAE_SIMT_SHIM)
+#define FUSEDVAE_DYNAMIC_SHARED(T, name) T* const name = ::fusedvae::simt::dynamic_shared<T>()
+#endif

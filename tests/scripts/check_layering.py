@@ -2,8 +2,9 @@
 """The layers of the house (README, Layout): kernels/ includes only kernels/ (and CUDA and library
 headers); host/ops includes only kernels/ and host/ops; host/model, host/data and host/io include
 nothing from host/train or host/cli. Kernels are launched through gpu::launch (kernels/launch.cuh)
-alone, so no other file of kernels/ or host/ holds a `<<<` launch. Prints every violation and exits
-non-zero if there is one."""
+alone, so no other file of kernels/ or host/ holds a `<<<` launch, and dynamic shared memory is
+declared through its FUSEDVAE_DYNAMIC_SHARED. Prints every violation and exits non-zero if there is
+one."""
 import pathlib
 import re
 import sys
@@ -48,6 +49,17 @@ for folder in ('kernels', 'host'):
             if '<<<' in line:
                 problems.append(f'{path.relative_to(root)}:{number}: a <<<>>> launch outside '
                                 'kernels/launch.cuh (use gpu::launch)')
+
+# Dynamic shared memory through the launch helper's macro, which the SIMT harness (tests/simt/)
+# maps to per-block storage; a raw `extern __shared__` would not compile there.
+extern_shared = re.compile(r'\bextern\s+__shared__\b')
+for path in files('kernels'):
+    if path == root / 'kernels' / 'launch.cuh':
+        continue
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if extern_shared.search(line):
+            problems.append(f'{path.relative_to(root)}:{number}: `extern __shared__` (use '
+                            'FUSEDVAE_DYNAMIC_SHARED from kernels/launch.cuh)')
 
 for problem in problems:
     print(problem)

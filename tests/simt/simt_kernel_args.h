@@ -1,0 +1,37 @@
+// @brief Which fields of the kernels' parameter structs are device pointers, so that the SIMT
+// harness checks them at every launch as it checks pointer arguments (a host pointer there would
+// fault on a GPU and read silently on the CPU). Included before each kernel file in the harness
+// build (the generated kernels_as_cxx/*.cpp).
+#pragma once
+
+#include "kernels/philox_normal.cuh"
+#include "kernels/reduction_workspace.h"
+
+namespace fusedvae::simt::detail {
+
+template <>
+struct DevicePointers<ReductionWorkspace> {
+  template <typename Visit>
+  static void visit(const ReductionWorkspace& w, Visit&& visit) {
+    visit(w.block_partials, "ReductionWorkspace::block_partials");
+    visit(w.blocks_done, "ReductionWorkspace::blocks_done");
+  }
+};
+
+template <>
+struct DevicePointers<PhiloxEps> {
+  template <typename Visit>
+  static void visit(const PhiloxEps& e, Visit&& visit) {
+    visit(e.draw_index, "PhiloxEps::draw_index");
+  }
+};
+
+template <>
+struct DevicePointers<GivenEps> {
+  template <typename Visit>
+  static void visit(const GivenEps& e, Visit&& visit) {
+    visit(e.eps, "GivenEps::eps");
+  }
+};
+
+}  // namespace fusedvae::simt::detail
