@@ -9,7 +9,8 @@
 //
 // The standard functions a kernel calls (std::exp, expf, log1pf, tanhf, sqrt, pow ...) are the host
 // C library's here: glibc's are within 1 ulp (sqrt exact), inside CUDA's documented bounds (expf
-// 2 ulp, log1pf 1 ulp, tanhf 2 ulp, sqrtf exact), but not bit-identical to the device's.
+// 2 ulp, log1pf 1 ulp, tanhf 2 ulp, sqrtf exact), but not bit-identical to the device's. Where the
+// machine has FMA, the kernels are compiled with a * b + c contracted as nvcc contracts it.
 #pragma once
 
 #include <cmath>
@@ -32,25 +33,38 @@ inline float __saturatef(float x) {
   return x >= 1.0f ? 1.0f : (x > 0.0f ? x : 0.0f);
 }
 
-// IEEE round-to-nearest operations (exact on the host in SSE float32 and double arithmetic; no
-// fused contraction: the harness is built without FMA instructions).
+namespace fusedvae::simt::detail {
+// The value, rounded and opaque to the compiler, so that it cannot fuse it into a later add (the
+// harness builds the kernels with contraction, as nvcc does, and CUDA never contracts these).
+template <typename T>
+inline T rounded(T value) {
+#if defined(__x86_64__)
+  __asm__("" : "+x"(value));
+#else
+  __asm__("" : "+m"(value));
+#endif
+  return value;
+}
+}  // namespace fusedvae::simt::detail
+
+// IEEE round-to-nearest operations, never contracted: exact on the host (SSE float32, double).
 inline float __fadd_rn(float a, float b) {
-  return a + b;
+  return ::fusedvae::simt::detail::rounded(a + b);
 }
 inline float __fsub_rn(float a, float b) {
-  return a - b;
+  return ::fusedvae::simt::detail::rounded(a - b);
 }
 inline float __fmul_rn(float a, float b) {
-  return a * b;
+  return ::fusedvae::simt::detail::rounded(a * b);
 }
 inline float __fdiv_rn(float a, float b) {
-  return a / b;
+  return ::fusedvae::simt::detail::rounded(a / b);
 }
 inline float __fmaf_rn(float a, float b, float c) {
   return std::fmaf(a, b, c);
 }
 inline float __frcp_rn(float x) {
-  return 1.0f / x;
+  return ::fusedvae::simt::detail::rounded(1.0f / x);
 }
 inline float __fsqrt_rn(float x) {
   return std::sqrt(x);
@@ -59,22 +73,22 @@ inline float __frsqrt_rn(float x) {
   return static_cast<float>(1.0L / std::sqrt(static_cast<long double>(x)));
 }
 inline double __dadd_rn(double a, double b) {
-  return a + b;
+  return ::fusedvae::simt::detail::rounded(a + b);
 }
 inline double __dsub_rn(double a, double b) {
-  return a - b;
+  return ::fusedvae::simt::detail::rounded(a - b);
 }
 inline double __dmul_rn(double a, double b) {
-  return a * b;
+  return ::fusedvae::simt::detail::rounded(a * b);
 }
 inline double __ddiv_rn(double a, double b) {
-  return a / b;
+  return ::fusedvae::simt::detail::rounded(a / b);
 }
 inline double __fma_rn(double a, double b, double c) {
   return std::fma(a, b, c);
 }
 inline double __drcp_rn(double x) {
-  return 1.0 / x;
+  return ::fusedvae::simt::detail::rounded(1.0 / x);
 }
 inline double __dsqrt_rn(double x) {
   return std::sqrt(x);

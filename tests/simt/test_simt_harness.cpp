@@ -706,6 +706,27 @@ TEST(SimtHarness, StatisticsCountLaunchesAndSchedules) {
 // ---------------------------------------------------------------------------------------------
 // Device math intrinsics against their documented bounds (CUDA C++ Programming Guide)
 
+// Separate kernels: in one, the compiler would share the product a * a between them.
+__global__ void multiply_add(const float* in, float* out) {
+  out[0] = in[0] * in[0] + in[1];  // contracted into one fmaf, as nvcc does by default
+}
+__global__ void multiply_add_rounded(const float* in, float* out) {
+  out[1] = __fmul_rn(in[0], in[0]) + in[1];  // never contracted
+  out[2] = __fmaf_rn(in[0], in[0], in[1]);
+}
+
+TEST(SimtMath, KernelsContractMultiplyAddsAsNvccDoesButNotTheRoundedIntrinsics) {
+  // a^2 = 1 + 2^-11 + 2^-24 rounds to 1 + 2^-11 (a tie, to even); fused, the 2^-24 survives.
+  const float a = 1.0f + 0x1p-12f;
+  Device<float> in(std::vector<float>{a, -(1.0f + 0x1p-11f)}), out(3);
+  gpu::launch("multiply_add", multiply_add, 1, 1, 0, nullptr, in.get(), out.get());
+  gpu::launch("multiply_add_rounded", multiply_add_rounded, 1, 1, 0, nullptr, in.get(), out.get());
+  const std::vector<float> v = out.read();
+  EXPECT_EQ(v[0], FUSEDVAE_SIMT_CONTRACTS ? 0x1p-24f : 0.0f);
+  EXPECT_EQ(v[1], 0.0f);
+  EXPECT_EQ(v[2], 0x1p-24f);
+}
+
 // |got - exact| in units in the last place of the float32 result.
 double ulps(float got, long double exact) {
   const long double e = exact;
