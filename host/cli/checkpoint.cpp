@@ -70,6 +70,11 @@ CheckpointInfo get_info(const io::SafetensorsFile& file, const std::string& path
   } catch (const std::exception&) {
     throw std::runtime_error(path + ": __metadata__ lacks a valid epoch and step");
   }
+  if (info.epoch < 0 || info.image_height < 0 || info.image_width < 0 ||
+      info.image_height > 65536 || info.image_width > 65536)
+    throw std::runtime_error(path +
+                             ": __metadata__ has a negative epoch or an implausible image "
+                             "shape");
   get_normalisation(file, path, &info);
   return info;
 }
