@@ -135,7 +135,12 @@ void save_model(const std::string& path, const ModelConfig& model, const std::ve
 
 std::vector<float> load_model(const std::string& path, const ModelConfig& expected,
                               CheckpointInfo* info) {
-  const io::SafetensorsFile file = io::read_safetensors(path);
+  return decode_model(io::read_file_bytes(path), path, expected, info);
+}
+
+std::vector<float> decode_model(const std::vector<unsigned char>& bytes, const std::string& path,
+                                const ModelConfig& expected, CheckpointInfo* info) {
+  const io::SafetensorsFile file = io::decode_safetensors(bytes, path);
   require_format(file, path, kModelFormat);
   for (const auto& [key, value] : model_metadata(expected)) {
     const auto it = file.metadata.find(key);
@@ -176,7 +181,12 @@ void save_optimizer(const std::string& path, const OptimizerState& state,
 }
 
 OptimizerState load_optimizer(const std::string& path, size_t param_count, CheckpointInfo* info) {
-  const io::SafetensorsFile file = io::read_safetensors(path);
+  return decode_optimizer(io::read_file_bytes(path), path, param_count, info);
+}
+
+OptimizerState decode_optimizer(const std::vector<unsigned char>& bytes, const std::string& path,
+                                size_t param_count, CheckpointInfo* info) {
+  const io::SafetensorsFile file = io::decode_safetensors(bytes, path);
   require_format(file, path, kOptimizerFormat);
   const auto vector_of = [&](const char* name, const char* dtype, int64_t count) {
     const io::Tensor& t = file.at(name, path);

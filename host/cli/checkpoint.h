@@ -47,6 +47,11 @@ std::vector<float> load_model(const std::string& path, const ModelConfig& expect
 void save_optimizer(const std::string& path, const OptimizerState& state,
                     const CheckpointInfo& info);
 OptimizerState load_optimizer(const std::string& path, size_t param_count, CheckpointInfo* info);
+// The same two for a file already in memory; `path` names it in messages (fuzzing, tests).
+std::vector<float> decode_model(const std::vector<unsigned char>& bytes, const std::string& path,
+                                const ModelConfig& expected, CheckpointInfo* info);
+OptimizerState decode_optimizer(const std::vector<unsigned char>& bytes, const std::string& path,
+                                size_t param_count, CheckpointInfo* info);
 
 // ---- The pair as one unit.
 // A checkpoint is <run>/checkpoints/epoch-NNNNNN/{model,optimizer}.safetensors. Both files are
