@@ -951,5 +951,79 @@ TEST(CliCheckpoints, ResumingAFinishedRunSaysSoAndWritesNothing) {
   EXPECT_EQ(fs::last_write_time(dir / "samples.png"), before);
 }
 
+// ---------------------------------------------------------------------------------------------
+// Mistakes a new user made, each answered in words that name the way on
+
+TEST(CliMistakes, RangesTyposAndBadValuesAreExplainedInWords) {
+  auto parse_error = [](const std::vector<std::string>& args) {
+    return error_of([&] { parse_command_line(args); });
+  };
+  std::string e = parse_error({"sample", "--run-dir", "r", "--out", "s.png", "--count", "0"});
+  EXPECT_NE(e.find("--count: must be an integer >= 1, got '0'"), std::string::npos) << e;
+  EXPECT_NE(e.find("fusedvae sample --help"), std::string::npos) << e;
+  e = parse_error({"eval", "--run-dir", "r", "--iwae-samples", "-5"});
+  EXPECT_NE(e.find("--iwae-samples: must be an integer >= 0, got '-5'"), std::string::npos) << e;
+  e = parse_error({"train", "--epoch", "1"});
+  EXPECT_NE(e.find("did you mean --epochs?"), std::string::npos) << e;
+  e = parse_error({"trian"});
+  EXPECT_NE(e.find("did you mean 'train'?"), std::string::npos) << e;
+  e = parse_error({"train", "--lr", "nan"});
+  EXPECT_NE(e.find("--lr: must be a finite number, got nan"), std::string::npos) << e;
+  e = parse_error({"sample", "--run-dir", "r", "--out", "x.jpg"});
+  EXPECT_NE(e.find("give a name ending in .png"), std::string::npos) << e;
+  EXPECT_EQ(e.find('\n'), std::string::npos) << e;
+
+  const std::string help = parse_command_line({"--help"}).help;
+  EXPECT_NE(help.find("fusedvae <command> --help"), std::string::npos) << help;
+  const std::string train_help = parse_command_line({"train", "--help"}).help;
+  EXPECT_NE(train_help.find("--cuda-graph,--no-cuda-graph "), std::string::npos) << train_help;
+  EXPECT_EQ(train_help.find("{false}"), std::string::npos) << train_help;
+}
+
+TEST(CliMistakes, AConfigFileMayNameTheRunDirectory) {
+  const fs::path dir = fresh_dir("config_run_dir");
+  fs::create_directories(dir);
+  write_text(dir / "settings.json", R"({"run-dir": "runs/from-config", "epochs": 2})");
+  CommandLine line = parse_command_line({"train", "--config", (dir / "settings.json").string()});
+  EXPECT_EQ(line.train.run_dir, "runs/from-config");
+  EXPECT_EQ(line.train.config.train.epochs, 2);
+  line = parse_command_line(
+      {"train", "--config", (dir / "settings.json").string(), "--run-dir", "runs/flag"});
+  EXPECT_EQ(line.train.run_dir, "runs/flag") << "the flag wins";
+  write_text(dir / "bad.json", R"({"run-dir": 5})");
+  const std::string e = error_of([&] {
+    parse_command_line({"train", "--config", (dir / "bad.json").string()});
+  });
+  EXPECT_NE(e.find("--run-dir: expected a string"), std::string::npos) << e;
+}
+
+TEST(CliMistakes, OutputsAreCheckedBeforeAnythingIsComputed) {
+  const fs::path dir = fresh_dir("outputs");
+  std::ostringstream out;
+  train(small_run(dir, 1), generated_splits, out);
+  EvalRequest request;
+  request.run_dir = dir.string();
+  request.device = "cpu";
+  request.per_sample_csv = "/nonexistent-folder/scores.csv";
+  std::ostringstream eval_out;
+  const std::string e = error_of([&] { evaluate_run(request, generated_splits, eval_out); });
+  EXPECT_NE(e.find("/nonexistent-folder does not exist"), std::string::npos) << e;
+  EXPECT_EQ(eval_out.str(), "") << "nothing is computed or printed before the check";
+  SampleRequest sample;
+  sample.run_dir = dir.string();
+  sample.out_png = dir.string();
+  EXPECT_NE(error_of([&] { sample_run(sample, out); }).find("is a folder"), std::string::npos);
+}
+
+TEST(CliMistakes, TheEpochLineLabelsItsFiguresAsEvalDoes) {
+  const fs::path dir = fresh_dir("labels");
+  std::ostringstream out;
+  TrainRequest request = small_run(dir, 1);
+  train(request, generated_splits, out);
+  EXPECT_NE(out.str().find("test: ELBO (1 sample) "), std::string::npos) << out.str();
+  EXPECT_NE(out.str().find(", recon at z=mu "), std::string::npos) << out.str();
+  EXPECT_NE(out.str().find("6 steps an epoch"), std::string::npos) << out.str();
+}
+
 }  // namespace
 }  // namespace fusedvae::cli
