@@ -1,5 +1,7 @@
 // @brief `fusedvae train`: the run directory, the epoch loop with progress and metrics, per-epoch
 // evaluation and checkpoints, resumption, and the pictures at the end.
+#include <cuda_runtime_api.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -129,6 +131,20 @@ std::string restart_command(const std::string& run_dir) {
                            " (try a lower --lr or --max-grad-norm)");
 }
 
+// Data larger than the GPU's free memory is refused with both sizes before the upload (the CPU
+// trainer's data was checked against host memory when it was read).
+void check_fits_on_device(const Trainer& trainer, const Dataset& data) {
+  if (trainer.device_name().rfind("cpu", 0) == 0) return;
+  size_t free_bytes = 0, total_bytes = 0;
+  if (cudaMemGetInfo(&free_bytes, &total_bytes) != cudaSuccess) return;
+  const size_t bytes = data.is_u8() ? data.u8.size() : data.f32.size() * sizeof(float);
+  if (bytes > free_bytes)
+    throw std::runtime_error(data.source + ": the data needs " + std::to_string(bytes >> 20) +
+                             " MiB of GPU memory, " + std::to_string(free_bytes >> 20) +
+                             " MiB are free on " + trainer.device_name() +
+                             "; train with --device cpu, or on less data");
+}
+
 }  // namespace
 
 std::unique_ptr<Trainer> make_trainer_for(const TrainConfig& config, const std::string& device,
@@ -210,6 +226,7 @@ std::string train(const TrainRequest& request, const DataLoader& loader, std::os
   std::string eval_name;
   const Dataset* eval_data = eval_split(splits, &eval_name);
   std::unique_ptr<Trainer> trainer = make_trainer_for(config.train, config.device, out);
+  check_fits_on_device(*trainer, splits.train);
   trainer->set_train_data(splits.train);
   const int batches = trainer->batches_per_epoch();
 
