@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Installs what fusedvae needs to build, test and train, idempotently: Debian packages for the C++
-# side and the default dataset, PyPI for the float64 reference. Safe to run again.
+# side (clang and its compiler-rt for the sanitizer and fuzz build) and the default dataset, PyPI
+# for the float64 reference. Safe to run again.
 set -euo pipefail
 
 apt_packages=(
   cmake ninja-build g++ pkg-config
+  clang libclang-rt-dev
   libgtest-dev
   libcli11-dev nlohmann-json3-dev libstb-dev zlib1g-dev libopenblas-dev
   dataset-fashion-mnist

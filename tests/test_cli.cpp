@@ -1,10 +1,13 @@
 // @brief The fusedvae command line: flags and config files, the resolved config round trip, and
 // end to end on the CPU with generated data: every file of a run directory, resume continuing
 // bitwise, refusing to overwrite a run, eval's per-sample CSV, non-finite loss handling, scoring
-// new data with eval / reconstruct --file.
+// new data with eval / reconstruct --file; checkpoints committed as one unit (old run directories
+// resuming, full disk, vanished directory, stops before the first checkpoint).
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 
 #include <algorithm>
+#include <csignal>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -802,6 +805,224 @@ TEST(CliEndToEnd, NonFiniteLossStopsTheRunNamingTheStep) {
   EXPECT_NE(e.find("non-finite"), std::string::npos) << e;
   EXPECT_NE(e.find("at step "), std::string::npos) << e;
   EXPECT_FALSE(fs::exists(dir / "model.safetensors")) << "no checkpoint of a diverged model";
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checkpoints committed as one unit
+
+std::vector<std::string> hidden_entries(const fs::path& dir) {
+  std::vector<std::string> names;
+  if (!fs::is_directory(dir)) return names;
+  for (const auto& entry : fs::directory_iterator(dir))
+    if (entry.path().filename().string()[0] == '.') names.push_back(entry.path().string());
+  return names;
+}
+
+TEST(CliCheckpoints, TheNewestPairIsCommittedInOneFolderAndLinkedWhereReadersLook) {
+  const fs::path dir = fresh_dir("pair");
+  std::ostringstream out;
+  train(small_run(dir, 2), generated_splits, out);
+  // Only the newest checkpoint is kept, and the top-level files are the same pair.
+  std::vector<std::string> folders;
+  for (const auto& entry : fs::directory_iterator(dir / "checkpoints"))
+    folders.push_back(entry.path().filename().string());
+  EXPECT_EQ(folders, (std::vector<std::string>{"epoch-000002"}));
+  for (const char* name : {"model.safetensors", "optimizer.safetensors"})
+    EXPECT_EQ(read_text(dir / name), read_text(dir / "checkpoints" / "epoch-000002" / name));
+  EXPECT_TRUE(hidden_entries(dir).empty());
+  EXPECT_TRUE(hidden_entries(dir / "checkpoints").empty());
+}
+
+// Run directories written before checkpoints/ existed hold the two files side by side: they still
+// load and resume, bit for bit.
+TEST(CliCheckpoints, OldRunDirectoriesWithoutCheckpointsFolderResume) {
+  const fs::path straight = fresh_dir("old_straight"), old = fresh_dir("old_layout");
+  std::ostringstream out;
+  train(small_run(straight, 3), generated_splits, out);
+  train(small_run(old, 2), generated_splits, out);
+  fs::remove_all(old / "checkpoints");
+  for (const char* name : {"model.safetensors", "optimizer.safetensors"}) {  // unlink the links
+    const std::string bytes = read_text(old / name);
+    fs::remove(old / name);
+    write_text(old / name, bytes);
+  }
+  EXPECT_NO_THROW(open_run(old.string(), "cpu", out));
+  run_cli({"train", "--resume", old.string(), "--epochs", "3"}, out, false, generated_splits);
+  EXPECT_EQ(model_params(straight), model_params(old));
+  EXPECT_TRUE(fs::exists(old / "checkpoints" / "epoch-000003"));
+
+  // The pair torn across epochs (what an older fusedvae killed between its two renames left):
+  // refused with the way out named.
+  fs::remove_all(old / "checkpoints");
+  train(small_run(fresh_dir("old_epoch1"), 1), generated_splits, out);
+  fs::remove(old / "optimizer.safetensors");
+  fs::copy_file(
+      fs::temp_directory_path() / "fusedvae_test_cli_old_epoch1" / "optimizer.safetensors",
+      old / "optimizer.safetensors");
+  const std::string e = error_of([&] {
+    run_cli({"train", "--resume", old.string()}, out, false, generated_splits);
+  });
+  EXPECT_NE(e.find("are from different epochs"), std::string::npos) << e;
+  EXPECT_NE(e.find("--overwrite"), std::string::npos) << e;
+}
+
+TEST(CliCheckpoints, AResumeSkipsATornNewestCheckpointForTheOneBefore) {
+  const fs::path straight = fresh_dir("skip_straight"), dir = fresh_dir("skip");
+  std::ostringstream out;
+  train(small_run(straight, 3), generated_splits, out);
+  train(small_run(dir, 2), generated_splits, out);
+  // Keep epoch 2 as an older committed checkpoint next to a torn "epoch 3" one.
+  fs::copy(dir / "checkpoints" / "epoch-000002", dir / "checkpoints" / "epoch-000003");
+  fs::resize_file(dir / "checkpoints" / "epoch-000003" / "model.safetensors", 100);
+  run_cli({"train", "--resume", dir.string(), "--epochs", "3"}, out, false, generated_splits);
+  EXPECT_EQ(model_params(straight), model_params(dir));
+}
+
+TEST(CliCheckpoints, AFullDiskKeepsThePreviousCheckpointAndLeavesNoPartialFile) {
+  const fs::path dir = fresh_dir("full");
+  std::ostringstream out;
+  train(small_run(dir, 1), generated_splits, out);
+  const std::string model_before = read_text(dir / "model.safetensors");
+
+  TrainRequest more = small_run(dir, 2);
+  more.resume = true;
+  std::signal(SIGXFSZ, SIG_IGN);  // writes beyond the limit fail with EFBIG, as on a full disk
+  rlimit saved{};
+  ASSERT_EQ(getrlimit(RLIMIT_FSIZE, &saved), 0);
+  rlimit small = saved;
+  small.rlim_cur = 4096;  // config.json and metrics fit, a checkpoint file does not
+  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &small), 0);
+  const std::string e = error_of([&] { train(more, generated_splits, out); });
+  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &saved), 0);
+  EXPECT_NE(e.find(dir.string()), std::string::npos) << e;
+  EXPECT_NE(e.find("previous checkpoint is kept"), std::string::npos) << e;
+  EXPECT_EQ(e.find('\n'), std::string::npos) << e;
+  EXPECT_EQ(read_text(dir / "model.safetensors"), model_before);
+  EXPECT_EQ(hidden_entries(dir), std::vector<std::string>{});
+  EXPECT_EQ(hidden_entries(dir / "checkpoints"), std::vector<std::string>{});
+  // And the run goes on once there is room.
+  run_cli({"train", "--resume", dir.string(), "--epochs", "2"}, out, false, generated_splits);
+  EXPECT_TRUE(fs::exists(dir / "checkpoints" / "epoch-000002"));
+}
+
+TEST(CliCheckpoints, AVanishedRunDirectoryIsAOneLineError) {
+  const fs::path dir = fresh_dir("vanished");
+  std::ostringstream out;
+  train(small_run(dir, 1), generated_splits, out);
+  ResumePoint point;
+  RunConfig config = read_run_config(dir.string());
+  config.train.model.input_dim = 30;
+  ASSERT_TRUE(find_resume_point(dir.string(), config.train.model, &point));
+  fs::remove_all(dir);
+  const std::string e = error_of([&] {
+    commit_checkpoint(dir.string(), config.train.model, point.params, point.state, point.info);
+  });
+  EXPECT_NE(e.find(dir.string()), std::string::npos) << e;
+  EXPECT_NE(e.find("vanished"), std::string::npos) << e;
+}
+
+// A run stopped in its first epoch has no checkpoint: every message names the way on.
+TEST(CliCheckpoints, ARunWithoutACheckpointNamesTheWayOn) {
+  const fs::path dir = fresh_dir("no_checkpoint");
+  std::ostringstream out;
+  train(small_run(dir, 1), generated_splits, out);
+  fs::remove_all(dir / "checkpoints");
+  fs::remove(dir / "model.safetensors");
+  fs::remove(dir / "optimizer.safetensors");
+  const std::string again = error_of([&] { train(small_run(dir, 1), generated_splits, out); });
+  EXPECT_NE(again.find("stopped before its first checkpoint"), std::string::npos) << again;
+  EXPECT_NE(again.find("--overwrite"), std::string::npos) << again;
+  const std::string resume = error_of([&] {
+    run_cli({"train", "--resume", dir.string()}, out, false, generated_splits);
+  });
+  EXPECT_NE(resume.find("no checkpoint to resume"), std::string::npos) << resume;
+  EXPECT_NE(resume.find("--run-dir " + dir.string() + " --overwrite"), std::string::npos) << resume;
+}
+
+TEST(CliCheckpoints, ResumingAFinishedRunSaysSoAndWritesNothing) {
+  const fs::path dir = fresh_dir("finished");
+  std::ostringstream out;
+  train(small_run(dir, 1), generated_splits, out);
+  const auto before = fs::last_write_time(dir / "samples.png");
+  std::ostringstream again;
+  run_cli({"train", "--resume", dir.string()}, again, false, generated_splits);
+  EXPECT_NE(again.str().find("nothing to do"), std::string::npos) << again.str();
+  EXPECT_EQ(again.str().find("wrote"), std::string::npos) << again.str();
+  EXPECT_EQ(fs::last_write_time(dir / "samples.png"), before);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Mistakes a new user made, each answered in words that name the way on
+
+TEST(CliMistakes, RangesTyposAndBadValuesAreExplainedInWords) {
+  auto parse_error = [](const std::vector<std::string>& args) {
+    return error_of([&] { parse_command_line(args); });
+  };
+  std::string e = parse_error({"sample", "--run-dir", "r", "--out", "s.png", "--count", "0"});
+  EXPECT_NE(e.find("--count: must be an integer >= 1, got '0'"), std::string::npos) << e;
+  EXPECT_NE(e.find("fusedvae sample --help"), std::string::npos) << e;
+  e = parse_error({"eval", "--run-dir", "r", "--iwae-samples", "-5"});
+  EXPECT_NE(e.find("--iwae-samples: must be an integer >= 0, got '-5'"), std::string::npos) << e;
+  e = parse_error({"train", "--epoch", "1"});
+  EXPECT_NE(e.find("did you mean --epochs?"), std::string::npos) << e;
+  e = parse_error({"trian"});
+  EXPECT_NE(e.find("did you mean 'train'?"), std::string::npos) << e;
+  e = parse_error({"train", "--lr", "nan"});
+  EXPECT_NE(e.find("--lr: must be a finite number, got nan"), std::string::npos) << e;
+  e = parse_error({"sample", "--run-dir", "r", "--out", "x.jpg"});
+  EXPECT_NE(e.find("give a name ending in .png"), std::string::npos) << e;
+  EXPECT_EQ(e.find('\n'), std::string::npos) << e;
+
+  const std::string help = parse_command_line({"--help"}).help;
+  EXPECT_NE(help.find("fusedvae <command> --help"), std::string::npos) << help;
+  const std::string train_help = parse_command_line({"train", "--help"}).help;
+  EXPECT_NE(train_help.find("--cuda-graph,--no-cuda-graph "), std::string::npos) << train_help;
+  EXPECT_EQ(train_help.find("{false}"), std::string::npos) << train_help;
+}
+
+TEST(CliMistakes, AConfigFileMayNameTheRunDirectory) {
+  const fs::path dir = fresh_dir("config_run_dir");
+  fs::create_directories(dir);
+  write_text(dir / "settings.json", R"({"run-dir": "runs/from-config", "epochs": 2})");
+  CommandLine line = parse_command_line({"train", "--config", (dir / "settings.json").string()});
+  EXPECT_EQ(line.train.run_dir, "runs/from-config");
+  EXPECT_EQ(line.train.config.train.epochs, 2);
+  line = parse_command_line(
+      {"train", "--config", (dir / "settings.json").string(), "--run-dir", "runs/flag"});
+  EXPECT_EQ(line.train.run_dir, "runs/flag") << "the flag wins";
+  write_text(dir / "bad.json", R"({"run-dir": 5})");
+  const std::string e = error_of([&] {
+    parse_command_line({"train", "--config", (dir / "bad.json").string()});
+  });
+  EXPECT_NE(e.find("--run-dir: expected a string"), std::string::npos) << e;
+}
+
+TEST(CliMistakes, OutputsAreCheckedBeforeAnythingIsComputed) {
+  const fs::path dir = fresh_dir("outputs");
+  std::ostringstream out;
+  train(small_run(dir, 1), generated_splits, out);
+  EvalRequest request;
+  request.run_dir = dir.string();
+  request.device = "cpu";
+  request.per_sample_csv = "/nonexistent-folder/scores.csv";
+  std::ostringstream eval_out;
+  const std::string e = error_of([&] { evaluate_run(request, generated_splits, eval_out); });
+  EXPECT_NE(e.find("/nonexistent-folder does not exist"), std::string::npos) << e;
+  EXPECT_EQ(eval_out.str(), "") << "nothing is computed or printed before the check";
+  SampleRequest sample;
+  sample.run_dir = dir.string();
+  sample.out_png = dir.string();
+  EXPECT_NE(error_of([&] { sample_run(sample, out); }).find("is a folder"), std::string::npos);
+}
+
+TEST(CliMistakes, TheEpochLineLabelsItsFiguresAsEvalDoes) {
+  const fs::path dir = fresh_dir("labels");
+  std::ostringstream out;
+  TrainRequest request = small_run(dir, 1);
+  train(request, generated_splits, out);
+  EXPECT_NE(out.str().find("test: ELBO (1 sample) "), std::string::npos) << out.str();
+  EXPECT_NE(out.str().find(", recon at z=mu "), std::string::npos) << out.str();
+  EXPECT_NE(out.str().find("6 steps an epoch"), std::string::npos) << out.str();
 }
 
 }  // namespace

@@ -76,10 +76,8 @@ Bytes idx_bytes(uint8_t type, const std::vector<uint32_t>& dims, const Bytes& da
 
 // An NPY 1.0 file: magic, version, little-endian header length, the header dict padded with
 // spaces so the data starts on a 64-byte boundary, then the raw bytes.
-Bytes npy_bytes(const std::string& descr, const std::vector<size_t>& shape, const void* data,
-                size_t data_bytes) {
-  std::string dims;
-  for (size_t d : shape) dims += std::to_string(d) + ", ";
+Bytes npy_with_shape_text(const std::string& descr, const std::string& dims, const void* data,
+                          size_t data_bytes) {
   std::string header =
       "{'descr': '" + descr + "', 'fortran_order': False, 'shape': (" + dims + "), }";
   while ((10 + header.size() + 1) % 64 != 0) header += ' ';
@@ -99,6 +97,13 @@ Bytes npy_bytes(const std::string& descr, const std::vector<size_t>& shape, cons
   std::memcpy(b.data() + sizeof(prefix), header.data(), header.size());
   if (data_bytes > 0) std::memcpy(b.data() + sizeof(prefix) + header.size(), data, data_bytes);
   return b;
+}
+
+Bytes npy_bytes(const std::string& descr, const std::vector<size_t>& shape, const void* data,
+                size_t data_bytes) {
+  std::string dims;
+  for (size_t d : shape) dims += std::to_string(d) + ", ";
+  return npy_with_shape_text(descr, dims, data, data_bytes);
 }
 
 template <typename T>
@@ -207,6 +212,13 @@ TEST_F(DataFiles, IdxErrorsNameTheFileAndTheProblem) {
   longer.push_back(0);
   const std::string trailing = write("long-idx3-ubyte", longer);
   expect_error([&] { load(trailing); }, {trailing, "1 bytes beyond"});
+  // Sizes from the header are checked against the file before anything is allocated.
+  const std::string huge = write("huge-idx3-ubyte", idx_bytes(0x08, {100000, 100000, 100000}, {1}));
+  expect_error([&] { load(huge); },
+               {huge, "promises 100000 x 100000 x 100000 = 1000000000000000 bytes", "holds 1"});
+  const std::string wide =
+      write("wide-idx3-ubyte", idx_bytes(0x08, {0xffffffffu, 0xffffffffu, 0xffffffffu}, {1}));
+  expect_error([&] { load(wide); }, {wide, "4294967295 x 4294967295 x 4294967295", "holds 1"});
   const std::string images = write("ok-idx3-ubyte", good);
   const std::string labels = write("few-idx1-ubyte", idx_bytes(0x08, {3}, {1, 2, 3}));
   expect_error([&] { load(images, labels); }, {labels, "3 labels for 4 images", images});
@@ -295,6 +307,44 @@ TEST_F(DataFiles, NpyErrors) {
             std::search(fortran_bytes.begin(), fortran_bytes.end(), needle.begin(), needle.end()));
   const std::string fortran = write("f.npy", fortran_bytes);
   expect_error([&] { load(fortran); }, {fortran, "Fortran"});
+}
+
+// Sizes read from the header are checked against the file (and against overflow) before anything
+// is allocated: a negative dimension used to be read as positive, a huge shape ended in
+// std::bad_alloc.
+TEST_F(DataFiles, NpyHeaderSizesAreCheckedAgainstTheFile) {
+  const std::vector<float> ten(10 * 4, 0.5f);
+  const std::string negative =
+      write("negative.npy", npy_with_shape_text("<f4", "-10, 4", ten.data(), ten.size() * 4));
+  expect_error([&] { load(negative); }, {negative, "(-10, 4)", "negative dimension"});
+  const std::string negative_last =
+      write("negative2.npy", npy_with_shape_text("<f4", "10, -4", ten.data(), ten.size() * 4));
+  expect_error([&] { load(negative_last); }, {negative_last, "negative dimension"});
+  const std::string huge = write("huge_shape.npy", npy_with_shape_text("<f4", "100000000000, 784",
+                                                                       ten.data(), ten.size() * 4));
+  expect_error([&] { load(huge); }, {huge, "promises shape (100000000000, 784) of float32",
+                                     "313600000000000 bytes", "the file holds 160"});
+  const std::string overflow =
+      write("overflow.npy",
+            npy_with_shape_text("<f8", "4294967296, 4294967296, 16", ten.data(), ten.size() * 4));
+  expect_error([&] { load(overflow); }, {overflow, "more than 2^64 bytes", "160"});
+  const std::string wide =
+      write("wide.npy", npy_with_shape_text("<f4", "99999999999999999999999, 4", ten.data(), 160));
+  expect_error([&] { load(wide); }, {wide, "beyond 64 bits"});
+  const std::string text =
+      write("text.npy", npy_with_shape_text("<f4", "10, four", ten.data(), 160));
+  expect_error([&] { load(text); }, {text, "(10, four)", "malformed"});
+  const std::string extra =
+      write("extra.npy", npy_with_shape_text("<f4", "9, 4", ten.data(), ten.size() * 4));
+  expect_error([&] { load(extra); }, {extra, "144 bytes of data, the file holds 160", "extra"});
+  // The header length itself promises more than the file has.
+  Bytes cut = npy_of("<f4", {10, 4}, ten);
+  cut.resize(40);
+  const std::string short_header = write("short_header.npy", cut);
+  expect_error([&] { load(short_header); }, {short_header, "truncated NPY header"});
+  // A well-formed file round-trips (Python 2 long literals included).
+  EXPECT_EQ(load(write("long.npy", npy_with_shape_text("<f4", "10L, 4L", ten.data(), 160))).rows,
+            10);
 }
 
 // ----------------------------------------------------------------------------------------------

@@ -126,6 +126,26 @@ TEST(Safetensors, CorruptAndTruncatedFilesAreClearErrors) {
                         }),
                         "overlap");
   expect_error_mentions(rewrite([](nlohmann::json& h) { h["step"].erase("shape"); }), "malformed");
+  // Shapes whose size overflows, or that promise more than the file holds, are refused before
+  // anything is allocated, naming the promise and the size.
+  expect_error_mentions(rewrite([](nlohmann::json& h) {
+                          h["encoder.0.weight"]["shape"] = {4294967296ull, 4294967296ull};
+                        }),
+                        "needs more than 2^64 bytes");
+  expect_error_mentions(
+      rewrite([](nlohmann::json& h) { h["encoder.0.weight"]["shape"] = {9223372036854775808ull}; }),
+      "beyond int64");
+  expect_error_mentions(rewrite([](nlohmann::json& h) {
+                          h["encoder.0.weight"]["shape"] = {100000000000ull, 784};
+                          h["encoder.0.weight"]["data_offsets"] = {0, 313600000000000ull * 4};
+                        }),
+                        "outside the file's");
+  // 2^62 * 4 bytes wraps to 0 in 64 bits: an empty range must not pass as its size.
+  expect_error_mentions(rewrite([](nlohmann::json& h) {
+                          h["encoder.0.weight"]["shape"] = {4611686018427387904ull};
+                          h["encoder.0.weight"]["data_offsets"] = {0, 0};
+                        }),
+                        "needs more than 2^64 bytes");
   EXPECT_THROW(read_safetensors("/nonexistent/model.safetensors"), std::runtime_error);
 }
 

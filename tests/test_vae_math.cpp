@@ -115,7 +115,8 @@ const std::vector<Gaussian> kPosteriors = {{0.0, 1.0}, {1.0, 1.0}, {-2.0, 0.5}, 
 // The seed chapter's errata (4.2): D_KL = -1/2 sum(1 + log s^2 - m^2 - s^2) >= 0, not its negative:
 // the closed form equals the integral of q log(q / p) for p = N(0, 1).
 TEST(VaeMathKl, ClosedFormEqualsNumericalIntegral) {
-  for (const auto [m, s] : kPosteriors) {
+  for (const auto [posterior_m, posterior_s] : kPosteriors) {
+    const double m = posterior_m, s = posterior_s;  // clang 14 cannot capture structured bindings
     const double integral = expect_under_q(
         m, s, [&](double z) { return normal_log_pdf(z, m, s) - normal_log_pdf(z, 0.0, 1.0); });
     const double closed = kl_term(m, 2 * std::log(s));

@@ -2,6 +2,10 @@
 #include "host/cli/app.h"
 
 #include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cstdlib>
+#include <memory>
 #include <stdexcept>
 
 #include <CLI/CLI.hpp>
@@ -37,6 +41,98 @@ RunConfig resume_config(const std::string& run_dir, const FlagSet& flags) {
   return resumed;
 }
 
+// CLI11's help, without the "{false}" it prints after a negated flag (--no-cuda-graph{false}): the
+// help text of every boolean flag says its default in words.
+class HelpFormatter : public CLI::Formatter {
+ public:
+  std::string make_option_name(const CLI::Option* option, bool positional) const override {
+    std::string name = CLI::Formatter::make_option_name(option, positional);
+    for (size_t open = name.find('{'); open != std::string::npos; open = name.find('{')) {
+      const size_t close = name.find('}', open);
+      if (close == std::string::npos) break;
+      name.erase(open, close - open + 1);
+    }
+    return name;
+  }
+};
+
+// An integer option's range, checked with a message in words ("--count must be an integer >= 1,
+// got 0") instead of CLI11's "Value 0 not in range 0.000000 to 1.79e308".
+CLI::Validator integer_at_least(long long minimum) {
+  return CLI::Validator(
+      [minimum](std::string& text) -> std::string {
+        char* end = nullptr;
+        errno = 0;
+        const long long value = std::strtoll(text.c_str(), &end, 10);
+        if (text.empty() || *end != '\0' || errno != 0 || value < minimum)
+          return "must be an integer >= " + std::to_string(minimum) + ", got '" + text + "'";
+        return "";
+      },
+      "INT >= " + std::to_string(minimum));
+}
+
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t above = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] != b[j - 1])});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
+// The closest of `names` to `typed` when it is close enough to be a slip (a third of its length,
+// at least 2 edits), or "".
+std::string closest(const std::string& typed, const std::vector<std::string>& names) {
+  std::string best;
+  size_t best_distance = std::max<size_t>(2, typed.size() / 3) + 1;
+  for (const std::string& name : names) {
+    const size_t d = edit_distance(typed, name);
+    if (d < best_distance) best = name, best_distance = d;
+  }
+  return best;
+}
+
+// A parse error in words a new user can act on: the command's own --help, and "did you mean" for a
+// mistyped subcommand or flag.
+std::string explain_parse_error(const CLI::App& app, const std::vector<std::string>& args,
+                                const CLI::ParseError& error) {
+  std::vector<std::string> commands;
+  for (const CLI::App* sub : app.get_subcommands([](const CLI::App*) { return true; }))
+    commands.push_back(sub->get_name());
+  if (args.empty())
+    return "give a command: train, eval, sample or reconstruct (see fusedvae --help)";
+  const std::string& first = args[0];
+  if (std::find(commands.begin(), commands.end(), first) == commands.end()) {
+    if (!first.empty() && first[0] == '-' && first != "-h" && first != "--help")
+      return "the command comes first: fusedvae train|eval|sample|reconstruct [flags] (see "
+             "fusedvae --help)";
+    const std::string guess = closest(first, commands);
+    return "unknown command '" + first + "'" +
+           (guess.empty() ? "" : "; did you mean '" + guess + "'?") +
+           " (commands: train, eval, sample, reconstruct; see fusedvae --help)";
+  }
+  const CLI::App* command = app.get_subcommand(first);
+  std::vector<std::string> flags;
+  for (const CLI::Option* option : command->get_options())
+    for (const std::string& name : option->get_lnames()) flags.push_back("--" + name);
+  for (size_t i = 1; i < args.size(); ++i) {
+    const std::string typed = args[i].substr(0, args[i].find('='));
+    if (typed.size() < 3 || typed.compare(0, 2, "--") != 0) continue;
+    if (std::find(flags.begin(), flags.end(), typed) != flags.end()) continue;
+    const std::string guess = closest(typed, flags);
+    return "unknown flag " + typed + " for " + first +
+           (guess.empty() ? "" : "; did you mean " + guess + "?") + " (see fusedvae " + first +
+           " --help)";
+  }
+  return std::string(error.what()) + " (see fusedvae " + first + " --help)";
+}
+
 // --file and its companions, shared by eval and reconstruct.
 void add_file_options(CLI::App* command, DataFile* file) {
   command
@@ -65,13 +161,25 @@ void check_file_options(const CLI::App& command, const DataFile& file) {
         throw std::invalid_argument(std::string(companion) + " applies to --file, which is absent");
 }
 
+// sample and reconstruct write PNG only: a name that promises another format is refused up front.
+void check_png_name(const std::string& path) {
+  std::string lower = path;
+  std::transform(lower.begin(), lower.end(), lower.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  if (lower.size() < 4 || lower.compare(lower.size() - 4, 4, ".png") != 0)
+    throw std::invalid_argument("--out " + path +
+                                ": the picture is written as PNG; give a name ending in .png");
+}
+
 }  // namespace
 
 CommandLine parse_command_line(const std::vector<std::string>& args) {
   CommandLine result;
   CLI::App app{"fusedvae: fast, trustworthy variational autoencoders on NVIDIA GPUs", "fusedvae"};
   app.require_subcommand(1);
+  app.formatter(std::make_shared<HelpFormatter>());
   app.get_formatter()->column_width(34);
+  app.footer("Each command lists its flags and their defaults: fusedvae <command> --help");
 
   // ---- train
   CLI::App* train = app.add_subcommand("train", "train a VAE; writes a run directory");
@@ -102,7 +210,7 @@ CommandLine parse_command_line(const std::vector<std::string>& args) {
   add_file_options(eval, &result.eval.file);
   eval->add_option("--iwae-samples", result.eval.iwae_samples,
                    "importance samples K of the IWAE bound (0 skips it)")
-      ->check(CLI::NonNegativeNumber)
+      ->check(integer_at_least(0))
       ->capture_default_str();
   eval->add_option(
       "--per-sample", result.eval.per_sample_csv,
@@ -118,7 +226,7 @@ CommandLine parse_command_line(const std::vector<std::string>& args) {
   sample->add_option("--run-dir", result.sample.run_dir, "the trained run")->required();
   sample->add_option("--out", result.sample.out_png, "PNG file to write")->required();
   sample->add_option("--count", result.sample.count, "number of samples")
-      ->check(CLI::PositiveNumber)
+      ->check(integer_at_least(1))
       ->capture_default_str();
   sample->add_option("--seed", result.sample.seed, "seed of z ~ N(0, I)")->capture_default_str();
   sample->add_option("--device", result.sample.device, "auto | cpu | gpu")
@@ -135,7 +243,7 @@ CommandLine parse_command_line(const std::vector<std::string>& args) {
       ->capture_default_str();
   add_file_options(reconstruct, &result.reconstruct.file);
   reconstruct->add_option("--count", result.reconstruct.count, "number of images")
-      ->check(CLI::PositiveNumber)
+      ->check(integer_at_least(1))
       ->capture_default_str();
   reconstruct->add_option("--device", result.reconstruct.device, "auto | cpu | gpu")
       ->check(CLI::IsMember({"auto", "cpu", "gpu"}))
@@ -154,7 +262,7 @@ CommandLine parse_command_line(const std::vector<std::string>& args) {
     result.help = app.help("", CLI::AppFormatMode::All);
     return result;
   } catch (const CLI::ParseError& e) {
-    throw std::invalid_argument(std::string(e.what()) + " (see fusedvae --help)");
+    throw std::invalid_argument(explain_parse_error(app, args, e));
   }
 
   if (train->parsed()) {
@@ -173,6 +281,8 @@ CommandLine parse_command_line(const std::vector<std::string>& args) {
       request.config = resume_config(resume_dir, flags);
     } else {
       request.config = config_file.empty() ? defaults : read_config_file(config_file, defaults);
+      if (!config_file.empty() && request.run_dir.empty())
+        request.run_dir = read_config_run_dir(config_file);
       flags.apply(&request.config);
     }
     validate(request.config);
@@ -181,9 +291,11 @@ CommandLine parse_command_line(const std::vector<std::string>& args) {
     check_file_options(*eval, result.eval.file);
   } else if (sample->parsed()) {
     result.command = "sample";
+    check_png_name(result.sample.out_png);
   } else {
     result.command = "reconstruct";
     check_file_options(*reconstruct, result.reconstruct.file);
+    check_png_name(result.reconstruct.out_png);
   }
   return result;
 }

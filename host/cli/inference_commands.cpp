@@ -1,4 +1,6 @@
 // @brief `fusedvae eval`, `sample` and `reconstruct`: a trained run loaded for inference.
+#include <unistd.h>
+
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -71,6 +73,21 @@ Dataset load_file_to_score(const LoadedRun& run, const DataFile& file, const Dat
   return data;
 }
 
+// An output's folder must exist and be writable before anything is computed, so that a typo in the
+// path costs no evaluation time.
+void check_output_path(const std::string& flag, const std::string& path) {
+  const fs::path parent = fs::path(path).has_parent_path() ? fs::path(path).parent_path() : ".";
+  std::error_code ec;
+  if (!fs::is_directory(parent, ec))
+    throw std::runtime_error(flag + " " + path + ": the folder " + parent.string() +
+                             " does not exist");
+  if (::access(parent.c_str(), W_OK) != 0)
+    throw std::runtime_error(flag + " " + path + ": the folder " + parent.string() +
+                             " is not writable");
+  if (fs::is_directory(path, ec))
+    throw std::runtime_error(flag + " " + path + ": is a folder; give a file name");
+}
+
 }  // namespace
 
 Dataset data_to_score(const LoadedRun& run, const std::string& split, const DataFile& file,
@@ -133,6 +150,7 @@ const Dataset& split_named(const DataSplits& splits, const std::string& name) {
 
 EvalResult evaluate_run(const EvalRequest& request, const DataLoader& loader, std::ostream& out) {
   if (request.iwae_samples < 0) throw std::invalid_argument("--iwae-samples must be >= 0");
+  if (!request.per_sample_csv.empty()) check_output_path("--per-sample", request.per_sample_csv);
   LoadedRun run = open_run(request.run_dir, request.device, out);
   std::string what;
   const Dataset data = data_to_score(run, request.split, request.file, loader, out, &what);
@@ -166,6 +184,7 @@ EvalResult evaluate_run(const EvalRequest& request, const DataLoader& loader, st
 
 void sample_run(const SampleRequest& request, std::ostream& out) {
   if (request.count < 1) throw std::invalid_argument("--count must be >= 1");
+  check_output_path("--out", request.out_png);
   LoadedRun run = open_run(request.run_dir, request.device, out);
   const PictureShape shape = picture_shape_of(run.config.train.model.input_dim,
                                               run.info.image_height, run.info.image_width);
@@ -176,6 +195,7 @@ void sample_run(const SampleRequest& request, std::ostream& out) {
 void reconstruct_run(const ReconstructRequest& request, const DataLoader& loader,
                      std::ostream& out) {
   if (request.count < 1) throw std::invalid_argument("--count must be >= 1");
+  check_output_path("--out", request.out_png);
   LoadedRun run = open_run(request.run_dir, request.device, out);
   std::string what;
   const Dataset data = data_to_score(run, request.split, request.file, loader, out, &what);

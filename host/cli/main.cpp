@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "host/cli/app.h"
+#include "host/cli/stop_signals.h"
 #include "host/train/cpu/openblas_setup.h"
 
 int main(int argc, char** argv) {
@@ -15,6 +16,10 @@ int main(int argc, char** argv) {
     const std::vector<std::string> args(argv + 1, argv + argc);
     return fusedvae::cli::run_cli(args, std::cout, isatty(STDOUT_FILENO) != 0,
                                   fusedvae::cli::load_run_data);
+  } catch (const fusedvae::cli::Stopped& e) {
+    std::cout.flush();
+    std::cerr << "fusedvae: " << e.what() << std::endl;
+    return 128 + e.signal;
   } catch (const std::exception& e) {
     std::cout.flush();
     std::cerr << "fusedvae: error: " << e.what() << std::endl;

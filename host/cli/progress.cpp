@@ -63,6 +63,11 @@ void Progress::end_epoch(const std::string& summary) {
   out_ << summary << '\n' << std::flush;
 }
 
+void Progress::break_line() {
+  if (terminal_ && last_width_ > 0) out_ << '\n' << std::flush;
+  last_width_ = 0;
+}
+
 void Progress::note(const std::string& line) {
   if (terminal_ && last_width_ > 0) out_ << '\n';
   last_width_ = 0;

@@ -29,6 +29,8 @@ class Progress {
   void end_epoch(const std::string& summary);
   // Prints a line of its own without breaking a bar in progress.
   void note(const std::string& line);
+  // Ends a bar in progress with a newline (nothing for plain lines), before text on stderr.
+  void break_line();
 
  private:
   std::ostream& out_;

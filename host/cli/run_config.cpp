@@ -66,8 +66,12 @@ Field float_field(const char* name, const char* help, Accessor<float> at, Bound 
             if (!v.is_number()) bad(name, "expected a number, got " + shown(v));
             const double d = v.get<double>();
             const float f = static_cast<float>(d);
-            if (!std::isfinite(d) || !std::isfinite(f))
-              bad(name, "must be finite, got " + shown(v));
+            if (!std::isfinite(d) || !std::isfinite(f)) {
+              char text[32];
+              std::snprintf(text, sizeof text, "%g", d);
+              bad(name, std::string("must be a finite number") +
+                            (std::isfinite(d) ? " within float32's range" : "") + ", got " + text);
+            }
             switch (bound) {
               case Bound::kPositive:
                 if (!(f > 0.0f)) bad(name, "must be > 0, got " + shown(v));
@@ -324,6 +328,11 @@ void apply_json(const nlohmann::json& object, const std::string& source, RunConf
   if (!object.is_object())
     throw std::invalid_argument(source + ": expected a JSON object of settings");
   for (const auto& [key, value] : object.items()) {
+    if (key == kRunDirKey) {  // where the run goes, not a setting of it: train reads it
+      if (!value.is_string())
+        throw std::invalid_argument(source + ": --run-dir: expected a string, got " + shown(value));
+      continue;
+    }
     const Field* field = find_field(key);
     if (!field)
       throw std::invalid_argument(source + ": unknown key '" + key +
@@ -336,18 +345,39 @@ void apply_json(const nlohmann::json& object, const std::string& source, RunConf
   }
 }
 
-RunConfig read_config_file(const std::string& path, const RunConfig& base) {
-  std::ifstream in(path);
+namespace {
+
+// The config file's JSON object. A config is a few hundred bytes: anything beyond 1 MiB (a device
+// such as /dev/zero included) is refused instead of read without end.
+json read_config_json(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
   if (!in) throw std::runtime_error(path + ": cannot open the config file");
-  json object;
+  constexpr size_t kMaxBytes = 1 << 20;
+  std::string text(kMaxBytes + 1, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  text.resize(static_cast<size_t>(in.gcount()));
+  if (text.size() > kMaxBytes)
+    throw std::runtime_error(path + ": larger than 1 MiB, not a config file");
   try {
-    object = json::parse(in);
+    return json::parse(text);
   } catch (const json::parse_error& e) {
     throw std::runtime_error(path + ": not valid JSON (byte " + std::to_string(e.byte) + ")");
   }
+}
+
+}  // namespace
+
+RunConfig read_config_file(const std::string& path, const RunConfig& base) {
+  const json object = read_config_json(path);
   RunConfig config = base;
   apply_json(object, path, &config);
   return config;
+}
+
+std::string read_config_run_dir(const std::string& path) {
+  const json object = read_config_json(path);
+  if (!object.is_object() || !object.contains(kRunDirKey)) return "";
+  return object[kRunDirKey].get<std::string>();
 }
 
 void validate(const RunConfig& config) {

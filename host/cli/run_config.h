@@ -61,6 +61,10 @@ nlohmann::ordered_json to_json(const RunConfig& config);
 // std::invalid_argument naming the key (and `source`).
 void apply_json(const nlohmann::json& object, const std::string& source, RunConfig* config);
 RunConfig read_config_file(const std::string& path, const RunConfig& base);
+// A config file may also say where the run goes ("run-dir": "runs/x", as --run-dir; the flag wins).
+// It is not a setting of the run, so config.json does not hold it. Empty when absent.
+constexpr const char* kRunDirKey = "run-dir";
+std::string read_config_run_dir(const std::string& path);
 // Cross-field checks (logvar-min < logvar-max, and the like).
 void validate(const RunConfig& config);
 

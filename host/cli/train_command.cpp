@@ -1,17 +1,22 @@
 // @brief `fusedvae train`: the run directory, the epoch loop with progress and metrics, per-epoch
 // evaluation and checkpoints, resumption, and the pictures at the end.
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <sstream>
 #include <stdexcept>
 
 #include "host/cli/commands.h"
 #include "host/cli/pictures.h"
 #include "host/cli/progress.h"
+#include "host/cli/stop_signals.h"
 #include "host/io/safetensors.h"
 
 namespace fusedvae::cli {
@@ -93,6 +98,28 @@ bool all_finite(const std::vector<float>& values) {
   return true;
 }
 
+// How to start a run again from scratch with its own settings.
+std::string restart_command(const std::string& run_dir) {
+  return "fusedvae train --config " + (fs::path(run_dir) / run_files::kConfig).string() +
+         " --run-dir " + run_dir + " --overwrite";
+}
+
+[[noreturn]] void stop_on_signal(int signal, uint64_t step, int epoch, int batch, int batches,
+                                 int last_good_epoch, const std::string& run_dir) {
+  std::string message = std::string("stopped by ") + signal_name(signal) + " at step " +
+                        std::to_string(step) + " (epoch " + std::to_string(epoch + 1) + ", batch " +
+                        std::to_string(batch) + " of " + std::to_string(batches) + "); ";
+  if (last_good_epoch > 0)
+    message += "the checkpoint of epoch " + std::to_string(last_good_epoch) + " is kept in " +
+               run_dir + "; resume with: fusedvae train --resume " + run_dir;
+  else
+    message +=
+        "no checkpoint had been written yet (the first comes at the end of epoch 1); "
+        "start again with: " +
+        restart_command(run_dir);
+  throw Stopped(message, signal);
+}
+
 [[noreturn]] void stop_non_finite(const std::string& what, uint64_t step, int epoch,
                                   int last_good_epoch, const std::string& run_dir) {
   std::string kept = last_good_epoch > 0
@@ -102,6 +129,20 @@ bool all_finite(const std::vector<float>& values) {
   throw std::runtime_error(what + " at step " + std::to_string(step) + " (epoch " +
                            std::to_string(epoch + 1) + "); training stopped, " + kept +
                            " (try a lower --lr or --max-grad-norm)");
+}
+
+// Data larger than the GPU's free memory is refused with both sizes before the upload (the CPU
+// trainer's data was checked against host memory when it was read).
+void check_fits_on_device(const Trainer& trainer, const Dataset& data) {
+  if (trainer.device_name().rfind("cpu", 0) == 0) return;
+  size_t free_bytes = 0, total_bytes = 0;
+  if (cudaMemGetInfo(&free_bytes, &total_bytes) != cudaSuccess) return;
+  const size_t bytes = data.is_u8() ? data.u8.size() : data.f32.size() * sizeof(float);
+  if (bytes > free_bytes)
+    throw std::runtime_error(data.source + ": the data needs " + std::to_string(bytes >> 20) +
+                             " MiB of GPU memory, " + std::to_string(free_bytes >> 20) +
+                             " MiB are free on " + trainer.device_name() +
+                             "; train with --device cpu, or on less data");
 }
 
 }  // namespace
@@ -123,7 +164,9 @@ std::unique_ptr<Trainer> make_trainer_for(const TrainConfig& config, const std::
                "; --device gpu makes this an error";
     }
   }
-  out << "fusedvae: running on the CPU (" << reason << ")\n";
+  // A notice, not a result: stderr, so that results piped to a file do not carry it.
+  (void)out;
+  std::cerr << "fusedvae: running on the CPU (" << reason << ")\n";
   return make_cpu_trainer(config);
 }
 
@@ -153,26 +196,37 @@ std::string train(const TrainRequest& request, const DataLoader& loader, std::os
   std::string run_dir = request.run_dir;
   if (request.resume) {
     if (run_dir.empty()) throw std::invalid_argument("--resume needs the run directory");
-    if (!fs::exists(fs::path(run_dir) / run_files::kModel) ||
-        !fs::exists(fs::path(run_dir) / run_files::kOptimizer))
-      throw std::runtime_error(run_dir + ": no checkpoint to resume (model.safetensors and " +
-                               "optimizer.safetensors are written at the end of each epoch)");
+    if (!has_checkpoint(run_dir))
+      throw std::runtime_error(run_dir +
+                               ": no checkpoint to resume (the run stopped before the end of its "
+                               "first epoch, where the first is written); start it again with: " +
+                               restart_command(run_dir));
   } else {
     if (run_dir.empty()) run_dir = default_run_dir();
-    if (holds_run(run_dir) && !request.overwrite)
-      throw std::runtime_error(run_dir + " already holds a run; continue it with --resume " +
-                               run_dir + ", or pick another --run-dir (--overwrite replaces it)");
+    if (holds_run(run_dir) && !request.overwrite) {
+      if (has_checkpoint(run_dir))
+        throw std::runtime_error(run_dir + " already holds a run; continue it with: fusedvae " +
+                                 "train --resume " + run_dir +
+                                 ", or pick another --run-dir (--overwrite replaces it)");
+      throw std::runtime_error(run_dir +
+                               " holds a run that stopped before its first checkpoint; start it "
+                               "again with: " +
+                               restart_command(run_dir) + " (or pick another --run-dir)");
+    }
     if (fs::exists(run_dir) && !fs::is_directory(run_dir))
       throw std::runtime_error(run_dir + " exists and is not a directory");
   }
   const fs::path dir(run_dir);
 
+  // From here on SIGINT and SIGTERM stop the run at the next step boundary (stop_signals.h).
+  const StopSignals stop_signals;
   const DataSplits splits = loader(config);
   config.train.model.input_dim = splits.train.dim;
   validate(config.train.model);
   std::string eval_name;
   const Dataset* eval_data = eval_split(splits, &eval_name);
   std::unique_ptr<Trainer> trainer = make_trainer_for(config.train, config.device, out);
+  check_fits_on_device(*trainer, splits.train);
   trainer->set_train_data(splits.train);
   const int batches = trainer->batches_per_epoch();
 
@@ -180,17 +234,19 @@ std::string train(const TrainRequest& request, const DataLoader& loader, std::os
   info.image_height = splits.train.image_height;
   info.image_width = splits.train.image_width;
   std::vector<nlohmann::json> kept_metrics;
+  std::string resumed_from;  // the folder of the checkpoint a resume starts from
   double previous_wall = 0.0;
   if (request.resume) {
-    CheckpointInfo optimizer_info;
-    const std::vector<float> params =
-        load_model((dir / run_files::kModel).string(), config.train.model, &info);
-    OptimizerState state =
-        load_optimizer((dir / run_files::kOptimizer).string(), params.size(), &optimizer_info);
-    if (optimizer_info.step != info.step || optimizer_info.epoch != info.epoch)
-      throw std::runtime_error(run_dir + ": model.safetensors (step " + std::to_string(info.step) +
-                               ") and optimizer.safetensors (step " +
-                               std::to_string(optimizer_info.step) + ") are from different epochs");
+    ResumePoint point;
+    if (!find_resume_point(run_dir, config.train.model, &point))
+      throw std::runtime_error(
+          run_dir + ": no checkpoint to resume; start it again with: " + restart_command(run_dir));
+    for (const std::string& line : point.skipped)
+      std::cerr << "fusedvae: skipped a checkpoint that does not load: " << line << "\n";
+    info = point.info;
+    resumed_from = point.where;
+    const std::vector<float>& params = point.params;
+    OptimizerState& state = point.state;
     if (info.step != static_cast<uint64_t>(info.epoch) * batches)
       throw std::runtime_error(
           run_dir + ": the checkpoint is at step " + std::to_string(info.step) + " after " +
@@ -199,6 +255,19 @@ std::string train(const TrainRequest& request, const DataLoader& loader, std::os
     if (config.train.epochs < info.epoch)
       throw std::invalid_argument(run_dir + " has already trained " + std::to_string(info.epoch) +
                                   " epochs; --epochs must be at least that to resume it");
+    // A finished run: nothing to train; its pictures are written again only if a stop during
+    // them left some missing.
+    bool pictures_done = true;
+    for (const char* name :
+         {run_files::kReconstructions, run_files::kSamples, run_files::kLossCurves})
+      pictures_done = pictures_done && fs::exists(dir / name);
+    if (config.train.epochs == info.epoch && pictures_done) {
+      if (fs::path(point.where) != dir) publish_checkpoint(run_dir, point.where);
+      out << run_dir << " has already trained its " << info.epoch
+          << " epochs; nothing to do (train more with: fusedvae train --resume " << run_dir
+          << " --epochs " << info.epoch + 1 << " or more)\n";
+      return run_dir;
+    }
     trainer->set_params(params);
     trainer->set_optimizer_state(state);
     // Metrics logged after the checkpoint (an interrupted epoch) are replayed by this run.
@@ -212,11 +281,21 @@ std::string train(const TrainRequest& request, const DataLoader& loader, std::os
   }
   // Recorded afresh on resume too, so a checkpoint from before they were recorded gains them.
   set_data_info(splits.train, run_data_format(config), &info);
-  fs::create_directories(dir);
-  if (!request.resume && request.overwrite)  // --overwrite: no stale checkpoint may outlive it
+  try {
+    fs::create_directories(dir);
+  } catch (const fs::filesystem_error& e) {
+    throw std::runtime_error(run_dir + ": cannot create the run directory (" + e.code().message() +
+                             ")");
+  }
+  if (!request.resume && request.overwrite) {  // --overwrite: no stale checkpoint may outlive it
     for (const char* name : {run_files::kModel, run_files::kOptimizer, run_files::kReconstructions,
                              run_files::kSamples, run_files::kLossCurves, run_files::kLatent})
       fs::remove(dir / name);
+    remove_checkpoints(run_dir);
+  }
+  remove_uncommitted_checkpoints(run_dir);
+  // A crash between a commit and its publication left the top-level pair a checkpoint behind.
+  if (request.resume && fs::path(resumed_from) != dir) publish_checkpoint(run_dir, resumed_from);
   io::write_file_atomically((dir / run_files::kConfig).string(), to_json(config).dump(2) + "\n");
   MetricsLog metrics((dir / run_files::kMetrics).string(), std::move(kept_metrics));
 
@@ -225,14 +304,20 @@ std::string train(const TrainRequest& request, const DataLoader& loader, std::os
       << " train";
   if (splits.validation.rows > 0) out << ", " << splits.validation.rows << " validation";
   if (splits.test.rows > 0) out << ", " << splits.test.rows << " test";
-  out << "), " << batches << " steps an epoch\n"
+  out << "), " << batches << (batches == 1 ? " step" : " steps") << " an epoch\n"
       << "run directory: " << run_dir << "\n";
 
   Progress progress(out, request.terminal);
+  if (const int signal = StopSignals::requested())
+    stop_on_signal(signal, info.step, info.epoch, 0, batches, info.epoch, run_dir);
+  // A loss that climbs far above the best it has logged is diverging even while it stays finite.
+  double best_loss = 0.0;
+  bool have_best_loss = false, warned_divergence = false;
   const Clock::time_point start = Clock::now();
   const int epochs = config.train.epochs;
   const int batch_size = config.train.batch_size;
   int last_good_epoch = info.epoch;
+  const int first_epoch = info.epoch;
   for (int epoch = info.epoch; epoch < epochs; ++epoch) {
     const Clock::time_point epoch_start = Clock::now();
     trainer->start_epoch(epoch);
@@ -245,6 +330,10 @@ std::string train(const TrainRequest& request, const DataLoader& loader, std::os
     for (int b = 0; b < batches; ++b) {
       trainer->train_step(b);
       const uint64_t step = static_cast<uint64_t>(epoch) * batches + b + 1;
+      if (const int signal = StopSignals::requested()) {
+        progress.break_line();
+        stop_on_signal(signal, step, epoch, b + 1, batches, last_good_epoch, run_dir);
+      }
       if (step % static_cast<uint64_t>(config.log_every) != 0 && b != batches - 1) continue;
       losses = trainer->last_losses();  // synchronises: the timing below is real
       if (!finite(losses))
@@ -255,6 +344,16 @@ std::string train(const TrainRequest& request, const DataLoader& loader, std::os
       const double images_per_s =
           interval > 0 ? (b + 1 - last_log_batch) * batch_size / interval : 0;
       last_log_batch = b + 1;
+      if (have_best_loss && !warned_divergence &&
+          losses.loss > best_loss + 10.0 * std::max(std::fabs(best_loss), 1.0)) {
+        warned_divergence = true;
+        progress.break_line();
+        std::cerr << "fusedvae: warning: the loss is diverging (" << fmt("%.4g", losses.loss)
+                  << " at step " << step << ", down to " << fmt("%.4g", best_loss)
+                  << " before); try a lower --lr or --max-grad-norm\n";
+      }
+      if (!have_best_loss || losses.loss < best_loss) best_loss = losses.loss;
+      have_best_loss = true;
       loss_sum += losses.loss;
       recon_sum += losses.recon;
       kl_sum += losses.kl;
@@ -311,15 +410,16 @@ std::string train(const TrainRequest& request, const DataLoader& loader, std::os
       record[eval_name + "_elbo"] = result.mean_elbo;
       record[eval_name + "_recon"] = result.mean_recon;
       record[eval_name + "_kl"] = result.mean_kl;
-      summary += "  " + eval_name + " ELBO " + fmt("%.4f", result.mean_elbo) + " (recon " +
-                 fmt("%.4f", result.mean_recon) + ", KL " + fmt("%.4f", result.mean_kl) + ")";
+      // Labelled as eval labels them: the ELBO is a one-sample estimate, the reconstruction is
+      // taken at z = mu, so the two parts do not add up to the ELBO.
+      summary += "  " + eval_name + ": ELBO (1 sample) " + fmt("%.4f", result.mean_elbo) +
+                 ", recon at z=mu " + fmt("%.4f", result.mean_recon) + ", KL " +
+                 fmt("%.4f", result.mean_kl);
     }
     info.epoch = epoch + 1;
     info.step = step;
-    // The optimizer first: a crash between the two writes leaves an old model with a newer
-    // optimizer, which resume detects (different steps) instead of silently mixing them.
-    save_optimizer((dir / run_files::kOptimizer).string(), trainer->optimizer_state(), info);
-    save_model((dir / run_files::kModel).string(), config.train.model, params, info);
+    // Both files committed as one unit (checkpoint.h): a crash leaves the old pair or the new one.
+    commit_checkpoint(run_dir, config.train.model, params, trainer->optimizer_state(), info);
     last_good_epoch = epoch + 1;
     const double epoch_seconds = seconds_since(epoch_start);
     record["epoch_time_s"] = epoch_seconds;
@@ -328,6 +428,8 @@ std::string train(const TrainRequest& request, const DataLoader& loader, std::os
     progress.end_epoch(
         summary + "  " + fmt("%.1f s", epoch_seconds) + ", " +
         fmt("%.0f img/s", batches * static_cast<double>(batch_size) / train_seconds));
+    if (const int signal = StopSignals::requested())
+      stop_on_signal(signal, step, epoch, batches, batches, last_good_epoch, run_dir);
   }
 
   const Dataset& picture_data = splits.test.rows > 0         ? splits.test
@@ -339,9 +441,12 @@ std::string train(const TrainRequest& request, const DataLoader& loader, std::os
                         (dir / run_files::kReconstructions).string());
   write_samples(*trainer, 64, config.train.seed, shape, (dir / run_files::kSamples).string());
   write_loss_curves(metrics.records(), (dir / run_files::kLossCurves).string());
-  std::string written =
-      "wrote config.json, metrics.jsonl, model.safetensors, "
-      "optimizer.safetensors, reconstructions.png, samples.png, loss_curves.png";
+  std::string written = last_good_epoch > first_epoch
+                            ? "wrote config.json, metrics.jsonl, model.safetensors, "
+                              "optimizer.safetensors, reconstructions.png, samples.png, "
+                              "loss_curves.png"
+                            : "wrote the missing pictures: reconstructions.png, samples.png, "
+                              "loss_curves.png";
   if (config.train.model.latent_dim == 2) {
     write_latent_scatter(*trainer, picture_data, (dir / run_files::kLatent).string());
     written += ", latent.png";

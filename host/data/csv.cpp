@@ -88,7 +88,11 @@ int find_label_column(const std::string& path, const std::string& label_column,
 }  // namespace
 
 Dataset read_csv_dataset(const std::string& path, const std::string& label_column) {
-  const std::vector<uint8_t> bytes = read_file_bytes(path);
+  return decode_csv(read_file_bytes(path), path, label_column);
+}
+
+Dataset decode_csv(const std::vector<uint8_t>& bytes, const std::string& path,
+                   const std::string& label_column) {
   const std::string_view text(reinterpret_cast<const char*>(bytes.data()), bytes.size());
   const std::vector<Line> lines = non_blank_lines(text);
   if (lines.empty()) throw std::runtime_error(path + ": empty CSV file");

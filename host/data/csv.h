@@ -1,7 +1,9 @@
 // @brief Datasets stored as comma-separated numbers (optionally gzipped), one row per line.
 #pragma once
 
+#include <cstdint>
 #include <string>
+#include <vector>
 
 #include "host/data/dataset.h"
 
@@ -13,5 +15,8 @@ namespace fusedvae::data {
 // Throws std::runtime_error naming the file and line for ragged rows, non-numeric cells, NaN/Inf
 // or out-of-range values, and an unknown label column; naming the file for an empty file.
 Dataset read_csv_dataset(const std::string& path, const std::string& label_column);
+// The same for text already in memory (inflated); `source` names it in messages.
+Dataset decode_csv(const std::vector<uint8_t>& text, const std::string& source,
+                   const std::string& label_column);
 
 }  // namespace fusedvae::data

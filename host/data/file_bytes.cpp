@@ -9,6 +9,8 @@
 #include <fstream>
 #include <stdexcept>
 
+#include "host/io/memory_check.h"
+
 namespace fusedvae::data {
 namespace {
 
@@ -21,6 +23,7 @@ std::vector<uint8_t> read_raw(const std::string& path) {
   if (!in) fail(path, std::string("cannot open (") + std::strerror(errno) + ")");
   const std::streamoff size = in.tellg();
   if (size < 0) fail(path, "cannot determine the file size");
+  io::check_fits_in_memory(path, static_cast<uint64_t>(size), "reading the file");
   std::vector<uint8_t> bytes(static_cast<size_t>(size));
   in.seekg(0);
   if (size > 0 && !in.read(reinterpret_cast<char*>(bytes.data()), size)) fail(path, "read failed");
@@ -48,7 +51,10 @@ std::vector<uint8_t> inflate_gzip(const std::string& path, const std::vector<uin
   size_t consumed = 0, produced = 0;
   int status = Z_OK;
   while (true) {
-    if (produced == out.size()) out.resize(out.size() * 2 + 4096);
+    if (produced == out.size()) {
+      io::check_fits_in_memory(path, out.size() * 2 + 4096, "inflating the gzip data");
+      out.resize(out.size() * 2 + 4096);
+    }
     // zlib counts in 32-bit uInt: feed and drain in chunks of at most 1 GiB.
     const size_t in_chunk = std::min<size_t>(gz.size() - consumed, size_t{1} << 30);
     const size_t out_chunk = std::min<size_t>(out.size() - produced, size_t{1} << 30);
@@ -89,9 +95,12 @@ bool is_gzip(const std::vector<uint8_t>& bytes) {
   return bytes.size() >= 2 && bytes[0] == 0x1f && bytes[1] == 0x8b;
 }
 
+std::vector<uint8_t> inflate_if_gzip(std::vector<uint8_t> bytes, const std::string& source) {
+  return is_gzip(bytes) ? inflate_gzip(source, bytes) : bytes;
+}
+
 std::vector<uint8_t> read_file_bytes(const std::string& path) {
-  std::vector<uint8_t> bytes = read_raw(path);
-  return is_gzip(bytes) ? inflate_gzip(path, bytes) : bytes;
+  return inflate_if_gzip(read_raw(path), path);
 }
 
 }  // namespace fusedvae::data

@@ -15,4 +15,7 @@ std::vector<uint8_t> read_file_bytes(const std::string& path);
 
 bool is_gzip(const std::vector<uint8_t>& bytes);
 
+// `bytes` inflated when they are gzip, else unchanged; `source` names them in messages.
+std::vector<uint8_t> inflate_if_gzip(std::vector<uint8_t> bytes, const std::string& source);
+
 }  // namespace fusedvae::data

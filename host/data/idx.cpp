@@ -24,9 +24,10 @@ struct IdxArray {
   size_t data_offset = 0;
 };
 
-IdxArray parse_idx(const std::string& path, int min_rank, int max_rank) {
+IdxArray parse_idx(std::vector<uint8_t> file_bytes, const std::string& path, int min_rank,
+                   int max_rank) {
   IdxArray a;
-  a.bytes = read_file_bytes(path);
+  a.bytes = std::move(file_bytes);
   const std::vector<uint8_t>& b = a.bytes;
   if (b.size() < 4) fail(path, "not an IDX file (shorter than the 4-byte magic number)");
   if (b[0] != 0 || b[1] != 0) {
@@ -46,49 +47,63 @@ IdxArray parse_idx(const std::string& path, int min_rank, int max_rank) {
                    (min_rank == max_rank ? "" : " to " + std::to_string(max_rank)));
   a.data_offset = 4 + 4 * static_cast<size_t>(rank);
   if (b.size() < a.data_offset) fail(path, "truncated IDX header");
-  size_t elements = 1;
+  const size_t data_bytes = b.size() - a.data_offset;
+  std::string shape;
   for (int i = 0; i < rank; ++i) {
     const uint8_t* p = b.data() + 4 + 4 * i;
     const size_t d = (static_cast<size_t>(p[0]) << 24) | (p[1] << 16) | (p[2] << 8) | p[3];
+    a.dims.push_back(d);
+    shape += (shape.empty() ? "" : " x ") + std::to_string(d);
+  }
+  size_t elements = 1;
+  for (size_t i = 0; i < a.dims.size(); ++i) {
+    const size_t d = a.dims[i];
     if (d == 0) fail(path, "IDX dimension " + std::to_string(i) + " is zero");
     if (d > static_cast<size_t>(INT_MAX) || elements > SIZE_MAX / d)
-      fail(path, "IDX dimensions too large");
-    a.dims.push_back(d);
+      fail(path, "IDX header promises " + shape +
+                     " bytes, beyond what any file holds; the file "
+                     "holds " +
+                     std::to_string(data_bytes));
     elements *= d;
   }
-  const size_t data_bytes = b.size() - a.data_offset;
   if (data_bytes < elements)
-    fail(path, "truncated IDX data: the header promises " + std::to_string(elements) +
-                   " bytes, the file holds " + std::to_string(data_bytes));
+    fail(path, "truncated IDX data: the header promises " + shape + " = " +
+                   std::to_string(elements) + " bytes, the file holds " +
+                   std::to_string(data_bytes));
   if (data_bytes > elements)
-    fail(path, "IDX file has " + std::to_string(data_bytes - elements) +
-                   " bytes beyond the data its header describes");
+    fail(path, "IDX file has " + std::to_string(data_bytes - elements) + " bytes beyond the " +
+                   shape + " = " + std::to_string(elements) + " its header describes");
   return a;
 }
 
 }  // namespace
 
-Dataset read_idx(const std::string& images_path, const std::string& labels_path) {
-  IdxArray images = parse_idx(images_path, 2, 3);
+Dataset decode_idx(std::vector<uint8_t> file_bytes, const std::string& source) {
+  IdxArray images = parse_idx(inflate_if_gzip(std::move(file_bytes), source), source, 2, 3);
   Dataset d;
-  d.source = images_path;
+  d.source = source;
   size_t dim = images.dims[1];
   if (images.dims.size() == 3) {
     d.image_height = static_cast<int>(images.dims[1]);
     d.image_width = static_cast<int>(images.dims[2]);
     dim *= images.dims[2];
   }
-  if (dim > static_cast<size_t>(INT_MAX)) fail(images_path, "IDX rows too long");
+  if (dim > static_cast<size_t>(INT_MAX)) fail(source, "IDX rows too long");
   d.rows = static_cast<int>(images.dims[0]);
   d.dim = static_cast<int>(dim);
   d.u8.assign(images.bytes.begin() + images.data_offset, images.bytes.end());
   d.scale = 1.0f / 255.0f;
   d.offset = 0.0f;
+  return d;
+}
+
+Dataset read_idx(const std::string& images_path, const std::string& labels_path) {
+  Dataset d = decode_idx(read_file_bytes(images_path), images_path);
   if (!labels_path.empty()) {
-    const IdxArray labels = parse_idx(labels_path, 1, 1);
-    if (labels.dims[0] != images.dims[0])
-      fail(labels_path, std::to_string(labels.dims[0]) + " labels for " +
-                            std::to_string(images.dims[0]) + " images in " + images_path);
+    const IdxArray labels = parse_idx(read_file_bytes(labels_path), labels_path, 1, 1);
+    if (labels.dims[0] != static_cast<size_t>(d.rows))
+      fail(labels_path, std::to_string(labels.dims[0]) + " labels for " + std::to_string(d.rows) +
+                            " images in " + images_path);
     d.labels.assign(labels.bytes.begin() + labels.data_offset, labels.bytes.end());
   }
   return d;

@@ -2,7 +2,9 @@
 // [n, h, w] (or rows [n, d]) and unsigned-byte labels [n].
 #pragma once
 
+#include <cstdint>
 #include <string>
+#include <vector>
 
 #include "host/data/dataset.h"
 
@@ -14,5 +16,7 @@ namespace fusedvae::data {
 // than unsigned byte, wrong rank, zero dimensions, truncated or oversized data, or a label count
 // that differs from the image count.
 Dataset read_idx(const std::string& images_path, const std::string& labels_path);
+// The same for an image file already in memory (raw or gzip bytes, no labels); `source` names it.
+Dataset decode_idx(std::vector<uint8_t> file_bytes, const std::string& source);
 
 }  // namespace fusedvae::data

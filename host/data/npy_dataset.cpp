@@ -23,7 +23,25 @@ std::string shape_string(const std::vector<size_t>& shape) {
 }  // namespace
 
 Dataset read_npy_dataset(const std::string& data_path, const std::string& labels_path) {
-  const io::NpyArray array = io::read_npy(data_path);
+  Dataset d = npy_dataset_from(io::read_npy(data_path), data_path);
+  const size_t rows = static_cast<size_t>(d.rows);
+  if (!labels_path.empty()) {
+    const io::NpyArray labels = io::read_npy(labels_path);
+    const bool column = labels.shape.size() == 2 && labels.shape[1] == 1;
+    if (labels.shape.size() != 1 && !column)
+      fail(labels_path, "NPY labels of shape " + shape_string(labels.shape) + ", expected [n]");
+    if (labels.shape[0] != rows)
+      fail(labels_path, std::to_string(labels.shape[0]) + " labels for " + std::to_string(rows) +
+                            " rows in " + data_path);
+    const std::vector<double> values = labels.to_float64();
+    d.labels.resize(rows);
+    for (size_t r = 0; r < rows; ++r)
+      d.labels[r] = label_from_number(labels_path, values[r], "row " + std::to_string(r));
+  }
+  return d;
+}
+
+Dataset npy_dataset_from(const io::NpyArray& array, const std::string& data_path) {
   const auto& shape = array.shape;
   if (shape.size() != 2 && shape.size() != 3)
     fail(data_path, "NPY shape " + shape_string(shape) +
@@ -60,19 +78,6 @@ Dataset read_npy_dataset(const std::string& data_path, const std::string& labels
       fail(data_path, "NPY data must be float32, float64 or uint8 (integer arrays are not)");
   }
 
-  if (!labels_path.empty()) {
-    const io::NpyArray labels = io::read_npy(labels_path);
-    const bool column = labels.shape.size() == 2 && labels.shape[1] == 1;
-    if (labels.shape.size() != 1 && !column)
-      fail(labels_path, "NPY labels of shape " + shape_string(labels.shape) + ", expected [n]");
-    if (labels.shape[0] != rows)
-      fail(labels_path, std::to_string(labels.shape[0]) + " labels for " + std::to_string(rows) +
-                            " rows in " + data_path);
-    const std::vector<double> values = labels.to_float64();
-    d.labels.resize(rows);
-    for (size_t r = 0; r < rows; ++r)
-      d.labels[r] = label_from_number(labels_path, values[r], "row " + std::to_string(r));
-  }
   return d;
 }
 

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "host/data/dataset.h"
+#include "host/io/npy.h"
 
 namespace fusedvae::data {
 
@@ -13,5 +14,7 @@ namespace fusedvae::data {
 // [n, 1]. Throws std::runtime_error "<file>: <problem>" for another dtype or rank, zero rows,
 // NaN/Inf (naming the first bad row) or a label count that differs from the row count.
 Dataset read_npy_dataset(const std::string& data_path, const std::string& labels_path);
+// The dataset checks and conversion applied to an array already read (`data_path` for messages).
+Dataset npy_dataset_from(const io::NpyArray& array, const std::string& data_path);
 
 }  // namespace fusedvae::data

@@ -1,10 +1,14 @@
 // @brief .npy reader and writer.
 #include "host/io/npy.h"
 
+#include <algorithm>
+#include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <fstream>
-#include <regex>
 #include <stdexcept>
+
+#include "host/io/memory_check.h"
 
 namespace fusedvae::io {
 namespace {
@@ -79,6 +83,146 @@ std::vector<Out> convert(const NpyArray& a) {
   return out;
 }
 
+// The magic, the version and the header length: 10 bytes (version 1) or 12 (versions 2 and 3).
+constexpr size_t kPreambleMax = 12;
+
+size_t preamble_length(unsigned char major_version) {
+  return major_version == 1 ? 10 : 12;
+}
+
+// Checks the magic and version in the first `size` bytes and returns the header's length.
+size_t preamble_header_length(const std::string& path, const unsigned char* b, size_t size) {
+  if (size < kMagicLength || std::memcmp(b, kMagic, kMagicLength) != 0)
+    fail(path, "not an NPY file (bad magic)");
+  if (size < kMagicLength + 2) fail(path, "truncated NPY header");
+  const unsigned char major = b[6];
+  if (major != 1 && major != 2 && major != 3)
+    fail(path, "unsupported NPY version " + std::to_string(major));
+  if (size < preamble_length(major)) fail(path, "truncated NPY header");
+  const uint32_t length =
+      major == 1 ? b[8] | (b[9] << 8)
+                 : b[8] | (b[9] << 8) | (b[10] << 16) | (static_cast<uint32_t>(b[11]) << 24);
+  if (length > (1u << 20))
+    fail(path, "NPY header length " + std::to_string(length) + " is implausible (over 1 MiB)");
+  return length;
+}
+
+const char* dtype_name(NpyDtype dtype) {
+  switch (dtype) {
+    case NpyDtype::kFloat32:
+      return "float32";
+    case NpyDtype::kFloat64:
+      return "float64";
+    case NpyDtype::kUint8:
+      return "uint8";
+    case NpyDtype::kInt32:
+      return "int32";
+    case NpyDtype::kInt64:
+      return "int64";
+  }
+  return "?";
+}
+
+bool is_space(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+// The position just after `'key':` (or `"key":`) and any blanks in the header dict, or npos.
+size_t value_of(const std::string& header, const std::string& key) {
+  for (const char quote : {'\'', '"'}) {
+    const std::string quoted = quote + key + quote;
+    size_t p = header.find(quoted);
+    if (p == std::string::npos) continue;
+    p += quoted.size();
+    while (p < header.size() && is_space(header[p])) ++p;
+    if (p >= header.size() || header[p] != ':') return std::string::npos;
+    ++p;
+    while (p < header.size() && is_space(header[p])) ++p;
+    return p;
+  }
+  return std::string::npos;
+}
+
+std::string trimmed(const std::string& s) {
+  size_t b = 0, e = s.size();
+  while (b < e && is_space(s[b])) ++b;
+  while (e > b && is_space(s[e - 1])) --e;
+  return s.substr(b, e - b);
+}
+
+// The shape tuple's text "(a, b, ...)" -> dimensions. Negative, non-integer or out-of-range
+// dimensions are errors naming the shape as the header writes it.
+std::vector<size_t> parse_shape(const std::string& path, const std::string& tuple) {
+  const std::string shown = "(" + tuple + ")";
+  std::vector<size_t> shape;
+  size_t start = 0;
+  while (start <= tuple.size()) {
+    size_t comma = tuple.find(',', start);
+    if (comma == std::string::npos) comma = tuple.size();
+    std::string item = trimmed(tuple.substr(start, comma - start));
+    const bool last = comma == tuple.size();
+    start = comma + 1;
+    if (item.empty()) {
+      if (last && (shape.size() > 0 || trimmed(tuple).empty())) break;  // "(3,)" and "()"
+      fail(path, "NPY shape " + shown + " is malformed");
+    }
+    if (item[0] == '-') fail(path, "NPY shape " + shown + " has a negative dimension");
+    if (item.back() == 'L') item.pop_back();  // Python 2 long literals: (10L, 784L)
+    if (item.empty() || item.find_first_not_of("0123456789") != std::string::npos)
+      fail(path, "NPY shape " + shown + " is malformed");
+    if (item.size() > 19) fail(path, "NPY shape " + shown + " has a dimension beyond 64 bits");
+    shape.push_back(std::stoull(item));
+  }
+  return shape;
+}
+
+// Parses the header dict into `array` (dtype and shape) and returns the data bytes the shape
+// promises, after checking them against `data_available` (the file's bytes after the header).
+size_t parse_header(const std::string& path, const std::string& header, uint64_t data_available,
+                    NpyArray* array) {
+  size_t p = value_of(header, "descr");
+  if (p == std::string::npos || p >= header.size() || (header[p] != '\'' && header[p] != '"'))
+    fail(path, "NPY header has no descr");
+  const size_t descr_end = header.find(header[p], p + 1);
+  if (descr_end == std::string::npos) fail(path, "NPY header has no descr");
+  array->dtype = parse_dtype(path, header.substr(p + 1, descr_end - p - 1));
+
+  p = value_of(header, "fortran_order");
+  if (p == std::string::npos) fail(path, "NPY header has no fortran_order");
+  if (header.compare(p, 4, "True") == 0)
+    fail(path, "Fortran-order NPY arrays are not supported (save with C order)");
+  if (header.compare(p, 5, "False") != 0) fail(path, "NPY header has no fortran_order");
+
+  p = value_of(header, "shape");
+  if (p == std::string::npos || p >= header.size() || header[p] != '(')
+    fail(path, "NPY header has no shape");
+  const size_t close = header.find(')', p);
+  if (close == std::string::npos) fail(path, "NPY header has no shape");
+  const std::string tuple = header.substr(p + 1, close - p - 1);
+  array->shape = parse_shape(path, tuple);
+
+  const size_t element = dtype_size(array->dtype);
+  uint64_t bytes = element;
+  bool overflow = false;
+  for (size_t d : array->shape) {
+    if (d != 0 && bytes > UINT64_MAX / d) overflow = true;
+    bytes = overflow ? bytes : bytes * d;
+  }
+  bool zero = false;
+  for (size_t d : array->shape) zero = zero || d == 0;
+  if (zero) bytes = 0;
+  const std::string promise =
+      "NPY header promises shape (" + trimmed(tuple) + ") of " + dtype_name(array->dtype) + ", ";
+  if (overflow && !zero)
+    fail(path, promise + "more than 2^64 bytes; the file holds " + std::to_string(data_available) +
+                   " bytes of data");
+  if (bytes != data_available)
+    fail(path, promise + std::to_string(bytes) + " bytes of data, the file holds " +
+                   std::to_string(data_available) +
+                   (bytes > data_available ? " (truncated or a wrong header)"
+                                           : " (extra bytes after the data)"));
+  return static_cast<size_t>(bytes);
+}
 }  // namespace
 
 size_t NpyArray::size() const {
@@ -95,49 +239,47 @@ std::vector<double> NpyArray::to_float64() const {
 }
 
 NpyArray read_npy(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail(path, "cannot open file");
-  char magic[kMagicLength];
-  unsigned char version[2];
-  if (!in.read(magic, kMagicLength) || std::memcmp(magic, kMagic, kMagicLength) != 0)
-    fail(path, "not an NPY file (bad magic)");
-  if (!in.read(reinterpret_cast<char*>(version), 2)) fail(path, "truncated NPY header");
-  uint32_t header_length = 0;
-  if (version[0] == 1) {
-    unsigned char b[2];
-    if (!in.read(reinterpret_cast<char*>(b), 2)) fail(path, "truncated NPY header");
-    header_length = b[0] | (b[1] << 8);
-  } else if (version[0] == 2 || version[0] == 3) {
-    unsigned char b[4];
-    if (!in.read(reinterpret_cast<char*>(b), 4)) fail(path, "truncated NPY header");
-    header_length = b[0] | (b[1] << 8) | (b[2] << 16) | (static_cast<uint32_t>(b[3]) << 24);
-  } else {
-    fail(path, "unsupported NPY version " + std::to_string(version[0]));
-  }
-  if (header_length > (1u << 20)) fail(path, "NPY header too long");
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  if (!in) fail(path, std::string("cannot open file (") + std::strerror(errno) + ")");
+  const std::streamoff file_size = in.tellg();
+  if (file_size < 0) fail(path, "cannot determine the file size");
+  in.seekg(0);
+  unsigned char preamble[kPreambleMax] = {};
+  const size_t have = static_cast<size_t>(std::min<std::streamoff>(file_size, kPreambleMax));
+  if (!in.read(reinterpret_cast<char*>(preamble), static_cast<std::streamsize>(have)))
+    fail(path, "read failed");
+  const size_t header_length = preamble_header_length(path, preamble, have);
+  const size_t header_begin = preamble_length(preamble[6]);
+  if (static_cast<uint64_t>(file_size) < header_begin + header_length)
+    fail(path, "truncated NPY header: it promises " + std::to_string(header_length) +
+                   " bytes, the file holds " + std::to_string(file_size - header_begin));
   std::string header(header_length, '\0');
-  if (!in.read(header.data(), header_length)) fail(path, "truncated NPY header");
-
-  std::smatch m;
-  if (!std::regex_search(header, m, std::regex("'descr'\\s*:\\s*'([^']*)'")))
-    fail(path, "NPY header has no descr");
+  in.seekg(static_cast<std::streamoff>(header_begin));
+  if (!in.read(header.data(), static_cast<std::streamsize>(header_length)))
+    fail(path, "read failed");
   NpyArray array;
-  array.dtype = parse_dtype(path, m[1]);
-  if (!std::regex_search(header, m, std::regex("'fortran_order'\\s*:\\s*(True|False)")))
-    fail(path, "NPY header has no fortran_order");
-  if (m[1] == "True") fail(path, "Fortran-order NPY arrays are not supported (save with C order)");
-  if (!std::regex_search(header, m, std::regex("'shape'\\s*:\\s*\\(([^)]*)\\)")))
-    fail(path, "NPY header has no shape");
-  const std::string dims = m[1];
-  std::regex number("[0-9]+");
-  for (auto it = std::sregex_iterator(dims.begin(), dims.end(), number);
-       it != std::sregex_iterator(); ++it)
-    array.shape.push_back(std::stoull(it->str()));
-
-  const size_t expected = array.size() * dtype_size(array.dtype);
+  const size_t data_begin = header_begin + header_length;
+  const size_t expected =
+      parse_header(path, header, static_cast<uint64_t>(file_size) - data_begin, &array);
+  check_fits_in_memory(path, expected, "reading the array");
   array.bytes.resize(expected);
-  if (expected > 0 && !in.read(reinterpret_cast<char*>(array.bytes.data()), expected))
-    fail(path, "truncated NPY data: expected " + std::to_string(expected) + " bytes");
+  if (expected > 0 &&
+      !in.read(reinterpret_cast<char*>(array.bytes.data()), static_cast<std::streamsize>(expected)))
+    fail(path, "read failed");
+  return array;
+}
+
+NpyArray decode_npy(const unsigned char* bytes, size_t size, const std::string& source) {
+  const size_t header_length = preamble_header_length(source, bytes, size);
+  const size_t header_begin = preamble_length(bytes[6]);
+  if (size < header_begin + header_length)
+    fail(source, "truncated NPY header: it promises " + std::to_string(header_length) +
+                     " bytes, the file holds " + std::to_string(size - header_begin));
+  const std::string header(reinterpret_cast<const char*>(bytes) + header_begin, header_length);
+  NpyArray array;
+  const size_t data_begin = header_begin + header_length;
+  const size_t expected = parse_header(source, header, size - data_begin, &array);
+  array.bytes.assign(bytes + data_begin, bytes + data_begin + expected);
   return array;
 }
 

@@ -24,8 +24,12 @@ struct NpyArray {
 };
 
 // Throws std::runtime_error with a one-line message naming the file and what is wrong
-// (missing, not NPY, unsupported dtype, Fortran order, truncated).
+// (missing, not NPY, unsupported dtype, Fortran order, a negative or malformed shape, a shape whose
+// size overflows, a file that holds fewer or more data bytes than the header promises). Sizes are
+// checked against the file before anything is allocated.
 NpyArray read_npy(const std::string& path);
+// The same for a whole file already in memory; `source` names it in messages (fuzzing, tests).
+NpyArray decode_npy(const unsigned char* bytes, size_t size, const std::string& source);
 
 void write_npy(const std::string& path, const float* data, const std::vector<size_t>& shape);
 

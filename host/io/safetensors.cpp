@@ -6,12 +6,15 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <stdexcept>
 
 #include <nlohmann/json.hpp>
+
+#include "host/io/memory_check.h"
 
 namespace fusedvae::io {
 namespace {
@@ -155,19 +158,36 @@ SafetensorsFile decode_safetensors(const std::vector<unsigned char>& bytes,
     t.dtype = entry["dtype"].get<std::string>();
     const size_t elem = dtype_size(t.dtype);
     if (elem == 0) fail(source, "tensor '" + name + "' has unsupported dtype " + t.dtype);
+    // The shape's byte count, checked for overflow before it is compared with anything.
+    uint64_t needed = elem;
+    bool overflow = false;
+    std::string shown;
     for (const auto& d : entry["shape"]) {
       if (!d.is_number_unsigned()) fail(source, "tensor '" + name + "' has a bad shape");
-      t.shape.push_back(d.get<int64_t>());
+      const uint64_t n = d.get<uint64_t>();
+      if (n > static_cast<uint64_t>(INT64_MAX))
+        fail(source, "tensor '" + name + "' has a dimension beyond int64");
+      if (n != 0 && needed > UINT64_MAX / n) overflow = true;
+      needed = overflow ? needed : needed * n;
+      if (n == 0) needed = 0, overflow = false;
+      shown += (shown.empty() ? "" : ", ") + std::to_string(n);
+      t.shape.push_back(static_cast<int64_t>(n));
     }
     const auto& offsets = entry["data_offsets"];
     if (!offsets[0].is_number_unsigned() || !offsets[1].is_number_unsigned())
       fail(source, "tensor '" + name + "' has bad data_offsets");
     const uint64_t begin = offsets[0].get<uint64_t>(), end = offsets[1].get<uint64_t>();
+    const std::string tensor = "tensor '" + name + "' (" + t.dtype + ", shape [" + shown + "])";
+    if (overflow)
+      fail(source, tensor + " needs more than 2^64 bytes; the file holds " +
+                       std::to_string(data_size) + " bytes of data");
     if (begin > end || end > data_size)
-      fail(source, "tensor '" + name + "' lies outside the file (truncated?)");
-    if (end - begin != static_cast<uint64_t>(t.element_count()) * elem)
-      fail(source, "tensor '" + name + "' has " + std::to_string(end - begin) +
-                       " bytes, its shape needs " + std::to_string(t.element_count() * elem));
+      fail(source, tensor + " lies at data bytes [" + std::to_string(begin) + ", " +
+                       std::to_string(end) + "), outside the file's " + std::to_string(data_size) +
+                       " (truncated?)");
+    if (end - begin != needed)
+      fail(source, tensor + " has " + std::to_string(end - begin) + " bytes, its shape needs " +
+                       std::to_string(needed));
     t.bytes.assign(bytes.begin() + data_begin + begin, bytes.begin() + data_begin + end);
     ranges.emplace_back(begin, end);
     file.tensors.emplace(name, std::move(t));
@@ -188,11 +208,15 @@ SafetensorsFile read_safetensors(const std::string& path) {
 }
 
 std::vector<unsigned char> read_file_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
   if (!in) throw std::runtime_error(path + ": cannot open (" + std::strerror(errno) + ")");
-  std::vector<unsigned char> bytes((std::istreambuf_iterator<char>(in)),
-                                   std::istreambuf_iterator<char>());
-  if (in.bad()) throw std::runtime_error(path + ": read error");
+  const std::streamoff size = in.tellg();
+  if (size < 0) throw std::runtime_error(path + ": cannot determine the file size");
+  check_fits_in_memory(path, static_cast<uint64_t>(size), "reading the file");
+  std::vector<unsigned char> bytes(static_cast<size_t>(size));
+  in.seekg(0);
+  if (size > 0 && !in.read(reinterpret_cast<char*>(bytes.data()), size))
+    throw std::runtime_error(path + ": read error");
   return bytes;
 }
 
