@@ -1,5 +1,5 @@
-// @brief fusedvae._C: the fused ops (CUDA launchers and CPU twins), for the Python package
-// (python/fusedvae).
+// @brief fusedvae._C: the fused ops (CUDA launchers and CPU twins) and the CLI's trainer, for the
+// Python package (python/fusedvae).
 //
 // Tensors cross as raw addresses plus shapes (never PyTorch's C++ types, so the module does not
 // depend on PyTorch's ABI); the Python side (fusedvae/ops.py) checks dtype, layout, shape and
@@ -7,21 +7,33 @@
 // C++ op itself, with its own argument checks (std::invalid_argument becomes ValueError). CUDA
 // work goes on the stream the caller names (PyTorch's current stream), on the tensors' device.
 #include <nanobind/nanobind.h>
+#include <nanobind/stl/function.h>
+#include <nanobind/stl/optional.h>
 #include <nanobind/stl/pair.h>
 #include <nanobind/stl/string.h>
+#include <nanobind/stl/tuple.h>
+#include <nanobind/stl/vector.h>
 
+#include <cblas.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <mutex>
+#include <ostream>
 #include <stdexcept>
+#include <streambuf>
 #include <string>
 #include <utility>
 
+#include "host/cli/app.h"
+#include "host/cli/commands.h"
+#include "host/data/load.h"
 #include "host/ops/recon_loss_cpu.h"
 #include "host/ops/reparam_kl_cpu.h"
+#include "host/train/cpu/openblas_setup.h"
 #include "host/train/trainer.h"
 #include "kernels/op_params.h"
 #include "kernels/recon_loss.h"
@@ -192,6 +204,147 @@ void recon_loss_cuda(uintptr_t output, uintptr_t target, int batch, int dim,
                                    workspace_for(device, stream), at<CUstream_st>(stream));
 }
 
+// ---------------------------------------------------------------------------------------------
+// The trainer: cli::train, the function behind `fusedvae train`, with the data given as arrays or
+// as the CLI's data keys, and its lines of output handed to a Python callable.
+
+// A split given as the address of a C-ordered array: (address, rows, dim, "uint8" | "float32",
+// image_height, image_width, address of int32 labels or 0). Python keeps the arrays alive.
+using ArraySpec = std::tuple<uintptr_t, int, int, std::string, int, int, uintptr_t>;
+
+Dataset dataset_from(const ArraySpec& spec, const std::string& source) {
+  const auto& [address, rows, dim, dtype, height, width, labels] = spec;
+  Dataset d;
+  d.source = source;
+  d.rows = rows;
+  d.dim = dim;
+  d.image_height = height;
+  d.image_width = width;
+  const size_t count = static_cast<size_t>(rows) * dim;
+  if (dtype == "uint8") {
+    d.u8.assign(at<const uint8_t>(address), at<const uint8_t>(address) + count);
+  } else if (dtype == "float32") {
+    d.f32.assign(at<const float>(address), at<const float>(address) + count);
+  } else {
+    throw std::invalid_argument(source + ": dtype must be uint8 or float32, got " + dtype);
+  }
+  if (labels != 0) d.labels.assign(at<const int32_t>(labels), at<const int32_t>(labels) + rows);
+  return d;
+}
+
+// Hands each line written to it to a Python callable (or drops it), checking for Ctrl-C between
+// lines. A Python exception raised there is kept and rethrown once the trainer has unwound.
+class PythonLines : public std::streambuf {
+ public:
+  explicit PythonLines(nb::object write) : write_(std::move(write)) {}
+  void rethrow_pending() {
+    if (pending_) {
+      pending_->restore();
+      pending_.reset();
+      throw nb::python_error();
+    }
+  }
+
+ protected:
+  int overflow(int c) override {
+    if (c == traits_type::eof()) return 0;
+    line_.push_back(static_cast<char>(c));
+    if (c == '\n') send();
+    return c;
+  }
+  int sync() override {
+    send();
+    return 0;
+  }
+
+ private:
+  struct Interrupted : std::runtime_error {
+    Interrupted() : std::runtime_error("interrupted from Python") {}
+  };
+  void send() {
+    if (line_.empty()) return;
+    nb::gil_scoped_acquire locked;
+    try {
+      if (!write_.is_none()) write_(line_);
+      line_.clear();
+      if (PyErr_CheckSignals() != 0) throw nb::python_error();
+    } catch (nb::python_error& e) {
+      pending_ = std::make_unique<nb::python_error>(std::move(e));
+      throw Interrupted();
+    }
+  }
+
+  nb::object write_;
+  std::string line_;
+  std::unique_ptr<nb::python_error> pending_;
+};
+
+cli::RunConfig config_from(const std::string& settings_json, const std::string& run_dir,
+                           bool resume) {
+  const nlohmann::json settings = nlohmann::json::parse(settings_json);
+  if (!resume) {
+    cli::RunConfig config;
+    cli::apply_json(settings, "fusedvae.train", &config);
+    return config;
+  }
+  std::vector<std::string> given;
+  for (const auto& item : settings.items()) given.push_back(item.key());
+  return cli::resume_config(run_dir, given, [&](const std::string& name, cli::RunConfig* config) {
+    cli::apply_json(nlohmann::json{{name, settings.at(name)}}, "fusedvae.train", config);
+  });
+}
+
+// The resolved configuration (every key, as config.json holds it) of these settings.
+std::string resolve_config(const std::string& settings_json) {
+  cli::RunConfig config = config_from(settings_json, "", false);
+  cli::validate(config);
+  return cli::to_json(config).dump();
+}
+
+std::string train(const std::string& settings_json, const std::string& run_dir, bool resume,
+                  bool overwrite, std::optional<ArraySpec> train_data,
+                  std::optional<ArraySpec> test_data, nb::object write) {
+  cli::TrainRequest request;
+  request.config = config_from(settings_json, run_dir, resume);
+  request.run_dir = run_dir;
+  request.resume = resume;
+  request.overwrite = overwrite;
+  cli::DataLoader loader = cli::load_run_data;
+  if (train_data) {
+    loader = [&](const cli::RunConfig&) {
+      DataSplits splits;
+      splits.train = dataset_from(*train_data, "train array");
+      if (test_data) splits.test = dataset_from(*test_data, "test array");
+      set_normalisation(&splits);
+      return splits;
+    };
+  }
+  PythonLines lines(std::move(write));
+  std::string written;
+  {
+    nb::gil_scoped_release unlocked;
+    std::ostream out(&lines);
+    out.exceptions(std::ios::badbit);  // an exception from `lines` stops the run, not just output
+    try {
+      written = cli::train(request, loader, out);
+    } catch (...) {
+      nb::gil_scoped_acquire locked;
+      lines.rethrow_pending();
+      throw;
+    }
+    out.flush();
+  }
+  lines.rethrow_pending();
+  return written;
+}
+
+// OpenBLAS reads OPENBLAS_CORETYPE once, when it loads: the package asks this (in a child process,
+// before loading the module itself) which family this CPU calls for, as the CLI restarts itself.
+std::string better_openblas_coretype_here() {
+  const char* corename = openblas_get_corename();
+  return better_openblas_coretype(corename ? corename : "");
+}
+
 std::pair<bool, std::string> cuda_device_usable() {
   std::string reason;
   const bool present = cuda_device_present(&reason);
@@ -226,6 +379,11 @@ NB_MODULE(_C, m) {
   m.def("reparam_kl_backward_cuda", &reparam_kl_backward_cuda);
   m.def("draw_normal_eps_cuda", &draw_normal_eps_cuda);
   m.def("recon_loss_cuda", &recon_loss_cuda);
+  m.def("resolve_config", &resolve_config);
+  m.def("train", &train, nb::arg("settings_json"), nb::arg("run_dir"), nb::arg("resume"),
+        nb::arg("overwrite"), nb::arg("train").none(), nb::arg("test").none(),
+        nb::arg("write").none());
+  m.def("better_openblas_coretype", &better_openblas_coretype_here);
   m.def("cuda_device_present", &cuda_device_usable,
         "(True, '') when a CUDA device is usable, else (False, the reason)");
 }
