@@ -17,8 +17,11 @@ import numpy as np
 import torch
 from torch import nn
 
-import checkpoint
-import model_spec
+try:  # installed inside the fusedvae package (fusedvae/_ref), where fusedvae.load_run uses it
+    from . import checkpoint, model_spec
+except ImportError:  # run from python_ref/, as its scripts do
+    import checkpoint
+    import model_spec
 
 
 def _linear(module):

@@ -21,17 +21,20 @@ std::string value_text(const nlohmann::json& value) {
   return value.is_string() ? value.get<std::string>() : value.dump();
 }
 
-RunConfig resume_config(const std::string& run_dir, const FlagSet& flags) {
+}  // namespace
+
+RunConfig resume_config(const std::string& run_dir, const std::vector<std::string>& given,
+                        const std::function<void(const std::string&, RunConfig*)>& apply) {
   const RunConfig saved = read_run_config(run_dir);
   RunConfig resumed = saved;
-  for (const std::string& name : flags.given()) {
+  for (const std::string& name : given) {
     RunConfig changed = saved;
-    FlagSet::apply_one(flags, name, &changed);
+    apply(name, &changed);
     const nlohmann::json before = find_field(name)->get(saved);
     const nlohmann::json after = find_field(name)->get(changed);
     if (std::find(kResumeMayChange.begin(), kResumeMayChange.end(), name) !=
         kResumeMayChange.end()) {
-      FlagSet::apply_one(flags, name, &resumed);
+      apply(name, &resumed);
     } else if (before != after) {
       throw std::invalid_argument(
           "--resume " + run_dir + " continues the run's configuration, where " + name + " is " +
@@ -40,6 +43,8 @@ RunConfig resume_config(const std::string& run_dir, const FlagSet& flags) {
   }
   return resumed;
 }
+
+namespace {
 
 // CLI11's help, without the "{false}" it prints after a negated flag (--no-cuda-graph{false}): the
 // help text of every boolean flag says its default in words.
@@ -278,7 +283,10 @@ CommandLine parse_command_line(const std::vector<std::string>& args) {
         throw std::invalid_argument("--resume and --overwrite exclude each other");
       request.resume = true;
       request.run_dir = resume_dir;
-      request.config = resume_config(resume_dir, flags);
+      request.config =
+          resume_config(resume_dir, flags.given(), [&](const std::string& name, RunConfig* config) {
+            FlagSet::apply_one(flags, name, config);
+          });
     } else {
       request.config = config_file.empty() ? defaults : read_config_file(config_file, defaults);
       if (!config_file.empty() && request.run_dir.empty())
