@@ -1,7 +1,8 @@
 """fusedvae's fused VAE ops as PyTorch custom ops (torch.library.custom_op), with autograd and
 fake implementations, so that they drop into a model, train with autograd and trace under
 torch.compile. CPU tensors run the CPU twins (host/ops), CUDA tensors the kernels (kernels/), on
-PyTorch's current stream; both are the ops fusedvae's own trainer runs.
+PyTorch's current stream; both are the ops fusedvae's own trainer runs. On the CPU the rows are
+split over torch.get_num_threads() threads, with bitwise the same results for any count.
 
     z, kl = fusedvae.ops.reparam_kl(mu, logvar, seed=0, draw=step)
     recon = fusedvae.ops.recon_loss(logits, x, "bernoulli")          # per sample
@@ -128,7 +129,8 @@ def _reparam_kl(mu: Tensor, logvar: Tensor, seed: int, draw: int, logvar_min: fl
                                    _stream(mu))
     else:
         _C.reparam_kl_forward_cpu(mu.data_ptr(), logvar.data_ptr(), batch, dim, seed, draw,
-                                  logvar_min, logvar_max, z.data_ptr(), kl.data_ptr())
+                                  logvar_min, logvar_max, z.data_ptr(), kl.data_ptr(),
+                                  torch.get_num_threads())
     return z, kl
 
 
@@ -168,7 +170,7 @@ def _reparam_kl_backward(dz: Tensor, dkl: Tensor, mu: Tensor, logvar: Tensor, se
         kl_weight = float(weight) if weight is not None else 0.0
         _C.reparam_kl_backward_cpu(dz.data_ptr(), mu.data_ptr(), logvar.data_ptr(), batch, dim,
                                    seed, draw, kl_weight, logvar_min, logvar_max, dmu.data_ptr(),
-                                   dlogvar.data_ptr())
+                                   dlogvar.data_ptr(), torch.get_num_threads())
     if weight is None:
         # Per-sample KL gradients: dKL/dmu = mu, dKL/dlogvar = (exp(logvar) - 1) / 2 where the
         # clamp passes logvar (kernels/reparam_kl_math.cuh), each scaled by its sample's gradient.
@@ -230,7 +232,7 @@ def _recon_loss(output: Tensor, target: Tensor, kind: str, sigma: float,
                            output.device.index, _stream(output))
     else:
         _C.recon_loss_cpu(output.data_ptr(), target.data_ptr(), batch, dim, kind, sigma, beta,
-                          "sum", 1.0, loss.data_ptr(), grad.data_ptr())
+                          "sum", 1.0, loss.data_ptr(), grad.data_ptr(), torch.get_num_threads())
     return loss, grad
 
 
@@ -334,7 +336,7 @@ def _normal_eps(batch: int, dim: int, seed: int, draw: int, device: torch.device
         _C.draw_normal_eps_cuda(batch, dim, seed, _draw_on(eps.device, draw).data_ptr(),
                                 eps.data_ptr(), eps.device.index, _stream(eps))
     else:
-        _C.draw_normal_eps_cpu(batch, dim, seed, draw, eps.data_ptr())
+        _C.draw_normal_eps_cpu(batch, dim, seed, draw, eps.data_ptr(), torch.get_num_threads())
     return eps
 
 

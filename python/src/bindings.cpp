@@ -17,7 +17,9 @@
 #include <cblas.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <exception>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -26,6 +28,7 @@
 #include <stdexcept>
 #include <streambuf>
 #include <string>
+#include <thread>
 #include <utility>
 
 #include "host/cli/app.h"
@@ -75,16 +78,58 @@ LogvarClamp clamp_of(float min, float max, const char* op) {
 
 // ---------------------------------------------------------------------------------------------
 // CPU twins. Host addresses; rng.draw_index and kl_weight point to host values.
+//
+// The twins run on one thread; here the rows are split into contiguous chunks, one a thread (up to
+// `threads`, PyTorch's intra-op thread count), each chunk a call of the twin on its rows. Every row
+// is computed as in one call (the eps of row r is keyed by r through RngState::first_row), so the
+// results are bitwise those of a single call, whatever the thread count.
+
+constexpr int64_t kMinElementsPerThread = 16384;  // below this a thread costs more than it saves
+
+template <typename Fn>
+void for_row_chunks(int batch, int dim, int threads, const Fn& fn) {
+  const int64_t by_work = std::max<int64_t>(1, int64_t{batch} * dim / kMinElementsPerThread);
+  const int chunks =
+      static_cast<int>(std::min<int64_t>({int64_t{std::max(threads, 1)}, int64_t{batch}, by_work}));
+  auto first_row = [&](int c) { return static_cast<int>(int64_t{batch} * c / chunks); };
+  if (chunks == 1) {
+    fn(0, batch);
+    return;
+  }
+  std::exception_ptr error;
+  std::mutex error_mutex;
+  auto run = [&](int c) {
+    try {
+      fn(first_row(c), first_row(c + 1) - first_row(c));
+    } catch (...) {
+      const std::lock_guard<std::mutex> lock(error_mutex);
+      if (!error) error = std::current_exception();
+    }
+  };
+  std::vector<std::thread> pool;
+  for (int c = 1; c < chunks; ++c) pool.emplace_back(run, c);
+  run(0);
+  for (std::thread& t : pool) t.join();
+  if (error) std::rethrow_exception(error);
+}
+
+size_t offset(int row, int dim) {
+  return static_cast<size_t>(row) * dim;
+}
 
 void reparam_kl_forward_cpu(uintptr_t mu, uintptr_t logvar, int batch, int dim, uint64_t seed,
                             uint64_t draw, float logvar_min, float logvar_max, uintptr_t z,
-                            uintptr_t kl_per_sample) {
+                            uintptr_t kl_per_sample, int threads) {
   const LogvarClamp clamp = clamp_of(logvar_min, logvar_max, "reparam_kl");
   nb::gil_scoped_release unlocked;
-  float kl_reduced = 0.0f;
-  cpu::reparam_kl_forward(at<const float>(mu), at<const float>(logvar), batch, dim,
-                          RngState{seed, &draw, 0}, clamp, BatchReduction::kSum, at<float>(z),
-                          at<float>(kl_per_sample), &kl_reduced);
+  for_row_chunks(batch, dim, threads, [&](int first, int rows) {
+    const size_t at_row = offset(first, dim);
+    float kl_reduced = 0.0f;  // the chunk's; unused
+    cpu::reparam_kl_forward(at<const float>(mu) + at_row, at<const float>(logvar) + at_row, rows,
+                            dim, RngState{seed, &draw, static_cast<uint64_t>(first)}, clamp,
+                            BatchReduction::kSum, at<float>(z) + at_row,
+                            at<float>(kl_per_sample) + first, &kl_reduced);
+  });
 }
 
 // dmu = dz + kl_weight * mu, dlogvar = [clamp passes] (dz * sigma * eps / 2 + kl_weight *
@@ -92,30 +137,49 @@ void reparam_kl_forward_cpu(uintptr_t mu, uintptr_t logvar, int batch, int dim, 
 // that reaches each sample's KL.
 void reparam_kl_backward_cpu(uintptr_t dz, uintptr_t mu, uintptr_t logvar, int batch, int dim,
                              uint64_t seed, uint64_t draw, float kl_weight, float logvar_min,
-                             float logvar_max, uintptr_t dmu, uintptr_t dlogvar) {
+                             float logvar_max, uintptr_t dmu, uintptr_t dlogvar, int threads) {
   const LogvarClamp clamp = clamp_of(logvar_min, logvar_max, "reparam_kl_backward");
   nb::gil_scoped_release unlocked;
-  cpu::reparam_kl_backward(at<const float>(dz), at<const float>(mu), at<const float>(logvar), batch,
-                           dim, RngState{seed, &draw, 0}, &kl_weight, 1.0f, clamp,
-                           BatchReduction::kSum, at<float>(dmu), at<float>(dlogvar));
+  for_row_chunks(batch, dim, threads, [&](int first, int rows) {
+    const size_t at_row = offset(first, dim);
+    cpu::reparam_kl_backward(at<const float>(dz) + at_row, at<const float>(mu) + at_row,
+                             at<const float>(logvar) + at_row, rows, dim,
+                             RngState{seed, &draw, static_cast<uint64_t>(first)}, &kl_weight, 1.0f,
+                             clamp, BatchReduction::kSum, at<float>(dmu) + at_row,
+                             at<float>(dlogvar) + at_row);
+  });
 }
 
-void draw_normal_eps_cpu(int batch, int dim, uint64_t seed, uint64_t draw, uintptr_t eps) {
+void draw_normal_eps_cpu(int batch, int dim, uint64_t seed, uint64_t draw, uintptr_t eps,
+                         int threads) {
   nb::gil_scoped_release unlocked;
-  cpu::draw_normal_eps(batch, dim, RngState{seed, &draw, 0}, at<float>(eps));
+  for_row_chunks(batch, dim, threads, [&](int first, int rows) {
+    cpu::draw_normal_eps(rows, dim, RngState{seed, &draw, static_cast<uint64_t>(first)},
+                         at<float>(eps) + offset(first, dim));
+  });
 }
 
+// Returns the batch reduction, summed in double in row order and rounded once, as the twin does.
 float recon_loss_cpu(uintptr_t output, uintptr_t target, int batch, int dim,
                      const std::string& kind, float sigma, float beta, const std::string& reduction,
-                     float loss_scale, uintptr_t loss_per_sample, uintptr_t grad_output) {
+                     float loss_scale, uintptr_t loss_per_sample, uintptr_t grad_output,
+                     int threads) {
   const ReconLoss loss = recon_loss_of(kind, sigma, beta, "recon_loss");
-  const BatchReduction reduce = reduction_of(reduction);
+  const float batch_scale = batch_reduction_scale(reduction_of(reduction), batch);
+  // Each chunk is summed on its own, so the batch's 1/batch goes into the gradient's scale here:
+  // the same float product, loss_scale * batch_scale, that the twin forms.
+  const float grad_scale = loss_scale * batch_scale;
   nb::gil_scoped_release unlocked;
-  float loss_reduced = 0.0f;
-  cpu::recon_loss_forward_backward(at<const float>(output), at<const float>(target), batch, dim,
-                                   loss, reduce, loss_scale, at<float>(loss_per_sample),
-                                   &loss_reduced, at<float>(grad_output));
-  return loss_reduced;
+  for_row_chunks(batch, dim, threads, [&](int first, int rows) {
+    float chunk_reduced = 0.0f;  // unused
+    cpu::recon_loss_forward_backward(
+        at<const float>(output) + offset(first, dim), at<const float>(target) + offset(first, dim),
+        rows, dim, loss, BatchReduction::kSum, grad_scale, at<float>(loss_per_sample) + first,
+        &chunk_reduced, at<float>(grad_output) + offset(first, dim));
+  });
+  double batch_loss = 0.0;
+  for (int row = 0; row < batch; ++row) batch_loss += at<const float>(loss_per_sample)[row];
+  return static_cast<float>(batch_loss) * batch_scale;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -156,6 +156,30 @@ def test_reparam_kl_is_deterministic(device):
         assert torch.equal(a, b)
 
 
+def test_cpu_results_do_not_depend_on_the_thread_count():
+    """The CPU path splits rows over torch.get_num_threads() threads: bitwise the same results."""
+    gen = torch.Generator().manual_seed(5)
+    mu = torch.randn(1001, 67, generator=gen, requires_grad=True)
+    logvar = torch.randn(1001, 67, generator=gen, requires_grad=True)
+    output = torch.randn(1001, 300, generator=gen, requires_grad=True)
+    target = torch.rand(1001, 300, generator=gen)
+    dkl = torch.rand(1001, generator=gen)
+    before = torch.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 3):
+            torch.set_num_threads(threads)
+            z, kl = ops.reparam_kl(mu, logvar, seed=2, draw=9)
+            recon = ops.recon_loss(output, target, "bernoulli")
+            grads = torch.autograd.grad((z.sum() + (kl * dkl).sum() + kl.sum() + recon.sum()),
+                                        (mu, logvar, output))
+            results.append((z, kl, recon, ops.normal_eps(1001, 67, seed=2, draw=9), *grads))
+    finally:
+        torch.set_num_threads(before)
+    for one, three in zip(*results):
+        assert torch.equal(one, three)
+
+
 # ------------------------------------------------------------------------------------------------
 # recon_loss
 
