@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what fusedvae needs to build, test and train, idempotently: Debian packages for the C++
 # side (clang and its compiler-rt for the sanitizer and fuzz build) and the default dataset, PyPI
-# for the float64 reference and the Python package's tests (PyTorch, pytest). Safe to run again.
+# for the float64 reference (and with --tests, PyTorch and pytest for the Python package's tests).
+# Safe to run again.
 set -euo pipefail
 
 apt_packages=(
@@ -29,18 +30,21 @@ if ! python3 -c "import numpy" 2>/dev/null; then
   python3 -m pip install -q "numpy>=1.24"
 fi
 
-# The Python package's build and tests (scripts/test.sh: pip install ., then pytest python/tests):
-# PyTorch from PyPI, whose Linux wheel brings NVIDIA's CUDA libraries (about 5.4 GB installed; 3 to
-# 4 minutes on a fresh machine), and pytest. scikit-build-core and nanobind come through pip's
-# build isolation. FUSEDVAE_NO_TORCH=1 skips PyTorch: the tests that need it then report skipped.
-python_packages=()
-if [ "${FUSEDVAE_NO_TORCH:-0}" != 1 ] && ! python3 -c "import torch" 2>/dev/null; then
-  python_packages+=("torch>=2.4")
-fi
-python3 -c "import pytest" 2>/dev/null || python_packages+=("pytest")
-if ((${#python_packages[@]})); then
-  echo "setup: installing from PyPI: ${python_packages[*]}"
-  python3 -m pip install -q --root-user-action=ignore "${python_packages[@]}"
+# With --tests (scripts/test.sh), what the Python package's build and tests need as well (pip
+# install ., then pytest python/tests): PyTorch from PyPI, whose Linux wheel brings NVIDIA's CUDA
+# libraries (about 5.4 GB installed; 3 to 4 minutes on a fresh machine), and pytest.
+# scikit-build-core and nanobind come through pip's build isolation. Training needs none of it.
+# FUSEDVAE_NO_TORCH=1 skips PyTorch: the tests that need it then report skipped.
+if [ "${1:-}" = --tests ]; then
+  python_packages=()
+  if [ "${FUSEDVAE_NO_TORCH:-0}" != 1 ] && ! python3 -c "import torch" 2>/dev/null; then
+    python_packages+=("torch>=2.4")
+  fi
+  python3 -c "import pytest" 2>/dev/null || python_packages+=("pytest")
+  if ((${#python_packages[@]})); then
+    echo "setup: installing from PyPI: ${python_packages[*]}"
+    python3 -m pip install -q --root-user-action=ignore "${python_packages[@]}"
+  fi
 fi
 
 if ! command -v nvcc >/dev/null 2>&1 && [ -x /usr/local/cuda/bin/nvcc ]; then

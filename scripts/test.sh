@@ -8,7 +8,7 @@
 # quick local run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh --tests
 bash scripts/build.sh
 build_dir="${FUSEDVAE_BUILD_DIR:-build}"
 ctest --test-dir "$build_dir" --output-on-failure --parallel "$(nproc)"
