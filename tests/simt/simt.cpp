@@ -249,7 +249,8 @@ struct Fiber {
   unsigned char* stack = nullptr;  // lowest usable byte
   size_t stack_bytes = 0;
   void* asan_fake_stack = nullptr;
-  bool dirty = false;  // abandoned mid-run: its stack's ASan state is stale
+  bool dirty = false;    // abandoned mid-run: its stack's ASan state is stale
+  bool started = false;  // has entered fiber_main since it was prepared
 #if !defined(__x86_64__)
   ucontext_t context;
 #endif
@@ -382,6 +383,7 @@ void prepare_fiber(ThreadState* t) {
     unpoison(f.stack, f.stack_bytes);
     f.dirty = false;
   }
+  f.started = false;
 #if defined(__x86_64__)
   uint64_t* top = reinterpret_cast<uint64_t*>(f.stack + f.stack_bytes);
   uint32_t mxcsr;
@@ -630,6 +632,7 @@ void fiber_main(ThreadState* t) {
   }
 #endif
   g_entering_from_scheduler = false;
+  t->fiber.started = true;
   try {
     g_body.run(g_body.context);
     set_state(t, State::kDone);
@@ -896,7 +899,7 @@ void run_block() {
     // or ends; the last one returns here.
     g_run.sweep_next = 1;
     g_thread = g_run.sweep[0];
-    g_entering_from_scheduler = true;
+    g_entering_from_scheduler = !g_thread->fiber.started;  // a fresh fiber learns our stack
     transfer(g_scheduler, g_thread->fiber);
     g_entering_from_scheduler = false;
     for (ThreadState* t : g_run.threads)
