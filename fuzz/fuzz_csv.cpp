@@ -8,6 +8,7 @@ FUSEDVAE_FUZZ_TARGET(csv) {
   static const char* const kLabelColumns[] = {"", "0", "2", "label", "99999999"};
   const std::string label = kLabelColumns[data[0] % 5];
   const std::vector<uint8_t> text = fusedvae::fuzz::bytes_of(data + 1, size - 1);
-  fusedvae::fuzz::expect_no_crash([&] { fusedvae::data::decode_csv(text, "fuzz.csv", label); });
+  fusedvae::fuzz::expect_no_crash([&] { fusedvae::data::decode_csv(text, "fuzz.csv", label); },
+                                  "fuzz.csv");
   return 0;
 }

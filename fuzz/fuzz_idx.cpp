@@ -4,6 +4,7 @@
 
 FUSEDVAE_FUZZ_TARGET(idx) {
   fusedvae::fuzz::expect_no_crash(
-      [&] { fusedvae::data::decode_idx(fusedvae::fuzz::bytes_of(data, size), "fuzz-idx3-ubyte"); });
+      [&] { fusedvae::data::decode_idx(fusedvae::fuzz::bytes_of(data, size), "fuzz-idx3-ubyte"); },
+      "fuzz-idx3-ubyte");
   return 0;
 }

@@ -10,6 +10,7 @@ FUSEDVAE_FUZZ_TARGET(idx_gzip) {
   if (bytes.size() < 2 || bytes[0] != 0x1f || bytes[1] != 0x8b)
     bytes.insert(bytes.begin(), {0x1f, 0x8b});
   fusedvae::fuzz::expect_no_crash(
-      [&] { fusedvae::data::decode_idx(std::move(bytes), "fuzz-idx3-ubyte.gz"); });
+      [&] { fusedvae::data::decode_idx(std::move(bytes), "fuzz-idx3-ubyte.gz"); },
+      "fuzz-idx3-ubyte.gz");
   return 0;
 }

@@ -5,10 +5,12 @@
 #include "host/io/npy.h"
 
 FUSEDVAE_FUZZ_TARGET(npy) {
-  fusedvae::fuzz::expect_no_crash([&] {
-    const fusedvae::io::NpyArray array = fusedvae::io::decode_npy(data, size, "fuzz.npy");
-    array.to_float64();
-    fusedvae::data::npy_dataset_from(array, "fuzz.npy");
-  });
+  fusedvae::fuzz::expect_no_crash(
+      [&] {
+        const fusedvae::io::NpyArray array = fusedvae::io::decode_npy(data, size, "fuzz.npy");
+        array.to_float64();
+        fusedvae::data::npy_dataset_from(array, "fuzz.npy");
+      },
+      "fuzz.npy");
   return 0;
 }

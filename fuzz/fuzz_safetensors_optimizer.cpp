@@ -5,9 +5,11 @@
 
 FUSEDVAE_FUZZ_TARGET(safetensors_optimizer) {
   const std::vector<unsigned char> bytes(data, data + size);
-  fusedvae::fuzz::expect_no_crash([&] {
-    fusedvae::cli::CheckpointInfo info;
-    fusedvae::cli::decode_optimizer(bytes, "optimizer.safetensors", 1122, &info);
-  });
+  fusedvae::fuzz::expect_no_crash(
+      [&] {
+        fusedvae::cli::CheckpointInfo info;
+        fusedvae::cli::decode_optimizer(bytes, "optimizer.safetensors", 1122, &info);
+      },
+      "optimizer.safetensors");
   return 0;
 }

@@ -5,7 +5,11 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <exception>
+#include <new>
+#include <string>
 #include <vector>
 
 namespace fusedvae::fuzz {
@@ -14,12 +18,23 @@ inline std::vector<uint8_t> bytes_of(const uint8_t* data, size_t size) {
   return std::vector<uint8_t>(data, data + size);
 }
 
-// Runs `parse`; a std::exception is the expected answer to a bad file.
+// Runs `parse`. A bad input must end in a std::exception whose message is one line a user can act
+// on: it names `source` (when given) and holds no newline. std::bad_alloc (a size taken from the
+// input unchecked) and messages that break either rule abort, which libFuzzer reports as a finding.
 template <typename F>
-void expect_no_crash(F&& parse) {
+void expect_no_crash(F&& parse, const char* source = nullptr) {
   try {
     parse();
-  } catch (const std::exception&) {
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "fuzz: std::bad_alloc escaped: a size from the input was not checked\n");
+    std::abort();
+  } catch (const std::exception& e) {
+    const std::string message = e.what();
+    const bool names_source = source == nullptr || message.find(source) != std::string::npos;
+    if (message.empty() || message.find('\n') != std::string::npos || !names_source) {
+      std::fprintf(stderr, "fuzz: unclear error message: [%s]\n", message.c_str());
+      std::abort();
+    }
   }
 }
 

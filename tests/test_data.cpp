@@ -22,6 +22,7 @@
 
 #include "host/data/file_bytes.h"
 #include "host/data/load.h"
+#include "host/io/memory_check.h"
 
 namespace fusedvae {
 namespace {
@@ -345,6 +346,22 @@ TEST_F(DataFiles, NpyHeaderSizesAreCheckedAgainstTheFile) {
   // A well-formed file round-trips (Python 2 long literals included).
   EXPECT_EQ(load(write("long.npy", npy_with_shape_text("<f4", "10L, 4L", ten.data(), 160))).rows,
             10);
+}
+
+// Data larger than the memory the machine has available is refused with both sizes before any
+// allocation (a file that large cannot be made here, so the check itself is called).
+TEST(DataMemory, TooMuchDataIsRefusedWithTheSizes) {
+  try {
+    io::check_fits_in_memory("big.npy", uint64_t{1} << 60, "reading the array");
+    FAIL() << "no exception";
+  } catch (const std::runtime_error& e) {
+    const std::string message = e.what();
+    EXPECT_NE(message.find("big.npy: reading the array needs 1099511627776 MiB of memory"),
+              std::string::npos)
+        << message;
+    EXPECT_NE(message.find("MiB are available"), std::string::npos) << message;
+  }
+  EXPECT_NO_THROW(io::check_fits_in_memory("small.npy", 1024, "reading the array"));
 }
 
 // ----------------------------------------------------------------------------------------------

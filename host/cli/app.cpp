@@ -10,6 +10,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include "host/io/printable.h"
+
 namespace fusedvae::cli {
 namespace {
 
@@ -267,7 +269,7 @@ CommandLine parse_command_line(const std::vector<std::string>& args) {
     result.help = app.help("", CLI::AppFormatMode::All);
     return result;
   } catch (const CLI::ParseError& e) {
-    throw std::invalid_argument(explain_parse_error(app, args, e));
+    throw std::invalid_argument(io::printable(explain_parse_error(app, args, e), 400));
   }
 
   if (train->parsed()) {

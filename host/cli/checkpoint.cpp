@@ -13,6 +13,7 @@
 #include <stdexcept>
 
 #include "host/cli/run_config.h"
+#include "host/io/printable.h"
 #include "host/io/safetensors.h"
 
 namespace fusedvae::cli {
@@ -89,9 +90,10 @@ CheckpointInfo get_info(const io::SafetensorsFile& file, const std::string& path
 void require_format(const io::SafetensorsFile& file, const std::string& path, const char* format) {
   const auto it = file.metadata.find("format");
   if (it == file.metadata.end() || it->second != format)
-    throw std::runtime_error(path + ": not a fusedvae checkpoint (__metadata__ format is '" +
-                             (it == file.metadata.end() ? std::string("absent") : it->second) +
-                             "', expected '" + format + "')");
+    throw std::runtime_error(
+        path + ": not a fusedvae checkpoint (__metadata__ format is '" +
+        (it == file.metadata.end() ? std::string("absent") : io::printable(it->second)) +
+        "', expected '" + format + "')");
 }
 
 }  // namespace
@@ -144,7 +146,7 @@ std::vector<float> decode_model(const std::vector<unsigned char>& bytes, const s
   require_format(file, path, kModelFormat);
   for (const auto& [key, value] : model_metadata(expected)) {
     const auto it = file.metadata.find(key);
-    const std::string found = it == file.metadata.end() ? "(absent)" : it->second;
+    const std::string found = it == file.metadata.end() ? "(absent)" : io::printable(it->second);
     if (found != value)
       throw std::runtime_error(path + ": checkpoint has " + key + " = " + found +
                                ", the run's configuration has " + value);
@@ -162,6 +164,20 @@ std::vector<float> decode_model(const std::vector<unsigned char>& bytes, const s
                              " tensors, the model has " + std::to_string(layout.tensors.size()));
   if (info) *info = get_info(file, path);
   return params;
+}
+
+int checkpoint_input_dim(const io::SafetensorsFile& file, const std::string& path) {
+  const auto dim = file.metadata.find("input_dim");
+  size_t used = 0;
+  int value = 0;
+  try {
+    value = std::stoi(dim == file.metadata.end() ? "" : dim->second, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used == 0 || used != dim->second.size() || value < 1)
+    throw std::runtime_error(path + ": __metadata__ lacks a valid input_dim (a positive integer)");
+  return value;
 }
 
 void save_optimizer(const std::string& path, const OptimizerState& state,

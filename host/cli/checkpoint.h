@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "host/data/dataset.h"
+#include "host/io/safetensors.h"
 #include "host/model/model_config.h"
 #include "host/train/trainer.h"
 
@@ -47,6 +48,9 @@ std::vector<float> load_model(const std::string& path, const ModelConfig& expect
 void save_optimizer(const std::string& path, const OptimizerState& state,
                     const CheckpointInfo& info);
 OptimizerState load_optimizer(const std::string& path, size_t param_count, CheckpointInfo* info);
+// The input width a model checkpoint records (__metadata__ input_dim), checked: a positive
+// integer. Throws one line naming `path` otherwise.
+int checkpoint_input_dim(const io::SafetensorsFile& file, const std::string& path);
 // The same two for a file already in memory; `path` names it in messages (fuzzing, tests).
 std::vector<float> decode_model(const std::vector<unsigned char>& bytes, const std::string& path,
                                 const ModelConfig& expected, CheckpointInfo* info);

@@ -121,13 +121,12 @@ LoadedRun open_run(const std::string& run_dir, const std::string& device, std::o
     throw std::runtime_error(run_dir + ": no model.safetensors yet (written after each epoch)");
   // The input width comes from the data, not a flag: the checkpoint records it.
   const io::SafetensorsFile file = io::read_safetensors(model_path);
-  const auto dim = file.metadata.find("input_dim");
+  run.config.train.model.input_dim = checkpoint_input_dim(file, model_path);
   try {
-    run.config.train.model.input_dim = std::stoi(dim == file.metadata.end() ? "" : dim->second);
-  } catch (const std::exception&) {
-    throw std::runtime_error(model_path + ": __metadata__ lacks a valid input_dim");
+    validate(run.config.train.model);
+  } catch (const std::exception& e) {
+    throw std::runtime_error(model_path + ": " + e.what());
   }
-  validate(run.config.train.model);
   const std::vector<float> params = load_model(model_path, run.config.train.model, &run.info);
   run.trainer = make_trainer_for(run.config.train, device, out);
   run.trainer->set_params(params);

@@ -8,6 +8,7 @@
 
 #include "host/cli/app.h"
 #include "host/cli/stop_signals.h"
+#include "host/io/printable.h"
 #include "host/train/cpu/openblas_setup.h"
 
 int main(int argc, char** argv) {
@@ -22,7 +23,8 @@ int main(int argc, char** argv) {
     return 128 + e.signal;
   } catch (const std::exception& e) {
     std::cout.flush();
-    std::cerr << "fusedvae: error: " << e.what() << std::endl;
+    // One line whatever the message quotes (the messages escape input text themselves too).
+    std::cerr << "fusedvae: error: " << fusedvae::io::printable(e.what(), 2000) << std::endl;
     return 1;
   }
 }

@@ -10,6 +10,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include "host/io/printable.h"
+
 namespace fusedvae::cli {
 namespace {
 
@@ -19,8 +21,9 @@ using json = nlohmann::json;
   throw std::invalid_argument("--" + name + ": " + why);
 }
 
+// A value as a message quotes it: strings as they are (escaped), the rest as JSON, cut short.
 std::string shown(const json& value) {
-  return value.is_string() ? value.get<std::string>() : value.dump();
+  return io::printable(value.is_string() ? value.get<std::string>() : value.dump());
 }
 
 template <typename T>
@@ -335,7 +338,7 @@ void apply_json(const nlohmann::json& object, const std::string& source, RunConf
     }
     const Field* field = find_field(key);
     if (!field)
-      throw std::invalid_argument(source + ": unknown key '" + key +
+      throw std::invalid_argument(source + ": unknown key '" + io::printable(key) +
                                   "' (keys are the long flag names, e.g. \"batch-size\")");
     try {
       field->set(*config, value);
@@ -407,10 +410,11 @@ json parse_flag_value(const Field& field, const std::string& text) {
         const unsigned long long v = std::strtoull(begin, &end, 10);
         if (end != begin && *end == '\0' && errno == 0) return json(static_cast<uint64_t>(v));
       }
-      bad(field.name, "expected an integer, got '" + text + "'");
+      bad(field.name, "expected an integer, got '" + io::printable(text) + "'");
     }
     const double v = std::strtod(begin, &end);
-    if (end == begin || *end != '\0') bad(field.name, "expected a number, got '" + text + "'");
+    if (end == begin || *end != '\0')
+      bad(field.name, "expected a number, got '" + io::printable(text) + "'");
     return json(v);
   };
   switch (field.kind) {
@@ -422,7 +426,7 @@ json parse_flag_value(const Field& field, const std::string& text) {
     case FieldKind::kBool:
       if (text == "true" || text == "1" || text == "on") return true;
       if (text == "false" || text == "0" || text == "off") return false;
-      bad(field.name, "expected true or false, got '" + text + "'");
+      bad(field.name, "expected true or false, got '" + io::printable(text) + "'");
     case FieldKind::kIntList: {
       json list = json::array();
       std::stringstream stream(text);
@@ -431,7 +435,7 @@ json parse_flag_value(const Field& field, const std::string& text) {
         char* end = nullptr;
         const long v = std::strtol(item.c_str(), &end, 10);
         if (item.empty() || *end != '\0')
-          bad(field.name, "expected comma-separated integers, got '" + text + "'");
+          bad(field.name, "expected comma-separated integers, got '" + io::printable(text) + "'");
         list.push_back(v);
       }
       return list;

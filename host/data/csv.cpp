@@ -13,6 +13,7 @@
 
 #include "host/data/file_bytes.h"
 #include "host/data/values.h"
+#include "host/io/printable.h"
 
 namespace fusedvae::data {
 namespace {
@@ -81,7 +82,7 @@ int find_label_column(const std::string& path, const std::string& label_column,
   }
   for (size_t c = 0; c < header.size(); ++c)
     if (header[c] == label_column) return static_cast<int>(c);
-  throw std::runtime_error(path + ": no column named '" + label_column + "'" +
+  throw std::runtime_error(path + ": no column named '" + io::printable(label_column) + "'" +
                            (header.empty() ? " (the file has no header)" : " in the header"));
 }
 
@@ -129,7 +130,7 @@ Dataset decode_csv(const std::vector<uint8_t>& bytes, const std::string& path,
       double v;
       if (!parse_number(cells[c], &v))
         throw std::runtime_error(path + ": " + where + ", column " + std::to_string(c) + ": '" +
-                                 std::string(cells[c].substr(0, 40)) + "' is not a number");
+                                 io::printable(cells[c], 40) + "' is not a number");
       auto row_where = [&] {
         return "row " + std::to_string(i - (has_header ? 1 : 0)) + " (" + where + ")";
       };

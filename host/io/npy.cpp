@@ -9,6 +9,7 @@
 #include <stdexcept>
 
 #include "host/io/memory_check.h"
+#include "host/io/printable.h"
 
 namespace fusedvae::io {
 namespace {
@@ -42,7 +43,8 @@ NpyDtype parse_dtype(const std::string& path, const std::string& descr) {
   if (descr == "|u1" || descr == "<u1") return NpyDtype::kUint8;
   if (descr == "<i4") return NpyDtype::kInt32;
   if (descr == "<i8") return NpyDtype::kInt64;
-  fail(path, "unsupported NPY dtype '" + descr + "' (float32, float64, uint8, int32, int64 are)");
+  fail(path, "unsupported NPY dtype '" + printable(descr) +
+                 "' (float32, float64, uint8, int32, int64 are)");
 }
 
 template <typename Out>
@@ -153,7 +155,7 @@ std::string trimmed(const std::string& s) {
 // The shape tuple's text "(a, b, ...)" -> dimensions. Negative, non-integer or out-of-range
 // dimensions are errors naming the shape as the header writes it.
 std::vector<size_t> parse_shape(const std::string& path, const std::string& tuple) {
-  const std::string shown = "(" + tuple + ")";
+  const std::string shown = "(" + printable(tuple) + ")";
   std::vector<size_t> shape;
   size_t start = 0;
   while (start <= tuple.size()) {
@@ -211,8 +213,8 @@ size_t parse_header(const std::string& path, const std::string& header, uint64_t
   bool zero = false;
   for (size_t d : array->shape) zero = zero || d == 0;
   if (zero) bytes = 0;
-  const std::string promise =
-      "NPY header promises shape (" + trimmed(tuple) + ") of " + dtype_name(array->dtype) + ", ";
+  const std::string promise = "NPY header promises shape (" + printable(trimmed(tuple)) + ") of " +
+                              dtype_name(array->dtype) + ", ";
   if (overflow && !zero)
     fail(path, promise + "more than 2^64 bytes; the file holds " + std::to_string(data_available) +
                    " bytes of data");

@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "host/io/memory_check.h"
+#include "host/io/printable.h"
 
 namespace fusedvae::io {
 namespace {
@@ -78,7 +79,7 @@ std::vector<uint64_t> Tensor::to_u64() const {
 
 const Tensor& SafetensorsFile::at(const std::string& name, const std::string& source) const {
   const auto it = tensors.find(name);
-  if (it == tensors.end()) fail(source, "tensor '" + name + "' is missing");
+  if (it == tensors.end()) fail(source, "tensor '" + printable(name) + "' is missing");
   return it->second;
 }
 
@@ -144,7 +145,8 @@ SafetensorsFile decode_safetensors(const std::vector<unsigned char>& bytes,
     if (name == "__metadata__") {
       if (!entry.is_object()) fail(source, "__metadata__ is not an object");
       for (const auto& [key, value] : entry.items()) {
-        if (!value.is_string()) fail(source, "__metadata__ value '" + key + "' is not a string");
+        if (!value.is_string())
+          fail(source, "__metadata__ value '" + printable(key) + "' is not a string");
         file.metadata[key] = value.get<std::string>();
       }
       continue;
@@ -153,20 +155,21 @@ SafetensorsFile decode_safetensors(const std::vector<unsigned char>& bytes,
         !entry.contains("data_offsets") || !entry["dtype"].is_string() ||
         !entry["shape"].is_array() || !entry["data_offsets"].is_array() ||
         entry["data_offsets"].size() != 2)
-      fail(source, "tensor '" + name + "' has a malformed header entry");
+      fail(source, "tensor '" + printable(name) + "' has a malformed header entry");
     Tensor t;
     t.dtype = entry["dtype"].get<std::string>();
     const size_t elem = dtype_size(t.dtype);
-    if (elem == 0) fail(source, "tensor '" + name + "' has unsupported dtype " + t.dtype);
+    if (elem == 0)
+      fail(source, "tensor '" + printable(name) + "' has unsupported dtype " + printable(t.dtype));
     // The shape's byte count, checked for overflow before it is compared with anything.
     uint64_t needed = elem;
     bool overflow = false;
     std::string shown;
     for (const auto& d : entry["shape"]) {
-      if (!d.is_number_unsigned()) fail(source, "tensor '" + name + "' has a bad shape");
+      if (!d.is_number_unsigned()) fail(source, "tensor '" + printable(name) + "' has a bad shape");
       const uint64_t n = d.get<uint64_t>();
       if (n > static_cast<uint64_t>(INT64_MAX))
-        fail(source, "tensor '" + name + "' has a dimension beyond int64");
+        fail(source, "tensor '" + printable(name) + "' has a dimension beyond int64");
       if (n != 0 && needed > UINT64_MAX / n) overflow = true;
       needed = overflow ? needed : needed * n;
       if (n == 0) needed = 0, overflow = false;
@@ -175,9 +178,10 @@ SafetensorsFile decode_safetensors(const std::vector<unsigned char>& bytes,
     }
     const auto& offsets = entry["data_offsets"];
     if (!offsets[0].is_number_unsigned() || !offsets[1].is_number_unsigned())
-      fail(source, "tensor '" + name + "' has bad data_offsets");
+      fail(source, "tensor '" + printable(name) + "' has bad data_offsets");
     const uint64_t begin = offsets[0].get<uint64_t>(), end = offsets[1].get<uint64_t>();
-    const std::string tensor = "tensor '" + name + "' (" + t.dtype + ", shape [" + shown + "])";
+    const std::string tensor =
+        "tensor '" + printable(name) + "' (" + t.dtype + ", shape [" + shown + "])";
     if (overflow)
       fail(source, tensor + " needs more than 2^64 bytes; the file holds " +
                        std::to_string(data_size) + " bytes of data");
