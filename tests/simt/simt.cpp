@@ -37,9 +37,14 @@
 #ifndef FUSEDVAE_SIMT_ASAN
 #if defined(__SANITIZE_ADDRESS__)
 #define FUSEDVAE_SIMT_ASAN 1
-#else
-#define FUSEDVAE_SIMT_ASAN 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define FUSEDVAE_SIMT_ASAN 1
 #endif
+#endif
+#endif
+#ifndef FUSEDVAE_SIMT_ASAN
+#define FUSEDVAE_SIMT_ASAN 0
 #endif
 #if FUSEDVAE_SIMT_ASAN
 #include <sanitizer/asan_interface.h>

@@ -585,11 +585,7 @@ __global__ void dynamic_one_past(float* out, int slots) {
   out[0] = 0.0f;
 }
 
-#if defined(__SANITIZE_ADDRESS__)
-constexpr bool kAsan = true;
-#else
-constexpr bool kAsan = false;
-#endif
+constexpr bool kAsan = FUSEDVAE_SIMT_ASAN;  // the build's FUSEDVAE_SIMT_ASAN option
 
 void read_past_end() {
   Device<float> in(3), out(1);
