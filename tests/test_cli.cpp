@@ -4,6 +4,7 @@
 // new data with eval / reconstruct --file; checkpoints committed as one unit (old run directories
 // resuming, full disk, vanished directory, stops before the first checkpoint).
 #include <gtest/gtest.h>
+#include <unistd.h>
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -30,8 +31,10 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// Per process: two test runs at once (two build trees, a sanitized one) never share a directory.
 fs::path fresh_dir(const std::string& name) {
-  const fs::path dir = fs::temp_directory_path() / ("fusedvae_test_cli_" + name);
+  const fs::path dir =
+      fs::temp_directory_path() / ("fusedvae_test_cli_" + name + "_" + std::to_string(::getpid()));
   fs::remove_all(dir);
   return dir;
 }
@@ -854,11 +857,10 @@ TEST(CliCheckpoints, OldRunDirectoriesWithoutCheckpointsFolderResume) {
   // The pair torn across epochs (what an older fusedvae killed between its two renames left):
   // refused with the way out named.
   fs::remove_all(old / "checkpoints");
-  train(small_run(fresh_dir("old_epoch1"), 1), generated_splits, out);
+  const fs::path old_epoch1 = fresh_dir("old_epoch1");
+  train(small_run(old_epoch1, 1), generated_splits, out);
   fs::remove(old / "optimizer.safetensors");
-  fs::copy_file(
-      fs::temp_directory_path() / "fusedvae_test_cli_old_epoch1" / "optimizer.safetensors",
-      old / "optimizer.safetensors");
+  fs::copy_file(old_epoch1 / "optimizer.safetensors", old / "optimizer.safetensors");
   const std::string e = error_of([&] {
     run_cli({"train", "--resume", old.string()}, out, false, generated_splits);
   });
