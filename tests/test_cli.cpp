@@ -12,6 +12,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <random>
 #include <sstream>
 
@@ -1025,6 +1026,24 @@ TEST(CliMistakes, TheEpochLineLabelsItsFiguresAsEvalDoes) {
   EXPECT_NE(out.str().find("test: ELBO (1 sample) "), std::string::npos) << out.str();
   EXPECT_NE(out.str().find(", recon at z=mu "), std::string::npos) << out.str();
   EXPECT_NE(out.str().find("6 steps an epoch"), std::string::npos) << out.str();
+}
+
+// A loss that climbs far above its best is reported on stderr while the run goes on; the CPU
+// fallback notice goes there too, never into the results on stdout.
+TEST(CliMistakes, DivergenceAndNoticesGoToStderr) {
+  const fs::path dir = fresh_dir("diverging");
+  TrainRequest request = small_run(dir, 2);
+  request.config.train.optimizer.lr = 1.0f;
+  request.config.log_every = 1;
+  request.config.device = "auto";
+  std::ostringstream out, err;
+  std::streambuf* saved = std::cerr.rdbuf(err.rdbuf());
+  const std::string e = error_of([&] { train(request, generated_splits, out); });
+  std::cerr.rdbuf(saved);
+  EXPECT_NE(err.str().find("warning: the loss is diverging"), std::string::npos)
+      << err.str() << " / " << e;
+  EXPECT_EQ(out.str().find("warning"), std::string::npos) << out.str();
+  EXPECT_EQ(out.str().find("running on the CPU"), std::string::npos) << out.str();
 }
 
 }  // namespace

@@ -437,9 +437,23 @@ std::string train(const TrainRequest& request, const DataLoader& loader, std::os
                                                              : splits.train;
   const PictureShape shape =
       picture_shape_of(picture_data.dim, picture_data.image_height, picture_data.image_width);
+  // A stop asked for while the pictures are drawn: training is done and checkpointed, and a resume
+  // draws the pictures that are missing.
+  const auto stop_if_asked = [&] {
+    if (const int signal = StopSignals::requested())
+      throw Stopped(std::string("stopped by ") + signal_name(signal) +
+                        " after the last epoch, while writing the pictures; the checkpoint of "
+                        "epoch " +
+                        std::to_string(last_good_epoch) + " is kept in " + run_dir +
+                        "; write the pictures with: fusedvae train --resume " + run_dir,
+                    signal);
+  };
+  stop_if_asked();
   write_reconstructions(*trainer, picture_data, 32, shape,
                         (dir / run_files::kReconstructions).string());
+  stop_if_asked();
   write_samples(*trainer, 64, config.train.seed, shape, (dir / run_files::kSamples).string());
+  stop_if_asked();
   write_loss_curves(metrics.records(), (dir / run_files::kLossCurves).string());
   std::string written = last_good_epoch > first_epoch
                             ? "wrote config.json, metrics.jsonl, model.safetensors, "
