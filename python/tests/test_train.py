@@ -53,7 +53,7 @@ def test_train_on_arrays_writes_the_run_directory(tmp_path):
     assert np.isfinite(result.test_elbo) and result.test_elbo < 0
     assert result.config["epochs"] == 2 and result.config["batch-size"] == 64
     assert result.config["train"].startswith("<train array passed to fusedvae.train")
-    assert any("test ELBO" in line for line in lines)
+    assert any("test: ELBO (1 sample)" in line for line in lines)
     assert result.run_dir == str(tmp_path / "run")
 
 
