@@ -4,8 +4,8 @@
 // new data with eval / reconstruct --file; checkpoints committed as one unit (old run directories
 // resuming, full disk, vanished directory, stops before the first checkpoint).
 #include <gtest/gtest.h>
-#include <unistd.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <csignal>
@@ -32,10 +32,33 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// Per process: two test runs at once (two build trees, a sanitized one) never share a directory.
+// The process id keeps two test runs on one machine (a build and a sanitizer build, two
+// worktrees) out of each other's directories.
+fs::path fresh_dir_path(const std::string& name) {
+  return fs::temp_directory_path() /
+         ("fusedvae_test_cli_" + name + "_" + std::to_string(::getpid()));
+}
+
+// Removes this process's directories when the tests end.
+class RemoveTestDirectories : public ::testing::Environment {
+ public:
+  void TearDown() override {
+    const std::string suffix = "_" + std::to_string(::getpid());
+    std::vector<fs::path> ours;
+    for (const auto& entry : fs::directory_iterator(fs::temp_directory_path())) {
+      const std::string name = entry.path().filename().string();
+      if (name.rfind("fusedvae_test_cli_", 0) == 0 && name.size() > suffix.size() &&
+          name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0)
+        ours.push_back(entry.path());
+    }
+    for (const fs::path& dir : ours) fs::remove_all(dir);
+  }
+};
+[[maybe_unused]] ::testing::Environment* const kRemoveTestDirectories =
+    ::testing::AddGlobalTestEnvironment(new RemoveTestDirectories);
+
 fs::path fresh_dir(const std::string& name) {
-  const fs::path dir =
-      fs::temp_directory_path() / ("fusedvae_test_cli_" + name + "_" + std::to_string(::getpid()));
+  const fs::path dir = fresh_dir_path(name);
   fs::remove_all(dir);
   return dir;
 }
@@ -858,10 +881,10 @@ TEST(CliCheckpoints, OldRunDirectoriesWithoutCheckpointsFolderResume) {
   // The pair torn across epochs (what an older fusedvae killed between its two renames left):
   // refused with the way out named.
   fs::remove_all(old / "checkpoints");
-  const fs::path old_epoch1 = fresh_dir("old_epoch1");
-  train(small_run(old_epoch1, 1), generated_splits, out);
+  train(small_run(fresh_dir("old_epoch1"), 1), generated_splits, out);
   fs::remove(old / "optimizer.safetensors");
-  fs::copy_file(old_epoch1 / "optimizer.safetensors", old / "optimizer.safetensors");
+  fs::copy_file(fresh_dir_path("old_epoch1") / "optimizer.safetensors",
+                old / "optimizer.safetensors");
   const std::string e = error_of([&] {
     run_cli({"train", "--resume", old.string()}, out, false, generated_splits);
   });

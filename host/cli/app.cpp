@@ -180,7 +180,9 @@ void check_png_name(const std::string& path) {
 
 }  // namespace
 
-CommandLine parse_command_line(const std::vector<std::string>& args) {
+namespace {
+
+CommandLine parse_unescaped(const std::vector<std::string>& args) {
   CommandLine result;
   CLI::App app{"fusedvae: fast, trustworthy variational autoencoders on NVIDIA GPUs", "fusedvae"};
   app.require_subcommand(1);
@@ -308,6 +310,19 @@ CommandLine parse_command_line(const std::vector<std::string>& args) {
     check_png_name(result.reconstruct.out_png);
   }
   return result;
+}
+
+}  // namespace
+
+// Every message quotes what the user typed (paths, values) escaped, so it stays on one line.
+CommandLine parse_command_line(const std::vector<std::string>& args) {
+  try {
+    return parse_unescaped(args);
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument(io::printable(e.what(), 2000));
+  } catch (const std::runtime_error& e) {
+    throw std::runtime_error(io::printable(e.what(), 2000));
+  }
 }
 
 int run_cli(const std::vector<std::string>& args, std::ostream& out, bool terminal,
