@@ -1,5 +1,8 @@
 // @brief The .npy reader and writer: round trip, dtypes, and clear errors on bad files.
 #include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <string>
 
 #include <cstdio>
 #include <filesystem>
@@ -11,7 +14,9 @@ namespace fusedvae::io {
 namespace {
 
 std::string temp_path(const std::string& name) {
-  return (std::filesystem::temp_directory_path() / ("fusedvae_test_" + name)).string();
+  return (std::filesystem::temp_directory_path() /
+          ("fusedvae_test_" + name + "_" + std::to_string(::getpid())))
+      .string();
 }
 
 TEST(Npy, RoundTripKeepsShapeAndBits) {

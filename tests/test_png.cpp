@@ -1,5 +1,8 @@
 // @brief PNG writer, image grids and charts: decoded dimensions and pixel values, tick choice.
 #include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <string>
 
 #include <cmath>
 #include <filesystem>
@@ -15,7 +18,9 @@ namespace fusedvae::io {
 namespace {
 
 std::string temp_path(const std::string& name) {
-  return (std::filesystem::temp_directory_path() / ("fusedvae_test_png_" + name)).string();
+  return (std::filesystem::temp_directory_path() /
+          ("fusedvae_test_png_" + name + "_" + std::to_string(::getpid())))
+      .string();
 }
 
 struct Decoded {

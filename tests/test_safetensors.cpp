@@ -1,6 +1,9 @@
 // @brief safetensors: round trip, the header as other readers see it, clear errors on corrupt or
 // truncated files, and atomic replacement that keeps the old file when a write fails.
 #include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <string>
 
 #include <sys/resource.h>
 
@@ -21,7 +24,8 @@ namespace {
 namespace fs = std::filesystem;
 
 fs::path temp_dir(const std::string& name) {
-  const fs::path dir = fs::temp_directory_path() / ("fusedvae_test_st_" + name);
+  const fs::path dir =
+      fs::temp_directory_path() / ("fusedvae_test_st_" + name + "_" + std::to_string(::getpid()));
   fs::remove_all(dir);
   fs::create_directories(dir);
   return dir;
