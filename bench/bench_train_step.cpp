@@ -25,7 +25,6 @@
 
 #include "bench/bench_results.h"
 #include "bench/step_validation.h"
-#include "host/train/cpu/openblas_setup.h"
 #include "host/train/trainer.h"
 
 namespace fusedvae::bench {
@@ -286,7 +285,6 @@ int run(const Options& options) {
 }  // namespace fusedvae::bench
 
 int main(int argc, char** argv) {
-  fusedvae::restart_with_better_openblas_kernels(argv);  // the CPU rows run at the CLI's speed
   fusedvae::bench::Options options;
   CLI::App app{"fusedvae training-step benchmark"};
   app.add_flag("--smoke", options.smoke, "tiny model, few steps (the ctest mode)");

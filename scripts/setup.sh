@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Installs what fusedvae needs to build, test and train, idempotently: Debian packages for the C++
-# side (clang and its compiler-rt for the sanitizer and fuzz build) and the default dataset, PyPI
-# for the float64 reference (and with --tests, PyTorch and pytest for the Python package's tests).
+# side (oneDNN for the CPU matrix products; clang, its compiler-rt and OpenMP for the sanitizer and
+# fuzz build) and the default dataset, PyPI for the float64 reference (and with --tests, PyTorch and
+# pytest for the Python package's tests).
 # Safe to run again.
 set -euo pipefail
 
 apt_packages=(
   cmake ninja-build g++ pkg-config
-  clang libclang-rt-dev
+  clang libclang-rt-dev libomp-dev
   libgtest-dev
-  libcli11-dev nlohmann-json3-dev libstb-dev zlib1g-dev libopenblas-dev
+  libcli11-dev nlohmann-json3-dev libstb-dev zlib1g-dev libdnnl-dev
   dataset-fashion-mnist
 )
 

@@ -9,10 +9,8 @@
 #include "host/cli/app.h"
 #include "host/cli/stop_signals.h"
 #include "host/io/printable.h"
-#include "host/train/cpu/openblas_setup.h"
 
 int main(int argc, char** argv) {
-  fusedvae::restart_with_better_openblas_kernels(argv);
   try {
     const std::vector<std::string> args(argv + 1, argv + argc);
     return fusedvae::cli::run_cli(args, std::cout, isatty(STDOUT_FILENO) != 0,

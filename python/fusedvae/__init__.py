@@ -9,9 +9,9 @@ trained run as a PyTorch module.
     import fusedvae.ops                                      # needs torch
     z, kl = fusedvae.ops.reparam_kl(mu, logvar, seed=0, draw=step)
 """
-from fusedvae._lib import OPENBLAS_CORETYPE, cuda_device_present
+from fusedvae._lib import cuda_device_present
 from fusedvae.train import Trainer, TrainResult, load_run, read_metrics, train
 
 __version__ = "0.1.0"
 __all__ = ["train", "Trainer", "TrainResult", "load_run", "read_metrics", "cuda_device_present",
-           "OPENBLAS_CORETYPE", "__version__"]
+           "__version__"]

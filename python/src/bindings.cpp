@@ -36,7 +36,6 @@
 #include "host/data/load.h"
 #include "host/ops/recon_loss_cpu.h"
 #include "host/ops/reparam_kl_cpu.h"
-#include "host/train/cpu/openblas_setup.h"
 #include "host/train/trainer.h"
 #include "kernels/op_params.h"
 #include "kernels/recon_loss.h"
@@ -402,13 +401,6 @@ std::string train(const std::string& settings_json, const std::string& run_dir, 
   return written;
 }
 
-// OpenBLAS reads OPENBLAS_CORETYPE once, when it loads: the package asks this (in a child process,
-// before loading the module itself) which family this CPU calls for, as the CLI restarts itself.
-std::string better_openblas_coretype_here() {
-  const char* corename = openblas_get_corename();
-  return better_openblas_coretype(corename ? corename : "");
-}
-
 std::pair<bool, std::string> cuda_device_usable() {
   std::string reason;
   const bool present = cuda_device_present(&reason);
@@ -447,7 +439,6 @@ NB_MODULE(_C, m) {
   m.def("train", &train, nb::arg("settings_json"), nb::arg("run_dir"), nb::arg("resume"),
         nb::arg("overwrite"), nb::arg("train").none(), nb::arg("test").none(),
         nb::arg("write").none());
-  m.def("better_openblas_coretype", &better_openblas_coretype_here);
   m.def("cuda_device_present", &cuda_device_usable,
         "(True, '') when a CUDA device is usable, else (False, the reason)");
 }

@@ -1,7 +1,5 @@
 // @brief The CPU backend: the CPU twins of the kernels (host/ops/) in host memory, and the Linear
-// layers on OpenBLAS. Every op runs to completion when called.
-#include <cblas.h>
-
+// layers' products on oneDNN (host/ops/matmul_cpu.h). Every op runs to completion when called.
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -13,24 +11,20 @@
 #include "host/ops/batch_gather_cpu.h"
 #include "host/ops/free_bits_cpu.h"
 #include "host/ops/grad_norm_cpu.h"
+#include "host/ops/matmul_cpu.h"
 #include "host/ops/recon_loss_cpu.h"
 #include "host/ops/reparam_kl_cpu.h"
 #include "host/ops/step_state_cpu.h"
 #include "host/train/backend.h"
-#include "host/train/cpu/openblas_setup.h"
 
 namespace fusedvae {
 namespace {
 
 class CpuBackend final : public Backend {
  public:
-  CpuBackend() : threads_(configure_openblas_threads()) {}
-
   BackendKind kind() const override { return BackendKind::kCpu; }
   std::string device_name() const override {
-    const char* kernels = openblas_get_corename();
-    return "cpu (OpenBLAS " + std::string(kernels ? kernels : "?") + ", " +
-           std::to_string(threads_) + " threads)";
+    return "cpu (" + cpu::matmul_library_description() + ")";
   }
 
   std::shared_ptr<void> allocate(size_t bytes) override {
@@ -134,9 +128,6 @@ class CpuBackend final : public Backend {
                           uint64_t total_steps) override {
     cpu::advance_step_state(state, kl, opt, total_steps);
   }
-
- private:
-  int threads_;
 };
 
 }  // namespace
