@@ -106,7 +106,7 @@ def main():
     print(f"kill_test: seed {args.seed} (rerun with --seed {args.seed})")
     work = args.work or tempfile.mkdtemp(prefix="fusedvae_kill_")
     os.makedirs(work, exist_ok=True)
-    env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
 
     data = np.random.default_rng(0)
     x = (data.random((512, 64)) * 255).astype(np.uint8)
