@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "host/ops/parallel_cpu.h"
 #include "kernels/batch_gather_math.cuh"
 
 namespace fusedvae::cpu {
@@ -28,6 +29,7 @@ void gather_batch(const uint8_t* data_u8, const float* data_f32, int dim, const 
   math::check_gather_arguments(data_u8, data_f32, dim, first, rows, binarize, rng.draw_index);
   if (*first < 0) throw std::invalid_argument("gather_batch: *first must be >= 0");
   const uint64_t draw = binarize ? *rng.draw_index : 0;
+#pragma omp parallel for schedule(static) if (worth_threads(rows, dim))
   for (int r = 0; r < rows; ++r) {
     const int32_t source_row = perm[*first + r];
     const size_t src = static_cast<size_t>(source_row) * dim;

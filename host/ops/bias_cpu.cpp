@@ -6,6 +6,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "host/ops/parallel_cpu.h"
 #include "kernels/bias_math.cuh"
 
 namespace fusedvae::cpu {
@@ -21,6 +22,7 @@ void check_shape(int rows, int cols, const char* op) {
 
 void bias_add(float* y, const float* bias, int rows, int cols) {
   check_shape(rows, cols, "bias_add");
+#pragma omp parallel for schedule(static) if (worth_threads(rows, cols))
   for (int r = 0; r < rows; ++r)
     for (int c = 0; c < cols; ++c) y[static_cast<size_t>(r) * cols + c] += bias[c];
 }
@@ -28,10 +30,14 @@ void bias_add(float* y, const float* bias, int rows, int cols) {
 void bias_gradient(const float* dy, int rows, int cols, float* bias_grad) {
   check_shape(rows, cols, "bias_gradient");
   // The kernel's order (bias_math.cuh), a tile of columns at a time so that the row loop walks
-  // memory contiguously and the partials stay on the stack.
+  // memory contiguously and the partials stay on the stack; tiles are independent, one per
+  // thread at a time.
   constexpr int kTile = 64;
   constexpr int kLanes = math::kBiasGradRowLanes;
-  for (int c0 = 0; c0 < cols; c0 += kTile) {
+  const int tiles = (cols + kTile - 1) / kTile;
+#pragma omp parallel for schedule(static) if (worth_threads(rows, cols))
+  for (int tile = 0; tile < tiles; ++tile) {
+    const int c0 = tile * kTile;
     const int width = std::min(kTile, cols - c0);
     float partials[kLanes][kTile] = {};
     for (int r = 0; r < rows; ++r) {

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include "host/ops/parallel_cpu.h"
 #include "host/ops/vector_math.h"
 #include "kernels/recon_loss_math.cuh"
 
@@ -18,10 +19,11 @@ void recon_loss_forward_backward(const float* output, const float* target, int b
   const float grad_scale = loss_scale * batch_scale;
   // A chunk of a row's terms first (a loop without a reduction, which the compiler vectorises),
   // then their sum in double, in column order. The chunk lives on the stack: no allocation per
-  // call, which is once per training step.
+  // call, which is once per training step. Rows run on the pool; the batch's sum is taken after,
+  // in row order.
   constexpr int kChunk = 256;
   math::with_recon_kind(loss.kind, [&](auto kind) {
-    double batch_loss = 0.0;
+#pragma omp parallel for schedule(static) if (worth_threads(batch, dim))
     for (int row = 0; row < batch; ++row) {
       const float* out = output + static_cast<size_t>(row) * dim;
       const float* tgt = target + static_cast<size_t>(row) * dim;
@@ -39,8 +41,9 @@ void recon_loss_forward_backward(const float* output, const float* target, int b
         for (int col = 0; col < count; ++col) row_loss += term_loss[col];
       }
       loss_per_sample[row] = static_cast<float>(row_loss);
-      batch_loss += loss_per_sample[row];
     }
+    double batch_loss = 0.0;
+    for (int row = 0; row < batch; ++row) batch_loss += loss_per_sample[row];
     *loss_reduced = static_cast<float>(batch_loss) * batch_scale;
   });
 }

@@ -4,6 +4,7 @@
 
 #include <stdexcept>
 
+#include "host/ops/parallel_cpu.h"
 #include "kernels/philox_normal.cuh"
 #include "kernels/reparam_kl_math.cuh"
 
@@ -23,7 +24,7 @@ void forward(const float* mu, const float* logvar, int batch, int dim, EpsSource
   check_logvar_clamp(clamp, "reparam_kl_forward");
   const int groups = static_cast<int>(philox_groups_per_row(dim));
   const uint64_t draw = eps_source.draw();
-  double batch_kl = 0.0;
+#pragma omp parallel for schedule(static) if (worth_threads(batch, dim))
   for (int row = 0; row < batch; ++row) {
     const size_t base = static_cast<size_t>(row) * dim;
     double row_kl = 0.0;
@@ -38,8 +39,9 @@ void forward(const float* mu, const float* logvar, int batch, int dim, EpsSource
       }
     }
     kl_per_sample[row] = static_cast<float>(row_kl);
-    batch_kl += kl_per_sample[row];
   }
+  double batch_kl = 0.0;  // in row order, after the rows
+  for (int row = 0; row < batch; ++row) batch_kl += kl_per_sample[row];
   *kl_reduced = static_cast<float>(batch_kl) * batch_reduction_scale(reduction, batch);
 }
 
@@ -52,6 +54,7 @@ void backward(const float* dz, const float* mu, const float* logvar, int batch, 
   const float w = *kl_weight * (loss_scale * batch_reduction_scale(reduction, batch));
   const int groups = static_cast<int>(philox_groups_per_row(dim));
   const uint64_t draw = eps_source.draw();
+#pragma omp parallel for schedule(static) if (worth_threads(batch, dim))
   for (int row = 0; row < batch; ++row) {
     const size_t base = static_cast<size_t>(row) * dim;
     for (int g = 0; g < groups; ++g) {
