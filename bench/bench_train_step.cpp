@@ -7,6 +7,10 @@
 // Before a trainer is timed, one step of it on a fixed batch with given eps is checked against the
 // float64 model reference (step_validation.h); a trainer that fails is not timed.
 //
+// CPU rows also time the step's GEMM floor (its matrix products alone, between the steps) and
+// report the step as a share of it ("share_of_gemm_floor"), and an epoch against the time its steps
+// predict ("epoch_over_predicted").
+//
 // The GPU trainer is measured with its step captured as one CUDA graph and replayed ("cuda graph",
 // the default of training runs) and launching its kernels one by one ("kernel launches"): rows
 // carry "cuda_graph" (true/false; absent on the CPU) and "variant".
@@ -16,15 +20,18 @@
 // products, branch-free element-wise ops), and the PyTorch peer reads the real files.
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <exception>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "bench/bench_results.h"
 #include "bench/step_validation.h"
+#include "host/ops/matmul_cpu.h"
 #include "host/train/trainer.h"
 
 namespace fusedvae::bench {
@@ -84,9 +91,8 @@ TrainConfig train_config(const TrainShape& shape, bool tf32, bool cuda_graph) {
   return config;
 }
 
-// Matrix-product FLOPs of one step: forward, weight gradients, and input gradients of every layer
-// but the first (the data needs none). torch_peer.py and bench_numpy_ref.py count the same way.
-double step_flops(const TrainShape& shape) {
+// The (in, out) of every Linear layer of the model, encoder to decoder.
+std::vector<std::pair<int, int>> linear_layers(const TrainShape& shape) {
   std::vector<std::pair<int, int>> layers;
   int width = shape.input_dim;
   for (int h : shape.hidden) layers.push_back({width, h}), width = h;
@@ -96,6 +102,13 @@ double step_flops(const TrainShape& shape) {
   for (auto it = shape.hidden.rbegin(); it != shape.hidden.rend(); ++it)
     layers.push_back({width, *it}), width = *it;
   layers.push_back({width, shape.input_dim});
+  return layers;
+}
+
+// Matrix-product FLOPs of one step: forward, weight gradients, and input gradients of every layer
+// but the first (the data needs none). torch_peer.py and bench_numpy_ref.py count the same way.
+double step_flops(const TrainShape& shape) {
+  const std::vector<std::pair<int, int>> layers = linear_layers(shape);
   double macs = 0.0;
   for (const auto& [in, out] : layers) macs += static_cast<double>(in) * out;
   const double first = static_cast<double>(layers.front().first) * layers.front().second;
@@ -110,6 +123,46 @@ using Clock = std::chrono::steady_clock;
 double ms_since(Clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
 }
+
+// The CPU step's floor: the same matrix products a step makes (forward, weight gradient, and the
+// input gradient of every layer but the first), alone, back to back, with the fastest library
+// here (oneDNN: it beat OpenBLAS 0.3.21 on this project's shapes, see the commit that removed
+// OpenBLAS), on the same thread pool. No bias, activation or anything else: what is left between
+// this and the step is the step's own overhead.
+class GemmFloor {
+ public:
+  explicit GemmFloor(const TrainShape& shape) {
+    const std::vector<std::pair<int, int>> layers = linear_layers(shape);
+    size_t largest = 0;
+    for (size_t i = 0; i < layers.size(); ++i) {
+      const auto [in, out] = layers[i];
+      cpu::MatmulShape forward{shape.batch, out, in};
+      forward.transpose_b = true;
+      cpu::MatmulShape weight{out, in, shape.batch};
+      weight.transpose_a = true;
+      products_.emplace_back(forward);
+      products_.emplace_back(weight);
+      if (i > 0) products_.emplace_back(cpu::MatmulShape{shape.batch, in, out});
+      largest = std::max({largest, static_cast<size_t>(shape.batch) * std::max(in, out),
+                          static_cast<size_t>(in) * out});
+    }
+    // Operands with values like a step's (no denormals, no zeros that a library could skip).
+    a_.assign(largest, 0.5f);
+    b_.assign(largest, -0.25f);
+    c_.assign(largest, 0.0f);
+  }
+
+  double step_ms() {
+    const auto t0 = Clock::now();
+    for (const cpu::Matmul& product : products_)
+      product.run(a_.data(), b_.data(), nullptr, c_.data());
+    return ms_since(t0);
+  }
+
+ private:
+  std::vector<cpu::Matmul> products_;
+  std::vector<float> a_, b_, c_;
+};
 
 // Steps are timed in blocks that end with last_losses() (a synchronisation on the GPU): the
 // median over blocks of (block time / steps in block) is the per-step time, with the host's
@@ -131,15 +184,22 @@ nlohmann::json bench_trainer(Trainer* trainer, const TrainShape& shape, bool gpu
 
   const int block = gpu ? 20 : 1;
   const int blocks = std::max(1, steps / block);
-  std::vector<double> per_step_ms;
-  const auto t_all = Clock::now();
+  // On the CPU the GEMM floor is timed between the steps, one floor per step, so that both see
+  // the same machine state (a neighbour's load, the clock) and their ratio is fair.
+  std::unique_ptr<GemmFloor> floor = gpu ? nullptr : std::make_unique<GemmFloor>(shape);
+  if (floor) floor->step_ms();  // the products' first run: oneDNN's lazy set-up
+  std::vector<double> per_step_ms, floor_ms;
+  double steps_wall_ms = 0.0;
   for (int b = 0; b < blocks; ++b) {
     const auto t0 = Clock::now();
     for (int i = 0; i < block; ++i) next_step();
     trainer->last_losses();
-    per_step_ms.push_back(ms_since(t0) / block);
+    const double block_ms = ms_since(t0);
+    steps_wall_ms += block_ms;
+    per_step_ms.push_back(block_ms / block);
+    if (floor) floor_ms.push_back(floor->step_ms());
   }
-  const double mean_ms = ms_since(t_all) / (blocks * block);
+  const double mean_ms = steps_wall_ms / (blocks * block);
   const StepLosses last = trainer->last_losses();
   const TimeStats stats = summarize(per_step_ms);
 
@@ -182,6 +242,19 @@ nlohmann::json bench_trainer(Trainer* trainer, const TrainShape& shape, bool gpu
                         {"final_loss", final_losses.loss},
                         {"finite", finite}};
   row["epoch_s"] = epoch ? nlohmann::json(epoch_s) : nlohmann::json(nullptr);
+  if (floor) {
+    const TimeStats floor_stats = summarize(floor_ms);
+    row["gemm_floor_ms"] = floor_stats.median_ms;
+    row["share_of_gemm_floor"] = floor_stats.median_ms / stats.median_ms;
+    std::printf(
+        "%-18s GEMM floor (the step's products alone, oneDNN) %.3f ms: the step runs at "
+        "%.0f%% of it\n",
+        shape.name.c_str(), floor_stats.median_ms, 100.0 * floor_stats.median_ms / stats.median_ms);
+  }
+  if (epoch) {
+    // A whole epoch (shuffle and the epoch's start included) against what its steps predict.
+    row["epoch_over_predicted"] = epoch_s * 1e3 / (per_epoch * stats.median_ms);
+  }
   if (gpu) {
     row["cuda_graph"] = cuda_graph;
     row["variant"] = variant_name(gpu, cuda_graph);
@@ -200,7 +273,10 @@ const std::vector<Column> kColumns = {
     {"max", "step_max_ms", 3},
     {"images/s", "images_per_s", 0},
     {"TFLOP/s", "tflops", 3},
+    {"GEMM floor ms", "gemm_floor_ms", 3},
+    {"share of floor", "share_of_gemm_floor", 2},
     {"epoch s", "epoch_s", 2},
+    {"epoch / predicted", "epoch_over_predicted", 2},
     {"steps timed", "steps_timed"},
     {"final loss", "final_loss", 2},
     {"validation: worst share of tol", "validation_worst_share", 4},

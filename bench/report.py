@@ -21,6 +21,9 @@ import sys
 # >= 30x PyTorch eager and >= 3x torch.compile at batch 128, >= 1.3x torch.compile at batch 4096.
 KERNEL_LARGE_ELEMENTS = 64 * 1024 * 1024  # "bandwidth-bound (>= 64M elements)"
 KERNEL_COPY_SHARE = 0.90
+# The CPU training step: >= 90% of its GEMM floor (bench_train_step times the step's matrix
+# products alone, in the same run) at both benchmark batches.
+CPU_FLOOR_SHARE = 0.90
 KERNEL_SPEEDUP = 4.0
 TRAIN_TARGETS = {  # batch: [(torch variant family, minimum speed-up of fusedvae's GPU step)]
     128: [("eager", 30.0), ("compile", 3.0)],
@@ -204,6 +207,7 @@ def train_section(rows, lines, verdicts):
                       and not on_cpu(r)]
     gpu_fused = fastest_fused(rows, cpu=False)
     graph_section(fused_gpu_rows, lines)
+    cpu_floor_section(rows, lines, verdicts)
     torch_cuda = [r for r in rows if r["who"] == "torch" and not r["failed"] and not on_cpu(r)]
     for cpu, title in ((False, "fusedvae GPU step speed-up over each PyTorch variant (same "
                                "precision; the fastest fusedvae variant):"),
@@ -238,6 +242,36 @@ def train_section(rows, lines, verdicts):
                 verdicts.append((f"train step batch {batch}{tag}: {speedup:.2f}x torch "
                                  f"{best['variant']} (fastest {family}; target >= {minimum}x)"
                                  f"{by}", speedup >= minimum))
+
+
+def cpu_floor_section(rows, lines, verdicts):
+    """fusedvae's CPU step against its GEMM floor, beside PyTorch's fastest CPU variant at the same
+    batch (its share of the same floor, and fusedvae's speed-up over it)."""
+    fused = [r for r in rows if r["who"] == "fusedvae" and not r["failed"] and on_cpu(r)
+             and r.get("gemm_floor_ms")]
+    if not fused:
+        return
+    lines.append("CPU step against its GEMM floor (the step's matrix products alone, timed between "
+                 "the steps of the same run):\n")
+    table_rows = []
+    for f in fused:
+        torch_rows = [t for t in rows if t["who"] == "torch" and not t["failed"] and on_cpu(t)
+                      and t["batch"] == f["batch"] and t["config"] == f["config"]]
+        best = min(torch_rows, key=lambda t: t["step_median_ms"]) if torch_rows else None
+        floor = f["gemm_floor_ms"]
+        share = floor / f["step_median_ms"]
+        table_rows.append([f["config"], str(f["batch"]), f["step_median_ms"], floor, share,
+                           f.get("epoch_over_predicted"),
+                           best["label"] if best else "-",
+                           best["step_median_ms"] if best else None,
+                           floor / best["step_median_ms"] if best else None,
+                           best["step_median_ms"] / f["step_median_ms"] if best else None])
+        verdicts.append((f"CPU step batch {f['batch']} ({f['config']}): {share:.0%} of its GEMM "
+                         f"floor (target >= {CPU_FLOOR_SHARE:.0%})", share >= CPU_FLOOR_SHARE))
+    lines.append(table(["config", "batch", "step ms", "GEMM floor ms", "share of floor",
+                        "epoch / predicted", "PyTorch fastest", "its step ms", "its share",
+                        "fusedvae speed-up"], table_rows))
+    lines.append("")
 
 
 def graph_section(fused_gpu_rows, lines):

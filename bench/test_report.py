@@ -56,7 +56,10 @@ def main():
             {"config": "b", "batch": 4096, "implementation": "fusedvae", "device": "NVIDIA fixture",
              "step_median_ms": 1.0, "images_per_s": 4.1e6, "epoch_s": 0.02},
             {"config": "a", "batch": 128, "implementation": "fusedvae", "device": "cpu fixture",
-             "step_median_ms": 4.0, "images_per_s": 3.2e4, "epoch_s": 2.0}]})
+             "step_median_ms": 4.0, "images_per_s": 3.2e4, "epoch_s": 2.0,
+             "gemm_floor_ms": 3.0, "epoch_over_predicted": 1.5},
+            {"config": "b", "batch": 4096, "implementation": "fusedvae", "device": "cpu fixture",
+             "step_median_ms": 100.0, "images_per_s": 4.1e4, "gemm_floor_ms": 95.0}]})
         write(folder, "numpy_ref.json", {"header": {}, "rows": [
             {"config": "a", "batch": 128, "implementation": "numpy float64 reference",
              "precision": "fp64", "device": "cpu fixture (numpy)", "step_median_ms": 10.0,
@@ -111,6 +114,12 @@ def main():
         expect("| a | 128 | fp32 | fusedvae (cuda graph) | torch eager | 40.00 | - |" in out,
                "the GPU speed-up table pairs the fastest fusedvae variant with each torch one")
         expect("1.00x torch" not in out, "a CPU row is not judged against the GPU targets")
+        # The CPU step against its GEMM floor: 3 / 4 = 75% (MISSED), 95 / 100 = 95% (met).
+        expect("- MISSED: CPU step batch 128 (a): 75% of its GEMM floor (target >= 90%)" in out,
+               "a CPU step below 90% of its floor is MISSED")
+        expect("- met: CPU step batch 4096 (b): 95% of its GEMM floor" in out,
+               "a CPU step above 90% of its floor is met")
+        expect("| a | 128 | 4.00 | 3.00 | 0.75 | 1.50 |" in out, "the floor table row")
         expect(os.path.exists(os.path.join(folder, "summary.md")), "summary.md is written")
         os.remove(os.path.join(folder, "numpy_ref.json"))
         missing = run(folder)
