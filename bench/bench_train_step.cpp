@@ -60,6 +60,7 @@ struct Options {
   bool epoch = true;
   bool tf32 = false;
   std::string cuda_graph = "both";  // on | off | both (GPU only)
+  std::string config;               // one configuration by name; empty: all
 };
 
 Dataset synthetic_dataset(int rows, int dim) {
@@ -301,6 +302,7 @@ int run(const Options& options) {
   }
   const auto& shapes = options.smoke ? kSmokeShapes : kFullShapes;
   for (const TrainShape& shape : shapes) {
+    if (!options.config.empty() && shape.name != options.config) continue;
     const Dataset data = synthetic_dataset(options.smoke ? 512 : options.rows, shape.input_dim);
     // (backend, CUDA graph) pairs; the CPU trainer has no graph to switch.
     std::vector<std::pair<bool, bool>> runs;
@@ -373,6 +375,11 @@ int main(int argc, char** argv) {
   app.add_option("--rows", options.rows, "rows of the synthetic training set")
       ->check(CLI::Range(4096, 10000000));
   app.add_flag("!--no-epoch", options.epoch, "skip the epoch timing");
+  app.add_option("--config", options.config, "only this configuration")->check(CLI::IsMember([] {
+    std::vector<std::string> names;
+    for (const auto& shape : fusedvae::bench::kFullShapes) names.push_back(shape.name);
+    return names;
+  }()));
   app.add_option("--cuda-graph", options.cuda_graph,
                  "GPU step captured as a CUDA graph (on), launched kernel by kernel (off), or "
                  "both, one row each")
