@@ -986,15 +986,28 @@ void* dynamic_shared_memory(size_t align) {
   return g_launch.dynamic_shared;
 }
 
-cudaError_t run_launch(const char* kernel_name, dim3 grid, dim3 block, size_t shared_bytes,
-                       const std::vector<PointerArg>& pointers, Body body) {
+// Per-block shared memory of H100/H200: 48 KB unless the kernel opts in, up to 227 KB.
+constexpr size_t kDefaultSharedBytes = 48 * 1024;
+constexpr size_t kOptInSharedBytes = 227 * 1024;
+
+// Dynamic shared memory a kernel opted into with cudaFuncSetAttribute, beyond the default 48 KB.
+std::map<const void*, int>& shared_opt_in() {
+  static std::map<const void*, int> opt_in;
+  return opt_in;
+}
+
+cudaError_t run_launch(const char* kernel_name, const void* kernel, dim3 grid, dim3 block,
+                       size_t shared_bytes, const std::vector<PointerArg>& pointers, Body body) {
   // What CUDA refuses at launch (cudaErrorInvalidConfiguration / InvalidValue).
   const uint64_t threads_per_block = static_cast<uint64_t>(block.x) * block.y * block.z;
   if (block.x < 1 || block.y < 1 || block.z < 1 || block.x > 1024 || block.y > 1024 ||
       block.z > 64 || threads_per_block > 1024 || grid.x < 1 || grid.y < 1 || grid.z < 1 ||
       grid.x > 2147483647u || grid.y > 65535 || grid.z > 65535)
     return cudaErrorInvalidConfiguration;
-  if (shared_bytes > 48 * 1024) return cudaErrorInvalidValue;
+  const auto opt_in = shared_opt_in().find(kernel);
+  const size_t shared_limit =
+      opt_in != shared_opt_in().end() ? static_cast<size_t>(opt_in->second) : kDefaultSharedBytes;
+  if (shared_bytes > shared_limit) return cudaErrorInvalidValue;
   if (g_thread != nullptr && g_thread->state == State::kRunnable && g_run.kernel_name)
     throw Error(
         "SIMT harness: a launch from inside a kernel (dynamic parallelism) is not supported");
@@ -1349,6 +1362,33 @@ cudaError_t CUDARTAPI cudaGetDevice(int* device) {
 }
 cudaError_t CUDARTAPI cudaSetDevice(int device) {
   return device == 0 ? cudaSuccess : record(cudaErrorInvalidDevice);
+}
+
+// The emulated device: H100/H200's per-block shared memory (48 KB by default, 227 KB opted in),
+// and a few SMs, so that grids sized from the SM count stay small under the emulator.
+cudaError_t CUDARTAPI cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int device) {
+  if (device != 0) return record(cudaErrorInvalidDevice);
+  switch (attr) {
+    case cudaDevAttrMaxSharedMemoryPerBlockOptin:
+      *value = static_cast<int>(fusedvae::simt::detail::kOptInSharedBytes);
+      return cudaSuccess;
+    case cudaDevAttrMaxSharedMemoryPerBlock:
+      *value = static_cast<int>(fusedvae::simt::detail::kDefaultSharedBytes);
+      return cudaSuccess;
+    case cudaDevAttrMultiProcessorCount:
+      *value = 4;
+      return cudaSuccess;
+    default:
+      return record(cudaErrorNotSupported);
+  }
+}
+
+cudaError_t CUDARTAPI cudaFuncSetAttribute(const void* func, cudaFuncAttribute attr, int value) {
+  if (attr != cudaFuncAttributeMaxDynamicSharedMemorySize) return record(cudaErrorNotSupported);
+  if (value < 0 || static_cast<size_t>(value) > fusedvae::simt::detail::kOptInSharedBytes)
+    return record(cudaErrorInvalidValue);
+  fusedvae::simt::detail::shared_opt_in()[func] = value;
+  return cudaSuccess;
 }
 
 // Streams are an ordering the emulator has anyway (every launch completes before it returns).
