@@ -6,6 +6,7 @@
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstring>
@@ -14,6 +15,8 @@
 #include <string>
 #include <vector>
 
+#include "host/train/gpu/gru_gpu.h"
+#include "kernels/cuda_check.h"
 #include "kernels/gru.h"
 #include "tests/support/test_support.h"
 
@@ -409,6 +412,328 @@ TEST(GruKernelsGpu, PersistentFitsOnlyWhatTheDeviceHolds) {
   EXPECT_FALSE(gpu::gru_persistent_fits(64, gpu::kGruPersistentMaxRows + 1, h100));
   gpu::GruDirectionParams none[1];
   EXPECT_THROW(gpu::gru_persistent_forward(none, 1, 2, 3, 4, 0, nullptr, nullptr),
+               std::invalid_argument);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The whole op against a long-double GRU (forward and backward through time, every layer and
+// direction), written here from nn.GRU's equations independently of kernels/gru_math.cuh.
+
+using gpu::GruShape;
+
+struct GruRef {
+  std::vector<Real> output, h_n, d_x, d_h0, d_params;
+};
+
+GruRef gru_ref(const GruShape& sh, const std::vector<float>& params, const std::vector<float>& x,
+               const std::vector<float>* h0, const std::vector<float>& d_output,
+               const std::vector<float>* d_h_n) {
+  const int B = sh.batch, T = sh.steps, H = sh.hidden, dirs = sh.directions(), L = sh.layers;
+  const size_t BH = static_cast<size_t>(B) * H;
+  const int F = dirs * H;
+  GruRef r;
+  r.h_n.assign(static_cast<size_t>(L) * dirs * BH, 0);
+  r.d_h0.assign(r.h_n.size(), 0);
+  r.d_params.assign(params.size(), 0);
+  // Per layer: its input sequence; per layer and direction: hs [T+1][B][H] and gates [T][B][4].
+  std::vector<std::vector<Real>> inputs(L + 1);
+  inputs[0].assign(x.begin(), x.end());
+  std::vector<std::vector<Real>> hs(L * dirs), gates(L * dirs);
+  for (int l = 0; l < L; ++l) {
+    const int in = sh.layer_input(l);
+    inputs[l + 1].assign(static_cast<size_t>(B) * T * F, 0);
+    for (int d = 0; d < dirs; ++d) {
+      const gpu::GruTensorOffsets o = gpu::gru_param_offsets(sh, l, d);
+      const float* w_ih = &params[o.weight_ih];
+      const float* w_hh = &params[o.weight_hh];
+      const float* b_ih = &params[o.bias_ih];
+      const float* b_hh = &params[o.bias_hh];
+      std::vector<Real>& h = hs[l * dirs + d];
+      std::vector<Real>& g = gates[l * dirs + d];
+      h.assign((T + 1) * BH, 0);
+      g.assign(static_cast<size_t>(T) * BH * 4, 0);
+      if (h0 != nullptr)
+        for (size_t i = 0; i < BH; ++i) h[i] = (*h0)[(l * dirs + d) * BH + i];
+      for (int s = 0; s < T; ++s) {
+        const int t = d == 1 ? T - 1 - s : s;
+        for (int b = 0; b < B; ++b) {
+          const Real* xt = &inputs[l][(static_cast<size_t>(b) * T + t) * in];
+          const Real* hp = &h[s * BH + static_cast<size_t>(b) * H];
+          for (int j = 0; j < H; ++j) {
+            Real gi[3], gh[3];
+            for (int q = 0; q < 3; ++q) {
+              const int row = q * H + j;
+              gi[q] = b_ih[row];
+              for (int i = 0; i < in; ++i)
+                gi[q] += Real(w_ih[static_cast<size_t>(row) * in + i]) * xt[i];
+              gh[q] = b_hh[row];
+              for (int k = 0; k < H; ++k)
+                gh[q] += Real(w_hh[static_cast<size_t>(row) * H + k]) * hp[k];
+            }
+            const CellRef c = cell_forward_ref(gi[0], gi[1], gi[2], gh[0], gh[1], gh[2], hp[j]);
+            h[(s + 1) * BH + static_cast<size_t>(b) * H + j] = c.h_next;
+            Real* gg = &g[((static_cast<size_t>(s) * B + b) * H + j) * 4];
+            gg[0] = c.r, gg[1] = c.z, gg[2] = c.n, gg[3] = c.gh_n;
+            inputs[l + 1][(static_cast<size_t>(b) * T + t) * F + d * H + j] = c.h_next;
+          }
+        }
+      }
+      for (size_t i = 0; i < BH; ++i) r.h_n[(l * dirs + d) * BH + i] = h[T * BH + i];
+    }
+  }
+  r.output = inputs[L];
+
+  std::vector<Real> dy(d_output.begin(), d_output.end());
+  for (int l = L - 1; l >= 0; --l) {
+    const int in = sh.layer_input(l);
+    std::vector<Real> dx(static_cast<size_t>(B) * T * in, 0);
+    for (int d = 0; d < dirs; ++d) {
+      const gpu::GruTensorOffsets o = gpu::gru_param_offsets(sh, l, d);
+      const float* w_ih = &params[o.weight_ih];
+      const float* w_hh = &params[o.weight_hh];
+      const std::vector<Real>& h = hs[l * dirs + d];
+      const std::vector<Real>& g = gates[l * dirs + d];
+      std::vector<Real> dh(BH, 0);
+      if (d_h_n != nullptr)
+        for (size_t i = 0; i < BH; ++i) dh[i] = (*d_h_n)[(l * dirs + d) * BH + i];
+      for (int s = T - 1; s >= 0; --s) {
+        const int t = d == 1 ? T - 1 - s : s;
+        std::vector<Real> dh_prev(BH, 0);
+        for (int b = 0; b < B; ++b) {
+          const Real* xt = &inputs[l][(static_cast<size_t>(b) * T + t) * in];
+          const Real* hp = &h[s * BH + static_cast<size_t>(b) * H];
+          for (int j = 0; j < H; ++j) {
+            const Real* gg = &g[((static_cast<size_t>(s) * B + b) * H + j) * 4];
+            const Real rr = gg[0], z = gg[1], n = gg[2], gh_n = gg[3];
+            const size_t i = static_cast<size_t>(b) * H + j;
+            const Real dht = dy[(static_cast<size_t>(b) * T + t) * F + d * H + j] + dh[i];
+            const Real dn = dht * (1 - z) * (1 - n * n);
+            const Real dgi[3] = {dn * gh_n * rr * (1 - rr), dht * (hp[j] - n) * z * (1 - z), dn};
+            const Real dgh[3] = {dgi[0], dgi[1], dn * rr};
+            dh_prev[i] += dht * z;
+            for (int q = 0; q < 3; ++q) {
+              const int row = q * H + j;
+              r.d_params[o.bias_ih + row] += dgi[q];
+              r.d_params[o.bias_hh + row] += dgh[q];
+              for (int k = 0; k < in; ++k) {
+                r.d_params[o.weight_ih + static_cast<size_t>(row) * in + k] += dgi[q] * xt[k];
+                dx[(static_cast<size_t>(b) * T + t) * in + k] +=
+                    dgi[q] * Real(w_ih[static_cast<size_t>(row) * in + k]);
+              }
+              for (int k = 0; k < H; ++k) {
+                r.d_params[o.weight_hh + static_cast<size_t>(row) * H + k] += dgh[q] * hp[k];
+                dh_prev[static_cast<size_t>(b) * H + k] +=
+                    dgh[q] * Real(w_hh[static_cast<size_t>(row) * H + k]);
+              }
+            }
+          }
+        }
+        dh = dh_prev;
+      }
+      for (size_t i = 0; i < BH; ++i) r.d_h0[(l * dirs + d) * BH + i] = dh[i];
+    }
+    dy = dx;
+  }
+  r.d_x = dy;
+  return r;
+}
+
+struct OpCase {
+  std::string name;
+  GruShape shape;
+  bool with_h0, with_d_h_n;
+};
+
+std::vector<OpCase> small_op_cases() {
+  return {
+      {"B1 T1 C1 H1", {1, 1, 1, 1, 1, false}, false, false},
+      {"B3 T5 C7 H9, 2 layers bidirectional, h0", {3, 5, 7, 9, 2, true}, true, true},
+      {"B2 T6 C2 H5, bidirectional", {2, 6, 2, 5, 1, true}, false, true},
+      {"B4 T3 C3 H4, 2 layers", {4, 3, 3, 4, 2, false}, true, false},
+  };
+}
+
+struct OpInputs {
+  std::vector<float> params, x, h0, d_output, d_h_n;
+};
+
+OpInputs op_inputs(const GruShape& sh, uint32_t seed) {
+  const float bound = 1.0f / std::sqrt(static_cast<float>(sh.hidden));  // nn.GRU's init
+  const size_t states = static_cast<size_t>(sh.layers) * sh.directions() * sh.batch * sh.hidden;
+  const size_t seq = static_cast<size_t>(sh.batch) * sh.steps;
+  OpInputs in;
+  in.params = uniform(gpu::gru_param_count(sh), -bound, bound, seed);
+  in.x = uniform(seq * sh.input, -2.0f, 2.0f, seed + 1);
+  in.h0 = uniform(states, -1.0f, 1.0f, seed + 2);
+  in.d_output = uniform(seq * sh.output_features(), -1.0f, 1.0f, seed + 3);
+  in.d_h_n = uniform(states, -1.0f, 1.0f, seed + 4);
+  return in;
+}
+
+struct OpOutputs {
+  std::vector<float> output, h_n, d_x, d_h0, d_params;
+};
+
+OpOutputs run_op(const OpCase& c, const OpInputs& in, const gpu::GruGpuOptions& options) {
+  const GruShape& sh = c.shape;
+  gpu::GruGpu gru(sh, options);
+  // Every case's W_hh up to H = 128 fits an H100/H200 block (and the SIMT harness's emulated one).
+  if (!options.allow_persistent || sh.hidden > 128) EXPECT_FALSE(gru.persistent());
+  if (options.allow_persistent && sh.hidden <= 64) EXPECT_TRUE(gru.persistent());
+  DeviceBuffer params(in.params), x(in.x), h0(in.h0), d_output(in.d_output), d_h_n(in.d_h_n);
+  const size_t states = in.h0.size();
+  DeviceBuffer output(in.d_output.size()), h_n(states), d_x(in.x.size()), d_h0(states),
+      d_params(in.params.size());
+  gru.forward_train(params.get(), x.get(), c.with_h0 ? h0.get() : nullptr, output.get(), h_n.get(),
+                    nullptr);
+  gru.backward(params.get(), x.get(), d_output.get(), c.with_d_h_n ? d_h_n.get() : nullptr,
+               d_x.get(), d_h0.get(), d_params.get(), nullptr);
+  FUSEDVAE_CUDA_CHECK(cudaDeviceSynchronize());
+  OpOutputs out{output.to_host(), h_n.to_host(), d_x.to_host(), d_h0.to_host(), d_params.to_host()};
+  for (const auto& [name, v] :
+       {std::pair<const char*, const std::vector<float>*>{"output", &out.output},
+        {"h_n", &out.h_n},
+        {"d_x", &out.d_x},
+        {"d_h0", &out.d_h0},
+        {"d_params", &out.d_params}})
+    test::expect_all_written(*v, name);
+  return out;
+}
+
+// Errors grow at most linearly along the chain of steps and layers (each step's products add
+// about (32 + 2 sqrt(width)) roundings relative to the tensor's scale, where width is the longest
+// dot product, as in sequence_tol); the weight and bias gradients are sums over all B * T steps
+// and rows, whose rounding error grows with their count. Relative to the largest |value| of the
+// tensor, since a gradient is a sum of terms of both signs.
+Tolerance op_tol(const GruShape& sh, const std::vector<Real>& ref, bool summed_over_steps) {
+  Real scale = 0;
+  for (const Real v : ref) scale = std::fabs(v) > scale ? std::fabs(v) : scale;
+  const int width = std::max(sh.input, 3 * sh.hidden);
+  double factor = (sh.steps + 1) * sh.layers * (32 + 2 * std::sqrt(static_cast<double>(width)));
+  if (summed_over_steps) factor *= std::sqrt(static_cast<double>(sh.batch) * sh.steps);
+  return {factor * kU * static_cast<double>(scale > 0 ? scale : 1), 8 * kU};
+}
+
+void check_op(const OpCase& c, const OpInputs& in, const OpOutputs& got, const std::string& tag) {
+  const GruShape& sh = c.shape;
+  const GruRef ref = gru_ref(sh, in.params, in.x, c.with_h0 ? &in.h0 : nullptr, in.d_output,
+                             c.with_d_h_n ? &in.d_h_n : nullptr);
+  test::expect_close("output" + tag, got.output, to_double(ref.output), nullptr,
+                     op_tol(sh, ref.output, false));
+  test::expect_close("h_n" + tag, got.h_n, to_double(ref.h_n), nullptr, op_tol(sh, ref.h_n, false));
+  test::expect_close("d_x" + tag, got.d_x, to_double(ref.d_x), nullptr, op_tol(sh, ref.d_x, false));
+  test::expect_close("d_h0" + tag, got.d_h0, to_double(ref.d_h0), nullptr,
+                     op_tol(sh, ref.d_h0, false));
+  // Each parameter tensor on its own, named as PyTorch names it.
+  for (int l = 0; l < sh.layers; ++l)
+    for (int d = 0; d < sh.directions(); ++d) {
+      const gpu::GruTensorOffsets o = gpu::gru_param_offsets(sh, l, d);
+      const std::string suffix = std::to_string(l) + (d == 1 ? "_reverse" : "");
+      const size_t ends[] = {o.weight_hh, o.bias_ih, o.bias_hh, o.bias_hh + 3 * sh.hidden};
+      const size_t begins[] = {o.weight_ih, o.weight_hh, o.bias_ih, o.bias_hh};
+      const char* names[] = {"weight_ih_l", "weight_hh_l", "bias_ih_l", "bias_hh_l"};
+      for (int q = 0; q < 4; ++q) {
+        const std::vector<float> g(got.d_params.begin() + begins[q],
+                                   got.d_params.begin() + ends[q]);
+        const std::vector<Real> r(ref.d_params.begin() + begins[q], ref.d_params.begin() + ends[q]);
+        test::expect_close(std::string("d ") + names[q] + suffix + tag, g, to_double(r), nullptr,
+                           op_tol(sh, r, true));
+      }
+    }
+}
+
+void expect_same_outputs(const OpOutputs& a, const OpOutputs& b, const std::string& tag) {
+  test::expect_bitwise_equal(a.output, b.output, "output" + tag);
+  test::expect_bitwise_equal(a.h_n, b.h_n, "h_n" + tag);
+  test::expect_bitwise_equal(a.d_x, b.d_x, "d_x" + tag);
+  test::expect_bitwise_equal(a.d_h0, b.d_h0, "d_h0" + tag);
+  test::expect_bitwise_equal(a.d_params, b.d_params, "d_params" + tag);
+}
+
+// The op with the reference products (kernels/reference_matmul.h): its orchestration (strides,
+// step order, directions, layers, the persistent path, the bias reductions) on the SIMT harness.
+TEST(GruOpGpu, ReferenceProductsMatchLongDouble) {
+  FUSEDVAE_REQUIRE_GPU();
+  uint32_t seed = 100;
+  for (const OpCase& c : small_op_cases()) {
+    SCOPED_TRACE(c.name);
+    const OpInputs in = op_inputs(c.shape, seed += 10);
+    for (const bool persistent : {false, true}) {
+      gpu::GruGpuOptions options;
+      options.reference_products = true;
+      options.allow_persistent = persistent;
+      const std::string tag = persistent ? " (persistent)" : " (per step)";
+      const OpOutputs got = run_op(c, in, options);
+      check_op(c, in, got, tag);
+      expect_same_outputs(run_op(c, in, options), got, tag + ", second run");
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The op with cuBLASLt: GPU-only.
+
+TEST(GruGpu, MatchesLongDouble) {
+  FUSEDVAE_REQUIRE_GPU();
+  std::vector<OpCase> cases = small_op_cases();
+  // DyAD's encoder shape, scaled down in B for the reference's time; T long enough for drift.
+  cases.push_back({"B4 T128 C7 H64, 2 layers bidirectional", {4, 128, 7, 64, 2, true}, true, true});
+  cases.push_back({"B2 T16 C2 H160 (per step only)", {2, 16, 2, 160, 1, true}, false, true});
+  uint32_t seed = 200;
+  for (const OpCase& c : cases) {
+    SCOPED_TRACE(c.name);
+    const OpInputs in = op_inputs(c.shape, seed += 10);
+    for (const bool persistent : {false, true}) {
+      gpu::GruGpuOptions options;
+      options.allow_persistent = persistent;
+      const std::string tag = persistent ? " (persistent)" : " (per step)";
+      const OpOutputs got = run_op(c, in, options);
+      check_op(c, in, got, tag);
+      expect_same_outputs(run_op(c, in, options), got, tag + ", second run");
+    }
+  }
+}
+
+TEST(GruGpu, CapturedGraphGivesTheEagerBits) {
+  FUSEDVAE_REQUIRE_GPU();
+  const OpCase c{"B3 T5 C7 H9, 2 layers bidirectional", {3, 5, 7, 9, 2, true}, true, true};
+  const OpInputs in = op_inputs(c.shape, 300);
+  const OpOutputs eager = run_op(c, in, {});
+  gpu::GruGpu gru(c.shape);
+  DeviceBuffer params(in.params), x(in.x), h0(in.h0), d_output(in.d_output), d_h_n(in.d_h_n);
+  DeviceBuffer output(in.d_output.size()), h_n(in.h0.size()), d_x(in.x.size()), d_h0(in.h0.size()),
+      d_params(in.params.size());
+  cudaStream_t stream = nullptr;
+  FUSEDVAE_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  cudaGraph_t graph = nullptr;
+  cudaGraphExec_t exec = nullptr;
+  FUSEDVAE_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+  gru.forward_train(params.get(), x.get(), h0.get(), output.get(), h_n.get(), stream);
+  gru.backward(params.get(), x.get(), d_output.get(), d_h_n.get(), d_x.get(), d_h0.get(),
+               d_params.get(), stream);
+  FUSEDVAE_CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
+  FUSEDVAE_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+  for (int replay = 0; replay < 2; ++replay) {
+    FUSEDVAE_CUDA_CHECK(cudaGraphLaunch(exec, stream));
+    FUSEDVAE_CUDA_CHECK(cudaStreamSynchronize(stream));
+    const OpOutputs got{output.to_host(), h_n.to_host(), d_x.to_host(), d_h0.to_host(),
+                        d_params.to_host()};
+    expect_same_outputs(got, eager, " (graph replay " + std::to_string(replay) + ")");
+  }
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+  cudaStreamDestroy(stream);
+}
+
+TEST(GruGpu, RejectsBadShapesAndMisalignedBuffers) {
+  FUSEDVAE_REQUIRE_GPU();
+  EXPECT_THROW(gpu::GruGpu({0, 1, 1, 1, 1, false}), std::invalid_argument);
+  EXPECT_THROW(gpu::GruGpu({1, 1, 1, 1, 0, false}), std::invalid_argument);
+  gpu::GruGpu gru({2, 3, 4, 5, 1, false});
+  DeviceBuffer params(gpu::gru_param_count(gru.shape()) + 1), x(2 * 3 * 4 + 1), out(2 * 3 * 5);
+  EXPECT_THROW(gru.forward_train(params.get() + 1, x.get(), nullptr, out.get(), nullptr, nullptr),
+               std::invalid_argument);
+  EXPECT_THROW(gru.forward_train(params.get(), x.get() + 1, nullptr, out.get(), nullptr, nullptr),
                std::invalid_argument);
 }
 

@@ -1404,6 +1404,25 @@ cudaError_t CUDARTAPI cudaStreamDestroy(cudaStream_t) {
   return cudaSuccess;
 }
 
+// Events order streams (a fork to a second stream and a join back), which every launch already is:
+// a record and a wait have nothing left to do. Timing is not emulated.
+cudaError_t CUDARTAPI cudaEventCreateWithFlags(cudaEvent_t* event, unsigned int flags) {
+  if (event == nullptr || (flags & cudaEventDisableTiming) == 0)
+    return record(cudaErrorNotSupported);
+  static int handles[1];
+  *event = reinterpret_cast<cudaEvent_t>(&handles[0]);
+  return cudaSuccess;
+}
+cudaError_t CUDARTAPI cudaEventRecord(cudaEvent_t, cudaStream_t) {
+  return cudaSuccess;
+}
+cudaError_t CUDARTAPI cudaStreamWaitEvent(cudaStream_t, cudaEvent_t, unsigned int) {
+  return cudaSuccess;
+}
+cudaError_t CUDARTAPI cudaEventDestroy(cudaEvent_t) {
+  return cudaSuccess;
+}
+
 // CUDA graphs stay GPU-only.
 cudaError_t CUDARTAPI cudaStreamBeginCapture(cudaStream_t, enum cudaStreamCaptureMode) {
   return record(cudaErrorNotSupported);
