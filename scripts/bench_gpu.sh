@@ -105,8 +105,8 @@ if run_stage gru; then
   fi
   sync_out
   echo "== GRU, PyTorch nn.GRU eager and torch.compile"
-  timeout 420 python3 bench/bench_gru_torch.py --json "$results/gru_torch.json" 2>&1 |
-    tee "$results/bench_gru_torch.log"
+  timeout 420 python3 bench/bench_gru_gpu_torch.py --json "$results/gru_gpu_torch.json" 2>&1 |
+    tee "$results/bench_gru_gpu_torch.log"
   [ "${PIPESTATUS[0]}" = 0 ] || status=1
   sync_out
 fi

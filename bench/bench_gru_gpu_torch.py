@@ -8,7 +8,7 @@ Each variant is validated before it is timed: its output and gradients on the fi
 batch (rows are independent) against nn.GRU in float64 on the CPU with the same parameters.
 Times are medians of CUDA-event intervals.
 
-  python3 bench/bench_gru_torch.py [--smoke] [--json FILE] [--variants eager,compile]
+  python3 bench/bench_gru_gpu_torch.py [--smoke] [--json FILE] [--variants eager,compile]
 Exits 77 (skipped) without PyTorch or without a CUDA device.
 """
 import argparse
@@ -35,10 +35,10 @@ def main():
     try:
         import torch
     except ImportError:
-        print("bench_gru_torch: PyTorch is not installed: skipped")
+        print("bench_gru_gpu_torch: PyTorch is not installed: skipped")
         return 77
     if not torch.cuda.is_available():
-        print("bench_gru_torch: no CUDA device: skipped")
+        print("bench_gru_gpu_torch: no CUDA device: skipped")
         return 77
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
@@ -89,7 +89,7 @@ def main():
             row[f"{variant}_max_rel_diff"] = errs
             row[f"{variant}_valid"] = valid
             if not valid:
-                print(f"bench_gru_torch: {variant} H={hidden} L={layers} disagrees with float64: {errs}",
+                print(f"bench_gru_gpu_torch: {variant} H={hidden} L={layers} disagrees with float64: {errs}",
                       file=sys.stderr)
                 continue
             for name, step in (("forward", forward), ("train", train)):
