@@ -88,23 +88,26 @@ Cache = namedtuple("Cache", "shape params layer_inputs gates")
 Forward = namedtuple("Forward", "output h_n cache")
 
 
-def forward(shape: GruShape, params: np.ndarray, x: np.ndarray, h0=None) -> Forward:
+def forward(shape: GruShape, params: np.ndarray, x: np.ndarray, h0=None,
+            dtype=np.float64) -> Forward:
+    """dtype float32 evaluates the same expressions in float32 (the golden cases' measure of how
+    much a float32 implementation may err on a case)."""
     b, t, h = shape.batch, shape.steps, shape.hidden
-    p = param_views(shape, np.asarray(params, dtype=np.float64))
-    seq = np.asarray(x, dtype=np.float64)
+    p = param_views(shape, np.asarray(params, dtype=dtype))
+    seq = np.asarray(x, dtype=dtype)
     assert seq.shape == (b, t, shape.input), seq.shape
     nd = dirs(shape)
-    h0 = np.zeros((shape.layers * nd, b, h)) if h0 is None else np.asarray(h0, np.float64)
-    h_n = np.empty((shape.layers * nd, b, h))
+    h0 = np.zeros((shape.layers * nd, b, h), dtype) if h0 is None else np.asarray(h0, dtype)
+    h_n = np.empty((shape.layers * nd, b, h), dtype)
     layer_inputs, gates = [], {}
     for layer in range(shape.layers):
         layer_inputs.append(seq)
-        out = np.empty((b, t, nd * h))
+        out = np.empty((b, t, nd * h), dtype)
         for d in range(nd):
             s = _suffix(layer, d)
             w_hh, b_hh = p[f"weight_hh_{s}"], p[f"bias_hh_{s}"]
             gi = seq @ p[f"weight_ih_{s}"].T + p[f"bias_ih_{s}"]  # [B, T, 3H]
-            saved = {k: np.empty((t, b, h)) for k in ("r", "z", "n", "gh_n", "h_prev")}
+            saved = {k: np.empty((t, b, h), dtype) for k in ("r", "z", "n", "gh_n", "h_prev")}
             state = h0[layer * nd + d]
             for step in _time_order(t, d):
                 gh = state @ w_hh.T + b_hh
@@ -129,13 +132,14 @@ Backward = namedtuple("Backward", "d_x d_h0 d_params")
 def backward(cache: Cache, d_output, d_h_n) -> Backward:
     """Gradients given dL/d(output) [B, T, dirs * H] and dL/d(h_n) [layers * dirs, B, H]."""
     shape, p = cache.shape, cache.params
+    dtype = p[param_tensors(shape)[0][0]].dtype  # the forward's
     b, t, h = shape.batch, shape.steps, shape.hidden
     nd = dirs(shape)
-    d_flat = np.zeros(param_count(shape))
+    d_flat = np.zeros(param_count(shape), dtype)
     g = param_views(shape, d_flat)
-    d_h0 = np.empty((shape.layers * nd, b, h))
-    d_seq = np.asarray(d_output, dtype=np.float64)
-    d_h_n = np.asarray(d_h_n, dtype=np.float64)
+    d_h0 = np.empty((shape.layers * nd, b, h), dtype)
+    d_seq = np.asarray(d_output, dtype=dtype)
+    d_h_n = np.asarray(d_h_n, dtype=dtype)
     for layer in reversed(range(shape.layers)):
         seq = cache.layer_inputs[layer]
         d_in = np.zeros_like(seq)
@@ -143,8 +147,8 @@ def backward(cache: Cache, d_output, d_h_n) -> Backward:
             s = _suffix(layer, d)
             saved = cache.gates[(layer, d)]
             w_hh = p[f"weight_hh_{s}"]
-            d_gi = np.empty((b, t, 3 * h))
-            d_gh = np.empty((t, b, 3 * h))
+            d_gi = np.empty((b, t, 3 * h), dtype)
+            d_gh = np.empty((t, b, 3 * h), dtype)
             dh = d_h_n[layer * nd + d].copy()
             for step in reversed(list(_time_order(t, d))):
                 dh = dh + d_seq[:, step, d * h:(d + 1) * h]
