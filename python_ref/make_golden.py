@@ -9,8 +9,8 @@ op reads those); the float64 reference (vae_ref.py) computes from exactly those 
 float64; each has a "<name>_mag" array (float32: it only scales a tolerance) holding the sum of
 |terms| that formed it (the GRU's cases, whose errors grow through the recurrence rather than
 with a sum's length, record instead in their manifest how far a float32 evaluation of the same
-reference errs: make_gru_cases). An in-place op's updated tensor is "<name>_new". A permutation (shuffle) is
-int32, to be matched exactly.
+reference errs: make_gru_cases). An in-place op's updated tensor is "<name>_new". A permutation
+(shuffle) is int32, to be matched exactly.
 
 Scalar parameters (kl_weight, loss_scale, sigma, beta, clamp) are float32 in the C++, so they are
 rounded to float32 here before the reference uses them and written to the manifest with all their
@@ -569,6 +569,12 @@ def make_gru_cases(root: Path, written: list) -> int:
             b = gru_ref.backward(f.cache, d_output, d_h_n)
             results[dtype] = {"output": f.output, "h_n": f.h_n, "d_x": b.d_x,
                               "d_h0": b.d_h0, "d_params": b.d_params}
+            if dtype == np.float64 and name.startswith("saturated"):
+                # The case's point: r and z within 1e-4 of 0 or 1 for a good share of the units
+                # (41% when written; 13% are exactly 0 or 1 in float32).
+                rz = np.concatenate([np.stack([g["r"], g["z"]]).ravel()
+                                     for g in f.cache.gates.values()])
+                assert np.mean(np.minimum(rz, 1.0 - rz) < 1e-4) > 0.3, "gates not saturated"
         ref, f32_run = results[np.float64], results[np.float32]
         err32 = {k: float(np.max(np.abs(f32_run[k] - ref[k]))) for k in ref}
         tensors, cursor = [], 0
