@@ -26,10 +26,14 @@ checks), in the textbook form (1 - z) n + z h.
 from __future__ import annotations
 
 import math
+import os
 import sys
 from collections import namedtuple
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import model_spec  # noqa: E402  (the GRU module kind's tensors)
 
 SKIPPED = 77  # ctest's SKIP_RETURN_CODE for the tests that run this file
 
@@ -41,17 +45,10 @@ def dirs(shape: GruShape) -> int:
 
 
 def param_tensors(shape: GruShape) -> list[tuple[str, tuple[int, ...]]]:
-    """[(name, shape), ...] in PyTorch's order (the flat buffer's carving order)."""
-    h = shape.hidden
-    tensors = []
-    for layer in range(shape.layers):
-        layer_in = shape.input if layer == 0 else dirs(shape) * h
-        for d in range(dirs(shape)):
-            suffix = f"l{layer}" + ("_reverse" if d == 1 else "")
-            tensors += [(f"weight_ih_{suffix}", (3 * h, layer_in)),
-                        (f"weight_hh_{suffix}", (3 * h, h)),
-                        (f"bias_ih_{suffix}", (3 * h,)), (f"bias_hh_{suffix}", (3 * h,))]
-    return tensors
+    """[(name, shape), ...] in PyTorch's order (the flat buffer's carving order): the GRU module
+    kind's tensors (model_spec.py), which torch_parity() checks against nn.GRU's."""
+    module = model_spec.gru("", shape.input, shape.hidden, shape.layers, shape.bidirectional)
+    return model_spec.gru_tensors(module)
 
 
 def param_count(shape: GruShape) -> int:

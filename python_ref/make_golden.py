@@ -597,7 +597,7 @@ def make_gru_cases(root: Path, written: list) -> int:
 def generator_hash() -> str:
     digest = hashlib.sha256()
     here = Path(__file__).resolve().parent
-    for source in ("make_golden.py", "vae_ref.py", "gru_ref.py"):
+    for source in ("make_golden.py", "vae_ref.py", "gru_ref.py", "model_spec.py"):
         digest.update((here / source).read_bytes())
     digest.update(np.__version__.encode())
     return digest.hexdigest()
