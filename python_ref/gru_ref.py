@@ -22,6 +22,7 @@ checks), in the textbook form (1 - z) n + z h.
     python3 python_ref/gru_ref.py --self-check     # backward against central differences
     python3 python_ref/gru_ref.py --torch-parity   # forward and backward against torch.nn.GRU
                                                    # in float64; exit 77 (skipped) without torch
+    python3 python_ref/gru_ref.py --run FOLDER     # one case from .npy files (run_files)
 """
 from __future__ import annotations
 
@@ -167,6 +168,46 @@ def backward(cache: Cache, d_output, d_h_n) -> Backward:
     return Backward(d_seq, d_h0, d_flat)
 
 
+def reference_with_err32(shape: GruShape, params, x, h0, d_output, d_h_n):
+    """The float64 results {output, h_n, d_x, d_h0, d_params} of float32 inputs, and err32: per
+    result and per parameter gradient tensor ("d_<name>"), the largest |error| of the same
+    reference evaluated in float32 (NumPy's float32 arithmetic and BLAS). err32 measures how far
+    the case's conditioning lets a float32 implementation stray; the tests and the benchmark's
+    validation allow a multiple of it (tests/test_gru_cpu.cpp)."""
+    results = {}
+    for dtype in (np.float64, np.float32):
+        f = forward(shape, params, x, h0, dtype=dtype)
+        b = backward(f.cache, d_output, d_h_n)
+        results[dtype] = {"output": f.output, "h_n": f.h_n, "d_x": b.d_x, "d_h0": b.d_h0,
+                          "d_params": b.d_params}
+    ref, run32 = results[np.float64], results[np.float32]
+    err32 = {k: float(np.max(np.abs(run32[k] - ref[k]))) for k in ref}
+    cursor = 0
+    for name, tensor_shape in param_tensors(shape):
+        sl = slice(cursor, cursor + math.prod(tensor_shape))
+        err32["d_" + name] = float(np.max(np.abs(run32["d_params"][sl] - ref["d_params"][sl])))
+        cursor += math.prod(tensor_shape)
+    return ref, err32
+
+
+def run_files(folder: str) -> int:
+    """--run FOLDER: reads shape.json ({batch, steps, input, hidden, layers, bidirectional}) and
+    x, params, d_output, d_h_n (and h0 when present) as .npy; writes output, h_n, d_x, d_h0,
+    d_params (float64 .npy) and err32.json. The benchmark's validation before timing."""
+    import json
+    from pathlib import Path
+    root = Path(folder)
+    shape = GruShape(**json.loads((root / "shape.json").read_text()))
+    arrays = {n: np.load(root / f"{n}.npy") for n in ("x", "params", "d_output", "d_h_n")}
+    h0 = np.load(root / "h0.npy") if (root / "h0.npy").exists() else None
+    ref, err32 = reference_with_err32(shape, arrays["params"], arrays["x"], h0,
+                                      arrays["d_output"], arrays["d_h_n"])
+    for name, value in ref.items():
+        np.save(root / f"{name}.npy", value)
+    (root / "err32.json").write_text(json.dumps(err32))
+    return 0
+
+
 def random_case(rng, shape: GruShape, scale: float = 1.0, with_h0: bool = True):
     """Parameters from nn.GRU's U(-1/sqrt(H), 1/sqrt(H)) times `scale`, x ~ N(0, 1), h0 in
     (-1, 1): inputs as a float32 implementation would hold them (rounded to float32)."""
@@ -292,7 +333,9 @@ def main(argv) -> int:
         return self_check()
     if argv == ["--torch-parity"]:
         return torch_parity()
-    print("usage: gru_ref.py --self-check | --torch-parity", file=sys.stderr)
+    if len(argv) == 2 and argv[0] == "--run":
+        return run_files(argv[1])
+    print("usage: gru_ref.py --self-check | --torch-parity | --run FOLDER", file=sys.stderr)
     return 2
 
 

@@ -549,10 +549,9 @@ GRU_VARIANTS = (
 def make_gru_cases(root: Path, written: list) -> int:
     """Inputs x, h0 (when the case has one), params (the flat buffer in PyTorch's order),
     d_output and d_h_n (float32); outputs output, h_n, d_x, d_h0, d_params (float64). The manifest
-    holds the shape, the parameter tensors' names and offsets, and err32: per output and per
-    parameter gradient tensor ("d_<name>"), the largest |error| of the same reference evaluated in
-    float32 (NumPy's float32 arithmetic and BLAS), the tests' measure of how ill-conditioned the
-    case is."""
+    holds the shape, the parameter tensors' names and offsets, and err32 (per output and per
+    parameter gradient tensor: gru_ref.reference_with_err32), the tests' measure of how
+    ill-conditioned the case is."""
     for name, shape, scale, with_h0 in GRU_VARIANTS:
         rng = case_rng("gru/" + name)
         params, x, h0 = gru_ref.random_case(rng, shape, scale, with_h0)
@@ -563,28 +562,17 @@ def make_gru_cases(root: Path, written: list) -> int:
         d_output = rng.standard_normal((shape.batch, shape.steps, nd * shape.hidden))
         d_h_n = rng.standard_normal((shape.layers * nd, shape.batch, shape.hidden))
         d_output, d_h_n = d_output.astype(np.float32), d_h_n.astype(np.float32)
-        results = {}
-        for dtype in (np.float64, np.float32):
-            f = gru_ref.forward(shape, params, x, h0, dtype=dtype)
-            b = gru_ref.backward(f.cache, d_output, d_h_n)
-            results[dtype] = {"output": f.output, "h_n": f.h_n, "d_x": b.d_x,
-                              "d_h0": b.d_h0, "d_params": b.d_params}
-            if dtype == np.float64 and name.startswith("saturated"):
-                # The case's point: r and z within 1e-4 of 0 or 1 for a good share of the units
-                # (41% when written; 13% are exactly 0 or 1 in float32).
-                rz = np.concatenate([np.stack([g["r"], g["z"]]).ravel()
-                                     for g in f.cache.gates.values()])
-                assert np.mean(np.minimum(rz, 1.0 - rz) < 1e-4) > 0.3, "gates not saturated"
-        ref, f32_run = results[np.float64], results[np.float32]
-        err32 = {k: float(np.max(np.abs(f32_run[k] - ref[k]))) for k in ref}
+        ref, err32 = gru_ref.reference_with_err32(shape, params, x, h0, d_output, d_h_n)
+        if name.startswith("saturated"):
+            # The case's point: r and z within 1e-4 of 0 or 1 for a good share of the units
+            # (41% when written; 13% are exactly 0 or 1 in float32).
+            gates = gru_ref.forward(shape, params, x, h0).cache.gates.values()
+            rz = np.concatenate([np.stack([g["r"], g["z"]]).ravel() for g in gates])
+            assert np.mean(np.minimum(rz, 1.0 - rz) < 1e-4) > 0.3, "gates not saturated"
         tensors, cursor = [], 0
         for tensor, tensor_shape in gru_ref.param_tensors(shape):
-            size = int(np.prod(tensor_shape))
-            sl = slice(cursor, cursor + size)
-            err32["d_" + tensor] = float(np.max(np.abs(f32_run["d_params"][sl] -
-                                                       ref["d_params"][sl])))
             tensors.append({"name": tensor, "shape": list(tensor_shape), "offset": cursor})
-            cursor += size
+            cursor += int(np.prod(tensor_shape))
         inputs = {"x": x, "params": params, "d_output": d_output, "d_h_n": d_h_n}
         if h0 is not None:
             inputs["h0"] = h0
