@@ -1,0 +1,323 @@
+// @brief CPU twin of the GRU: input projections for all steps as one product per layer and
+// direction, per step the recurrent product and the shared cell math, and the backward's weight
+// and input gradients as products over all steps after the time loop.
+#include "host/ops/gru_cpu.h"
+
+#include <algorithm>
+#include <cstring>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "kernels/gru_math.cuh"
+
+namespace fusedvae::cpu {
+namespace {
+
+size_t floats(size_t a, size_t b, size_t c = 1) {
+  return a * b * c;
+}
+
+// The reserve, per layer: its output (below the last layer; the last one's is the caller's
+// `output`), then per direction the gates r, z, n, gh_n of every step ([step, batch, 4H], in the
+// order the direction walks time) and the state each step started from ([step, batch, H], the same
+// order: states[0] is h0). Keeping the states apart from the output makes the recurrent weights'
+// gradient one product over all steps (the output holds them interleaved by direction, and in
+// batch-major order, where step s - 1 of one sequence would meet step s of the next).
+struct ReserveLayout {
+  const GruShape& shape;
+  size_t gates_floats() const { return floats(shape.steps, shape.batch, 4 * shape.hidden); }
+  size_t states_floats() const { return floats(shape.steps, shape.batch, shape.hidden); }
+  size_t output_floats() const { return floats(shape.batch, shape.steps, shape.output_features()); }
+  size_t layer_floats(int layer) const {
+    return (layer + 1 < shape.layers ? output_floats() : 0) +
+           shape.directions() * (gates_floats() + states_floats());
+  }
+  size_t layer_start(int layer) const {
+    size_t start = 0;
+    for (int l = 0; l < layer; ++l) start += layer_floats(l);
+    return start;
+  }
+  size_t output(int layer) const { return layer_start(layer); }
+  size_t gates(int layer, int direction) const {
+    return layer_start(layer) + (layer + 1 < shape.layers ? output_floats() : 0) +
+           direction * (gates_floats() + states_floats());
+  }
+  size_t states(int layer, int direction) const { return gates(layer, direction) + gates_floats(); }
+  size_t total() const { return layer_start(shape.layers); }
+};
+
+// Scratch: the backward's gradients of the projections, in the two orders their products read
+// (d_gi batch-major like x, d_gh in the direction's step order like the states), two [B, H]
+// state gradients, and for stacked layers two [B, T, dirs * H] sequence gradients (the layer's
+// and the one below's). The forward uses the first two regions for gi and gh.
+struct ScratchLayout {
+  const GruShape& shape;
+  size_t projections() const { return floats(shape.batch, shape.steps, 3 * shape.hidden); }
+  size_t state() const { return floats(shape.batch, shape.hidden); }
+  size_t sequence() const { return floats(shape.batch, shape.steps, shape.output_features()); }
+  size_t d_gh() const { return projections(); }
+  size_t dh(int which) const { return 2 * projections() + which * state(); }
+  size_t d_sequence(int which) const { return dh(2) + which * sequence(); }
+  size_t total() const { return d_sequence(shape.layers > 1 ? 2 : 0); }
+};
+
+// The step a direction takes at its s-th position: forward in time, or backward.
+int time_of(const GruShape& shape, int direction, int s) {
+  return direction == 0 ? s : shape.steps - 1 - s;
+}
+
+// Column sums of a [rows, cols] matrix into float, each column added row by row in double by one
+// thread: the same bits whatever the thread count.
+void column_sums(const float* m, int rows, int cols, float* sums) {
+  constexpr int kTile = 64;
+  const int tiles = (cols + kTile - 1) / kTile;
+#pragma omp parallel for schedule(static)
+  for (int tile = 0; tile < tiles; ++tile) {
+    const int c0 = tile * kTile;
+    const int width = std::min(kTile, cols - c0);
+    double acc[kTile] = {};
+    for (int r = 0; r < rows; ++r) {
+      const float* row = m + static_cast<size_t>(r) * cols + c0;
+      for (int c = 0; c < width; ++c) acc[c] += row[c];
+    }
+    for (int c = 0; c < width; ++c) sums[c0 + c] = static_cast<float>(acc[c]);
+  }
+}
+
+}  // namespace
+
+void validate(const GruShape& s) {
+  const std::pair<const char*, int> sizes[] = {{"batch", s.batch},
+                                               {"steps", s.steps},
+                                               {"input", s.input},
+                                               {"hidden", s.hidden},
+                                               {"layers", s.layers}};
+  for (const auto& [name, value] : sizes)
+    if (value < 1)
+      throw std::invalid_argument(std::string("GRU: ") + name + " must be >= 1, got " +
+                                  std::to_string(value));
+}
+
+GruTensorOffsets gru_param_offsets(const GruShape& shape, int layer, int direction) {
+  const size_t h3 = 3 * static_cast<size_t>(shape.hidden);
+  size_t start = 0;
+  for (int l = 0; l <= layer; ++l)
+    for (int d = 0; d < shape.directions(); ++d) {
+      GruTensorOffsets o;
+      o.weight_ih = start;
+      o.weight_hh = o.weight_ih + h3 * shape.layer_input(l);
+      o.bias_ih = o.weight_hh + h3 * shape.hidden;
+      o.bias_hh = o.bias_ih + h3;
+      if (l == layer && d == direction) return o;
+      start = o.bias_hh + h3;
+    }
+  throw std::invalid_argument("GRU: no layer " + std::to_string(layer) + " direction " +
+                              std::to_string(direction));
+}
+
+size_t gru_param_count(const GruShape& shape) {
+  const GruTensorOffsets last = gru_param_offsets(shape, shape.layers - 1, shape.directions() - 1);
+  return last.bias_hh + 3 * static_cast<size_t>(shape.hidden);
+}
+
+size_t gru_reserve_floats(const GruShape& shape) {
+  return ReserveLayout{shape}.total();
+}
+
+size_t gru_scratch_floats(const GruShape& shape) {
+  return ScratchLayout{shape}.total();
+}
+
+// The products of a layer that depend on its input width: layer 0's and the layers above's.
+struct LayerProducts {
+  Matmul projection;                     // gi [B*T, 3H] = x [B*T, in] W_ih^T + b_ih
+  Matmul weight_ih_grad;                 // dW_ih [3H, in] = d_gi^T x
+  Matmul input_grad;                     // dx [B*T, in] = d_gi W_ih
+  std::optional<Matmul> input_grad_add;  // the reverse direction's, added to the forward one's
+};
+
+struct GruPlan::Products {
+  Matmul recurrent;                  // gh [B, 3H] = h W_hh^T + b_hh
+  Matmul recurrent_grad;             // dh [B, H] += d_gh W_hh
+  Matmul weight_hh_grad;             // dW_hh [3H, H] = d_gh^T states, over all steps at once
+  std::vector<LayerProducts> layer;  // [0]: layer 0; [1]: the layers above
+};
+
+namespace {
+
+LayerProducts plan_layer(const GruShape& s, int in) {
+  const int rows = s.batch * s.steps, h3 = 3 * s.hidden;
+  MatmulShape projection{rows, h3, in};
+  projection.transpose_b = true;
+  projection.bias = true;
+  MatmulShape weight_grad{h3, in, rows};
+  weight_grad.transpose_a = true;
+  const MatmulShape input_grad{rows, in, h3};
+  LayerProducts p{Matmul(projection), Matmul(weight_grad), Matmul(input_grad), std::nullopt};
+  if (s.bidirectional) {
+    MatmulShape add = input_grad;
+    add.accumulate = true;
+    p.input_grad_add.emplace(add);
+  }
+  return p;
+}
+
+MatmulShape recurrent_shape(const GruShape& s) {
+  MatmulShape m{s.batch, 3 * s.hidden, s.hidden};
+  m.transpose_b = true;
+  m.bias = true;
+  return m;
+}
+
+MatmulShape recurrent_grad_shape(const GruShape& s) {
+  MatmulShape m{s.batch, s.hidden, 3 * s.hidden};
+  m.accumulate = true;
+  return m;
+}
+
+MatmulShape weight_hh_grad_shape(const GruShape& s) {
+  MatmulShape m{3 * s.hidden, s.hidden, s.steps * s.batch};
+  m.transpose_a = true;
+  return m;
+}
+
+}  // namespace
+
+GruPlan::GruPlan(const GruShape& shape) : shape_(shape) {
+  validate(shape_);
+  products_ = std::unique_ptr<Products>(new Products{Matmul(recurrent_shape(shape_)),
+                                                     Matmul(recurrent_grad_shape(shape_)),
+                                                     Matmul(weight_hh_grad_shape(shape_)),
+                                                     {}});
+  products_->layer.push_back(plan_layer(shape_, shape_.input));
+  if (shape_.layers > 1) products_->layer.push_back(plan_layer(shape_, shape_.output_features()));
+}
+
+GruPlan::~GruPlan() = default;
+GruPlan::GruPlan(GruPlan&&) noexcept = default;
+GruPlan& GruPlan::operator=(GruPlan&&) noexcept = default;
+
+void GruPlan::forward_train(const float* params, const float* x, const float* h0, float* output,
+                            float* h_n, float* reserve, float* scratch) const {
+  const GruShape& s = shape_;
+  const ReserveLayout rl{s};
+  const ScratchLayout sl{s};
+  const int B = s.batch, T = s.steps, H = s.hidden, D = s.directions();
+  const int width = s.output_features();
+  const size_t state_floats = sl.state();
+  float* gi = scratch;
+  float* gh = scratch + sl.d_gh();
+  for (int layer = 0; layer < s.layers; ++layer) {
+    const LayerProducts& lp = products_->layer[layer == 0 ? 0 : 1];
+    const float* in = layer == 0 ? x : reserve + rl.output(layer - 1);
+    float* out = layer + 1 == s.layers ? output : reserve + rl.output(layer);
+    for (int d = 0; d < D; ++d) {
+      const GruTensorOffsets o = gru_param_offsets(s, layer, d);
+      lp.projection.run(in, params + o.weight_ih, params + o.bias_ih, gi);
+      float* gates = reserve + rl.gates(layer, d);
+      float* states = reserve + rl.states(layer, d);
+      const size_t slot = static_cast<size_t>(layer * D + d) * state_floats;
+      if (h0 != nullptr)
+        std::memcpy(states, h0 + slot, state_floats * sizeof(float));
+      else
+        std::fill(states, states + state_floats, 0.0f);
+      for (int step = 0; step < T; ++step) {
+        const int t = time_of(s, d, step);
+        const float* h = states + step * state_floats;
+        products_->recurrent.run(h, params + o.weight_hh, params + o.bias_hh, gh);
+        float* next = step + 1 < T ? states + (step + 1) * state_floats : h_n + slot;
+        float* step_gates = gates + static_cast<size_t>(step) * B * 4 * H;
+#pragma omp parallel for schedule(static)
+        for (int b = 0; b < B; ++b) {
+          const float* gi_row = gi + (static_cast<size_t>(b) * T + t) * 3 * H;
+          const float* gh_row = gh + static_cast<size_t>(b) * 3 * H;
+          float* g_row = step_gates + static_cast<size_t>(b) * 4 * H;
+          float* out_row = out + (static_cast<size_t>(b) * T + t) * width + d * H;
+          for (int j = 0; j < H; ++j) {
+            const math::GruGates<float> g =
+                math::gru_cell_forward(gi_row[j], gi_row[H + j], gi_row[2 * H + j], gh_row[j],
+                                       gh_row[H + j], gh_row[2 * H + j], h[b * H + j]);
+            g_row[j] = g.r;
+            g_row[H + j] = g.z;
+            g_row[2 * H + j] = g.n;
+            g_row[3 * H + j] = g.gh_n;
+            next[b * H + j] = g.h_next;
+            out_row[j] = g.h_next;
+          }
+        }
+      }
+    }
+  }
+}
+
+void GruPlan::backward(const float* params, const float* x, const float* reserve,
+                       const float* d_output, const float* d_h_n, float* d_x, float* d_h0,
+                       float* d_params, float* scratch) const {
+  const GruShape& s = shape_;
+  const ReserveLayout rl{s};
+  const ScratchLayout sl{s};
+  const int B = s.batch, T = s.steps, H = s.hidden, D = s.directions();
+  const int width = s.output_features();
+  const size_t state_floats = sl.state();
+  float* d_gi = scratch;
+  float* d_gh = scratch + sl.d_gh();
+  const float* d_seq = d_output;  // dL/d(this layer's output); null: zero
+  for (int layer = s.layers - 1; layer >= 0; --layer) {
+    const LayerProducts& lp = products_->layer[layer == 0 ? 0 : 1];
+    const float* in = layer == 0 ? x : reserve + rl.output(layer - 1);
+    float* d_in = layer == 0 ? d_x : scratch + sl.d_sequence(layer % 2);
+    for (int d = 0; d < D; ++d) {
+      const GruTensorOffsets o = gru_param_offsets(s, layer, d);
+      const float* gates = reserve + rl.gates(layer, d);
+      const float* states = reserve + rl.states(layer, d);
+      const size_t slot = static_cast<size_t>(layer * D + d) * state_floats;
+      float* dh = scratch + sl.dh(0);
+      float* dh_next = scratch + sl.dh(1);
+      if (d_h_n != nullptr)
+        std::memcpy(dh, d_h_n + slot, state_floats * sizeof(float));
+      else
+        std::fill(dh, dh + state_floats, 0.0f);
+      for (int step = T - 1; step >= 0; --step) {
+        const int t = time_of(s, d, step);
+        const float* h = states + step * state_floats;
+        const float* step_gates = gates + static_cast<size_t>(step) * B * 4 * H;
+        float* step_d_gh = d_gh + static_cast<size_t>(step) * B * 3 * H;
+#pragma omp parallel for schedule(static)
+        for (int b = 0; b < B; ++b) {
+          const float* g_row = step_gates + static_cast<size_t>(b) * 4 * H;
+          const float* d_out_row =
+              d_seq == nullptr ? nullptr : d_seq + (static_cast<size_t>(b) * T + t) * width + d * H;
+          float* d_gi_row = d_gi + (static_cast<size_t>(b) * T + t) * 3 * H;
+          float* d_gh_row = step_d_gh + static_cast<size_t>(b) * 3 * H;
+          for (int j = 0; j < H; ++j) {
+            const float dh_total = dh[b * H + j] + (d_out_row ? d_out_row[j] : 0.0f);
+            const math::GruCellGrad<float> c = math::gru_cell_backward(
+                g_row[j], g_row[H + j], g_row[2 * H + j], g_row[3 * H + j], h[b * H + j], dh_total);
+            d_gi_row[j] = c.d_gi_r;
+            d_gi_row[H + j] = c.d_gi_z;
+            d_gi_row[2 * H + j] = c.d_gi_n;
+            d_gh_row[j] = c.d_gi_r;
+            d_gh_row[H + j] = c.d_gi_z;
+            d_gh_row[2 * H + j] = c.d_gh_n;
+            dh_next[b * H + j] = c.dh_direct;
+          }
+        }
+        products_->recurrent_grad.run(step_d_gh, params + o.weight_hh, nullptr, dh_next);
+        std::swap(dh, dh_next);
+      }
+      if (d_h0 != nullptr) std::memcpy(d_h0 + slot, dh, state_floats * sizeof(float));
+      lp.weight_ih_grad.run(d_gi, in, nullptr, d_params + o.weight_ih);
+      products_->weight_hh_grad.run(d_gh, states, nullptr, d_params + o.weight_hh);
+      column_sums(d_gi, B * T, 3 * H, d_params + o.bias_ih);
+      column_sums(d_gh, T * B, 3 * H, d_params + o.bias_hh);
+      const Matmul& input_grad = d == 0 ? lp.input_grad : *lp.input_grad_add;
+      input_grad.run(d_gi, params + o.weight_ih, nullptr, d_in);
+    }
+    d_seq = d_in;
+  }
+}
+
+}  // namespace fusedvae::cpu
