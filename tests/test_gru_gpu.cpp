@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "host/ops/gru_cpu.h"
 #include "host/train/gpu/gru_gpu.h"
 #include "kernels/cuda_check.h"
 #include "kernels/gru.h"
@@ -658,16 +659,146 @@ TEST(GruOpGpu, ReferenceProductsMatchLongDouble) {
   for (const OpCase& c : small_op_cases()) {
     SCOPED_TRACE(c.name);
     const OpInputs in = op_inputs(c.shape, seed += 10);
+    std::vector<OpOutputs> results;
     for (const bool persistent : {false, true}) {
       gpu::GruGpuOptions options;
       options.reference_products = true;
       options.allow_persistent = persistent;
       const std::string tag = persistent ? " (persistent)" : " (per step)";
-      const OpOutputs got = run_op(c, in, options);
-      check_op(c, in, got, tag);
-      expect_same_outputs(run_op(c, in, options), got, tag + ", second run");
+      results.push_back(run_op(c, in, options));
+      check_op(c, in, results.back(), tag);
+      expect_same_outputs(run_op(c, in, options), results.back(), tag + ", second run");
+    }
+    // The reference product sums gh in the persistent kernel's order (k = 0..H-1, one fused
+    // multiply-add each, the bias added after), so the two paths agree to the bit.
+    expect_same_outputs(results[1], results[0], " (persistent against per step)");
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Golden cases (python_ref/gru_ref.py in float64, python_ref/make_golden.py) and the CPU twin
+// (host/ops/gru_cpu.h) on the same inputs.
+
+// As tests/test_gru_cpu.cpp: a GRU's rounding errors are carried through the recurrence, so the
+// tolerance is measured per case and tensor: err32 is the largest error of the same reference
+// evaluated in float32 (another draw of the same error propagation), and an implementation in
+// float32 must come within kErr32Factor times it. The kernels differ from that evaluation as the
+// twin does (other summation orders: cuBLASLt's or the reference product's k order, and the
+// persistent kernel's; the exp-based sigmoid; the device's expf and tanhf, within 2 ulp), so the
+// twin's factor applies. 8 u relative for the few-rounding elements, kDenormalAbs for the
+// underflowing gradients of saturated gates.
+constexpr double kErr32Factor = 8.0;
+
+Tolerance golden_tol(const test::GoldenCase& c, const std::string& name, double factor = 1.0) {
+  return {
+      test::kDenormalAbs + factor * kErr32Factor * c.manifest.at("err32").at(name).get<double>(),
+      factor * 8 * kU};
+}
+
+OpCase golden_op_case(const test::GoldenCase& c) {
+  const nlohmann::json& m = c.manifest;
+  GruShape s;
+  s.batch = m.at("batch"), s.steps = m.at("steps"), s.input = m.at("input");
+  s.hidden = m.at("hidden"), s.layers = m.at("layers"), s.bidirectional = m.at("bidirectional");
+  return {c.name, s, c.has("h0"), true};
+}
+
+OpInputs golden_inputs(const test::GoldenCase& c, const GruShape& s) {
+  OpInputs in;
+  in.params = c.f32("params");
+  in.x = c.f32("x");
+  in.h0 = c.has("h0")
+              ? c.f32("h0")
+              : std::vector<float>(
+                    static_cast<size_t>(s.layers) * s.directions() * s.batch * s.hidden, 0.0f);
+  in.d_output = c.f32("d_output");
+  in.d_h_n = c.f32("d_h_n");
+  return in;
+}
+
+// Compares got with reference tensor by tensor (d_params split into PyTorch's named tensors),
+// with golden_tol(factor) per tensor.
+void check_against(const test::GoldenCase& c, const GruShape& s, const OpOutputs& got,
+                   const OpOutputs* twin, double factor, const std::string& tag,
+                   test::AccuracySummary* summary) {
+  auto ref_of = [&](const char* name, const std::vector<float>& twin_values) {
+    return twin != nullptr ? std::vector<double>(twin_values.begin(), twin_values.end())
+                           : c.f64(name);
+  };
+  auto check = [&](const std::string& name, const std::vector<float>& actual,
+                   const std::vector<double>& reference, const std::string& tol_name) {
+    summary->add(name, c.name,
+                 test::expect_close(c.name + "/" + name + tag, actual, reference, nullptr,
+                                    golden_tol(c, tol_name, factor)));
+  };
+  check("output", got.output, ref_of("output", twin ? twin->output : got.output), "output");
+  check("h_n", got.h_n, ref_of("h_n", twin ? twin->h_n : got.h_n), "h_n");
+  check("d_x", got.d_x, ref_of("d_x", twin ? twin->d_x : got.d_x), "d_x");
+  check("d_h0", got.d_h0, ref_of("d_h0", twin ? twin->d_h0 : got.d_h0), "d_h0");
+  const std::vector<double> d_params = ref_of("d_params", twin ? twin->d_params : got.d_params);
+  ASSERT_EQ(got.d_params.size(), d_params.size());
+  for (const nlohmann::json& t : c.manifest.at("param_tensors")) {
+    const std::string name = t.at("name");
+    const size_t offset = t.at("offset");
+    size_t count = 1;
+    for (const size_t dim : t.at("shape").get<std::vector<size_t>>()) count *= dim;
+    check("d_" + name.substr(0, name.find("_l")),
+          std::vector<float>(got.d_params.begin() + offset, got.d_params.begin() + offset + count),
+          std::vector<double>(d_params.begin() + offset, d_params.begin() + offset + count),
+          "d_" + name);
+  }
+}
+
+void check_goldens(bool reference_products, const std::string& title) {
+  for (const bool persistent : {false, true}) {
+    const std::string tag = persistent ? " (persistent)" : " (per step)";
+    test::AccuracySummary summary(title + tag);
+    for (const test::GoldenCase& c : test::golden_cases("gru")) {
+      SCOPED_TRACE(c.name + tag);
+      const OpCase oc = golden_op_case(c);
+      gpu::GruGpuOptions options;
+      options.reference_products = reference_products;
+      options.allow_persistent = persistent;
+      check_against(c, oc.shape, run_op(oc, golden_inputs(c, oc.shape), options), nullptr, 1.0, tag,
+                    &summary);
     }
   }
+}
+
+// GPU and CPU twin on the same inputs. Each is within 8 err32 of the float64 reference, so the two
+// are within twice that of each other.
+void check_twin(bool reference_products, const std::string& title) {
+  test::AccuracySummary summary(title);
+  for (const test::GoldenCase& c : test::golden_cases("gru")) {
+    SCOPED_TRACE(c.name);
+    const OpCase oc = golden_op_case(c);
+    const OpInputs in = golden_inputs(c, oc.shape);
+    gpu::GruGpuOptions options;
+    options.reference_products = reference_products;
+    const OpOutputs gpu_out = run_op(oc, in, options);
+    const cpu::GruPlan plan(oc.shape);
+    OpOutputs cpu_out{std::vector<float>(in.d_output.size()), std::vector<float>(in.h0.size()),
+                      std::vector<float>(in.x.size()), std::vector<float>(in.h0.size()),
+                      std::vector<float>(in.params.size())};
+    std::vector<float> reserve(cpu::gru_reserve_floats(oc.shape)),
+        scratch(cpu::gru_scratch_floats(oc.shape));
+    plan.forward_train(in.params.data(), in.x.data(), oc.with_h0 ? in.h0.data() : nullptr,
+                       cpu_out.output.data(), cpu_out.h_n.data(), reserve.data(), scratch.data());
+    plan.backward(in.params.data(), in.x.data(), reserve.data(), in.d_output.data(),
+                  in.d_h_n.data(), cpu_out.d_x.data(), cpu_out.d_h0.data(), cpu_out.d_params.data(),
+                  scratch.data());
+    check_against(c, oc.shape, gpu_out, &cpu_out, 2.0, " (against the CPU twin)", &summary);
+  }
+}
+
+TEST(GruOpGpu, GoldenCases) {
+  FUSEDVAE_REQUIRE_GPU();
+  check_goldens(true, "gpu gru, reference products");
+}
+
+TEST(GruOpGpu, MatchesCpuTwin) {
+  FUSEDVAE_REQUIRE_GPU();
+  check_twin(true, "gpu gru (reference products) against the cpu twin");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -692,6 +823,16 @@ TEST(GruGpu, MatchesLongDouble) {
       expect_same_outputs(run_op(c, in, options), got, tag + ", second run");
     }
   }
+}
+
+TEST(GruGpu, GoldenCases) {
+  FUSEDVAE_REQUIRE_GPU();
+  check_goldens(false, "gpu gru, cuBLASLt");
+}
+
+TEST(GruGpu, MatchesCpuTwin) {
+  FUSEDVAE_REQUIRE_GPU();
+  check_twin(false, "gpu gru (cuBLASLt) against the cpu twin");
 }
 
 TEST(GruGpu, CapturedGraphGivesTheEagerBits) {

@@ -37,28 +37,6 @@ void check_aligned(const void* p, size_t alignment, const char* what) {
 
 }  // namespace
 
-GruTensorOffsets gru_param_offsets(const GruShape& shape, int layer, int direction) {
-  const size_t h3 = 3 * static_cast<size_t>(shape.hidden);
-  size_t offset = 0;
-  for (int l = 0; l < shape.layers; ++l)
-    for (int d = 0; d < shape.directions(); ++d) {
-      GruTensorOffsets o;
-      o.weight_ih = offset;
-      o.weight_hh = o.weight_ih + h3 * shape.layer_input(l);
-      o.bias_ih = o.weight_hh + h3 * shape.hidden;
-      o.bias_hh = o.bias_ih + h3;
-      if (l == layer && d == direction) return o;
-      offset = o.bias_hh + h3;
-    }
-  throw std::invalid_argument("gru_param_offsets: no layer " + std::to_string(layer) +
-                              ", direction " + std::to_string(direction));
-}
-
-size_t gru_param_count(const GruShape& shape) {
-  const GruTensorOffsets last = gru_param_offsets(shape, shape.layers - 1, shape.directions() - 1);
-  return last.bias_hh + 3 * static_cast<size_t>(shape.hidden);
-}
-
 // One product, row-major C [m, n] = op(A) [m, k] op(B) [k, n] (+ C), and its cuBLASLt plan.
 // cuBLASLt is column-major: C^T = op(B)^T op(A)^T, so B is its first operand and A its second.
 struct GruGpu::Product {

@@ -26,23 +26,15 @@
 #include <memory>
 #include <vector>
 
+#include "host/ops/gru_cpu.h"
+
 namespace fusedvae::gpu {
 
-struct GruShape {
-  int batch = 0, steps = 0, input = 0, hidden = 0, layers = 1;
-  bool bidirectional = false;
-
-  int directions() const { return bidirectional ? 2 : 1; }
-  int output_features() const { return directions() * hidden; }
-  int layer_input(int layer) const { return layer == 0 ? input : output_features(); }
-};
-
-// Where one layer and direction's four tensors start in the flat parameter buffer (in floats).
-struct GruTensorOffsets {
-  size_t weight_ih, weight_hh, bias_ih, bias_hh;
-};
-GruTensorOffsets gru_param_offsets(const GruShape& shape, int layer, int direction);
-size_t gru_param_count(const GruShape& shape);
+// The shape and the flat parameter layout are the CPU twin's (one definition of PyTorch's order).
+using GruShape = cpu::GruShape;
+using GruTensorOffsets = cpu::GruTensorOffsets;
+using cpu::gru_param_count;
+using cpu::gru_param_offsets;
 
 struct GruGpuOptions {
   bool tf32 = false;  // TF32 products (faster on tensor cores, about 1e-3 relative error)
