@@ -27,16 +27,9 @@ namespace {
 using test::DeviceBuffer;
 using test::Tolerance;
 using Real = long double;
+using test::random_floats;
 
 constexpr double kU = test::kFloat32Roundoff;
-
-std::vector<float> uniform(size_t n, float lo, float hi, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> dist(lo, hi);
-  std::vector<float> v(n);
-  for (float& x : v) x = dist(rng);
-  return v;
-}
 
 // Every `every`-th element pushed to +-`big`: saturated gates (sigmoid at 0 or 1, tanh at +-1).
 void saturate(std::vector<float>* v, size_t every, float big) {
@@ -118,13 +111,14 @@ void run_pointwise_forward(const StepCase& s, uint32_t seed) {
                " H=" + std::to_string(s.hidden) + " t=" + std::to_string(s.t) +
                " dirs=" + std::to_string(s.dirs));
   const int B = s.batch, T = s.steps, H = s.hidden;
-  std::vector<float> gi = uniform(static_cast<size_t>(B) * T * 3 * H, -3.0f, 3.0f, seed);
-  std::vector<float> gh = uniform(static_cast<size_t>(B) * 3 * H, -3.0f, 3.0f, seed + 1);
+  std::vector<float> gi = random_floats(static_cast<size_t>(B) * T * 3 * H, -3.0f, 3.0f, seed);
+  std::vector<float> gh = random_floats(static_cast<size_t>(B) * 3 * H, -3.0f, 3.0f, seed + 1);
   saturate(&gi, 7, 40.0f);
   saturate(&gh, 11, 40.0f);
-  const std::vector<float> b_ih = uniform(3 * H, -1.0f, 1.0f, seed + 2);
-  const std::vector<float> b_hh = uniform(3 * H, -1.0f, 1.0f, seed + 3);
-  const std::vector<float> h_prev = uniform(static_cast<size_t>(B) * H, -1.0f, 1.0f, seed + 4);
+  const std::vector<float> b_ih = random_floats(3 * H, -1.0f, 1.0f, seed + 2);
+  const std::vector<float> b_hh = random_floats(3 * H, -1.0f, 1.0f, seed + 3);
+  const std::vector<float> h_prev =
+      random_floats(static_cast<size_t>(B) * H, -1.0f, 1.0f, seed + 4);
 
   DeviceBuffer d_gi(gi), d_gh(gh), d_bih(b_ih), d_bhh(b_hh), d_hprev(h_prev);
   DeviceBuffer d_hnext(static_cast<size_t>(B) * H), d_gates(static_cast<size_t>(B) * 4 * H);
@@ -189,7 +183,7 @@ void run_pointwise_backward(const StepCase& s, uint32_t seed) {
   // Gates as a forward makes them: r, z in [0, 1] (the ends included), n in [-1, 1].
   std::vector<float> gates(BH * 4);
   {
-    const std::vector<float> pre = uniform(BH * 4, -4.0f, 4.0f, seed);
+    const std::vector<float> pre = random_floats(BH * 4, -4.0f, 4.0f, seed);
     for (size_t i = 0; i < BH * 4; ++i) {
       const size_t j = i % (4 * H);
       const float x = i % 13 == 0 ? (i % 26 == 0 ? 60.0f : -60.0f) : pre[i];
@@ -201,10 +195,10 @@ void run_pointwise_backward(const StepCase& s, uint32_t seed) {
         gates[i] = pre[i];
     }
   }
-  const std::vector<float> h_prev = uniform(BH, -1.0f, 1.0f, seed + 1);
+  const std::vector<float> h_prev = random_floats(BH, -1.0f, 1.0f, seed + 1);
   const std::vector<float> d_out =
-      uniform(static_cast<size_t>(B) * T * s.dirs * H, -1, 1, seed + 2);
-  const std::vector<float> carry_in = uniform(BH, -1.0f, 1.0f, seed + 3);
+      random_floats(static_cast<size_t>(B) * T * s.dirs * H, -1, 1, seed + 2);
+  const std::vector<float> carry_in = random_floats(BH, -1.0f, 1.0f, seed + 3);
 
   DeviceBuffer g_gates(gates), g_hprev(h_prev), g_dout(d_out), g_carry(carry_in);
   DeviceBuffer g_dgi(static_cast<size_t>(B) * T * 3 * H), g_dgh(BH * 3);
@@ -348,12 +342,12 @@ void check_persistent(const PersistentCase& p, uint32_t seed) {
   std::vector<float> gi[2], w_hh[2], b_ih[2], b_hh[2], h0[2];
   for (int d = 0; d < 2; ++d) {
     const uint32_t sd = seed + 10 * d;
-    gi[d] = uniform(static_cast<size_t>(B) * T * 3 * H, -2.0f, 2.0f, sd);
+    gi[d] = random_floats(static_cast<size_t>(B) * T * 3 * H, -2.0f, 2.0f, sd);
     saturate(&gi[d], 17, 30.0f);
-    w_hh[d] = uniform(static_cast<size_t>(3) * H * H, -bound, bound, sd + 1);
-    b_ih[d] = uniform(3 * H, -bound, bound, sd + 2);
-    b_hh[d] = uniform(3 * H, -bound, bound, sd + 3);
-    h0[d] = uniform(static_cast<size_t>(B) * H, -1.0f, 1.0f, sd + 4);
+    w_hh[d] = random_floats(static_cast<size_t>(3) * H * H, -bound, bound, sd + 1);
+    b_ih[d] = random_floats(3 * H, -bound, bound, sd + 2);
+    b_hh[d] = random_floats(3 * H, -bound, bound, sd + 3);
+    h0[d] = random_floats(static_cast<size_t>(B) * H, -1.0f, 1.0f, sd + 4);
   }
   const int rows =
       B < 3 ? B : 3;  // 3 rows per block: a partial last block when 3 does not divide B
@@ -563,11 +557,11 @@ OpInputs op_inputs(const GruShape& sh, uint32_t seed) {
   const size_t states = static_cast<size_t>(sh.layers) * sh.directions() * sh.batch * sh.hidden;
   const size_t seq = static_cast<size_t>(sh.batch) * sh.steps;
   OpInputs in;
-  in.params = uniform(gpu::gru_param_count(sh), -bound, bound, seed);
-  in.x = uniform(seq * sh.input, -2.0f, 2.0f, seed + 1);
-  in.h0 = uniform(states, -1.0f, 1.0f, seed + 2);
-  in.d_output = uniform(seq * sh.output_features(), -1.0f, 1.0f, seed + 3);
-  in.d_h_n = uniform(states, -1.0f, 1.0f, seed + 4);
+  in.params = random_floats(gpu::gru_param_count(sh), -bound, bound, seed);
+  in.x = random_floats(seq * sh.input, -2.0f, 2.0f, seed + 1);
+  in.h0 = random_floats(states, -1.0f, 1.0f, seed + 2);
+  in.d_output = random_floats(seq * sh.output_features(), -1.0f, 1.0f, seed + 3);
+  in.d_h_n = random_floats(states, -1.0f, 1.0f, seed + 4);
   return in;
 }
 

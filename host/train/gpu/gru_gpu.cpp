@@ -93,8 +93,14 @@ float* GruGpu::alloc(size_t floats) {
 
 GruGpu::GruGpu(const GruShape& shape, const GruGpuOptions& options)
     : shape_(shape), options_(options), engines_(std::make_unique<Engines>()) {
-  if (shape.batch < 1 || shape.steps < 1 || shape.input < 1 || shape.hidden < 1 || shape.layers < 1)
-    throw std::invalid_argument("GruGpu: batch, steps, input, hidden and layers must be >= 1");
+  cpu::validate(shape);  // throws std::invalid_argument naming the size < 1
+  dims_ = {shape.batch,
+           shape.steps,
+           shape.hidden,
+           shape.directions(),
+           static_cast<size_t>(shape.batch) * shape.hidden,
+           static_cast<size_t>(shape.steps) * shape.directions() * shape.hidden,
+           static_cast<size_t>(shape.steps) * 3 * shape.hidden};
   const int B = shape.batch, T = shape.steps, H = shape.hidden, dirs = shape.directions();
   const size_t BH = static_cast<size_t>(B) * H, BT = static_cast<size_t>(B) * T;
   if (!options.reference_products)
@@ -203,10 +209,7 @@ void GruGpu::forward_train(const float* params, const float* x, const float* h0,
   check_aligned(params, kParamsAlignment, "params");
   check_aligned(x, kActivationAlignment, "x");
   check_aligned(output, kActivationAlignment, "output");
-  const int B = shape_.batch, T = shape_.steps, H = shape_.hidden, dirs = shape_.directions();
-  const size_t BH = static_cast<size_t>(B) * H;
-  const size_t seq_stride = static_cast<size_t>(T) * dirs * H;
-  const size_t gi_stride = static_cast<size_t>(T) * 3 * H;
+  const auto [B, T, H, dirs, BH, seq_stride, gi_stride] = dims_;
   for (int layer = 0; layer < shape_.layers; ++layer) {
     const float* in = layer == 0 ? x : layer_out_[layer - 1];
     float* out = layer + 1 == shape_.layers ? output : layer_out_[layer];
@@ -266,10 +269,7 @@ void GruGpu::backward(const float* params, const float* x, const float* d_output
   check_aligned(d_params, kParamsAlignment, "d_params");
   check_aligned(x, kActivationAlignment, "x");
   check_aligned(d_x, kActivationAlignment, "d_x");
-  const int B = shape_.batch, T = shape_.steps, H = shape_.hidden, dirs = shape_.directions();
-  const size_t BH = static_cast<size_t>(B) * H;
-  const size_t seq_stride = static_cast<size_t>(T) * dirs * H;
-  const size_t gi_stride = static_cast<size_t>(T) * 3 * H;
+  const auto [B, T, H, dirs, BH, seq_stride, gi_stride] = dims_;
   for (int layer = shape_.layers - 1; layer >= 0; --layer) {
     const float* in = layer == 0 ? x : layer_out_[layer - 1];
     const float* dy = layer + 1 < shape_.layers ? d_layer_out_[layer]

@@ -81,6 +81,13 @@ class GruGpu {
   float* alloc(size_t floats);
 
   GruShape shape_;
+  // The sizes and strides every pass uses: B, T, H, directions, B * H, the row stride of the
+  // output sequence (T * dirs * H) and of gi and d_gi (T * 3H).
+  struct Dims {
+    int batch, steps, hidden, directions;
+    size_t batch_hidden, seq_stride, gi_stride;
+  };
+  Dims dims_{};
   GruGpuOptions options_;
   int persistent_rows_ = 0;
   std::vector<void*> allocations_;
