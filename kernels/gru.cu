@@ -158,6 +158,89 @@ __global__ void __launch_bounds__(kGruPersistentMaxHidden)
   }
 }
 
+// The persistent backward. Block (x, y): direction y, batch rows [x * rows_per_block, ...); thread
+// j owns unit j. Shared memory: W_hh as stored, [3H][H] (at each g the warp reads 32 consecutive
+// floats of row g, d_gh[g] is a broadcast), then the rows' d_gh [rows][3H]. Each step back: the
+// cell's backward per (row, unit), d_gh into shared memory, a barrier, then unit k's carried
+// gradient = its direct part + sum over g of d_gh[g] W_hh[g][k], a barrier.
+__global__ void __launch_bounds__(kGruPersistentMaxHidden)
+    gru_persistent_backward_kernel(const GruDirectionBackwardParams d0,
+                                   const GruDirectionBackwardParams d1, const int batch,
+                                   const int steps, const int hidden, const int rows_per_block,
+                                   const float* __restrict__ d_out) {
+  FUSEDVAE_DYNAMIC_SHARED(float, shared);
+  const GruDirectionBackwardParams p = blockIdx.y == 0 ? d0 : d1;
+  const bool reverse = blockIdx.y == 1;
+  const int dirs = static_cast<int>(gridDim.y);
+  const int h3 = 3 * hidden;
+  float* w = shared;
+  float* d_gh_rows = shared + static_cast<size_t>(h3) * hidden;
+  const int row0 = static_cast<int>(blockIdx.x) * rows_per_block;
+  const int rows = batch - row0 < rows_per_block ? batch - row0 : rows_per_block;
+  const int j = static_cast<int>(threadIdx.x);
+  const bool unit = j < hidden;
+
+  for (int i = j; i < h3 * hidden; i += static_cast<int>(blockDim.x)) w[i] = p.w_hh[i];
+  float carry[kGruPersistentMaxRows];
+#pragma unroll
+  for (int r = 0; r < kGruPersistentMaxRows; ++r)
+    carry[r] = unit && r < rows && p.d_h_n != nullptr
+                   ? p.d_h_n[static_cast<size_t>(row0 + r) * hidden + j]
+                   : 0.0f;
+  __syncthreads();
+
+  const size_t out_stride = static_cast<size_t>(steps) * dirs * hidden;
+  for (int s = steps - 1; s >= 0; --s) {
+    const int t = reverse ? steps - 1 - s : s;
+    if (unit) {
+#pragma unroll
+      for (int r = 0; r < kGruPersistentMaxRows; ++r) {
+        if (r < rows) {
+          const size_t b = static_cast<size_t>(row0 + r);
+          const size_t bs = static_cast<size_t>(s) * batch + b;  // row of the step-order tensors
+          const float* gate_row = p.gates + bs * 4 * hidden;
+          const float dh = d_out[b * out_stride + static_cast<size_t>(t) * dirs * hidden +
+                                 static_cast<size_t>(blockIdx.y) * hidden + j] +
+                           carry[r];
+          const math::GruCellGrad<float> d =
+              math::gru_cell_backward(gate_row[j], gate_row[hidden + j], gate_row[2 * hidden + j],
+                                      gate_row[3 * hidden + j], p.hs[bs * hidden + j], dh);
+          float* d_gi_row = p.d_gi + (b * steps + t) * h3;
+          d_gi_row[j] = d.d_gi_r;
+          d_gi_row[hidden + j] = d.d_gi_z;
+          d_gi_row[2 * hidden + j] = d.d_gi_n;
+          float* d_gh_row = p.d_gh + bs * h3;
+          d_gh_row[j] = d.d_gi_r;
+          d_gh_row[hidden + j] = d.d_gi_z;
+          d_gh_row[2 * hidden + j] = d.d_gh_n;
+          float* shared_row = d_gh_rows + r * h3;
+          shared_row[j] = d.d_gi_r;
+          shared_row[hidden + j] = d.d_gi_z;
+          shared_row[2 * hidden + j] = d.d_gh_n;
+          carry[r] = d.dh_direct;
+        }
+      }
+    }
+    __syncthreads();  // every row's d_gh is in shared memory
+    if (unit) {
+      float acc[kGruPersistentMaxRows];
+#pragma unroll
+      for (int r = 0; r < kGruPersistentMaxRows; ++r) acc[r] = 0.0f;
+      for (int g = 0; g < h3; ++g) {
+        const float wg = w[static_cast<size_t>(g) * hidden + j];
+#pragma unroll
+        for (int r = 0; r < kGruPersistentMaxRows; ++r)
+          if (r < rows) acc[r] += d_gh_rows[r * h3 + g] * wg;
+      }
+#pragma unroll
+      for (int r = 0; r < kGruPersistentMaxRows; ++r) carry[r] = carry[r] + acc[r];
+    }
+    __syncthreads();  // d_gh is read before the next step overwrites it
+  }
+  if (unit && p.d_h0 != nullptr)
+    for (int r = 0; r < rows; ++r) p.d_h0[static_cast<size_t>(row0 + r) * hidden + j] = carry[r];
+}
+
 // ---------------------------------------------------------------------------------------------
 // Kernel launchers
 
@@ -165,6 +248,23 @@ void check_shape(int batch, int hidden, const char* op) {
   if (batch < 1 || hidden < 1)
     throw std::invalid_argument(std::string(op) + ": batch and hidden must be >= 1, got " +
                                 std::to_string(batch) + " x " + std::to_string(hidden));
+}
+
+void check_persistent(const char* op, int num_directions, int batch, int steps, int hidden,
+                      int rows_per_block) {
+  check_shape(batch, hidden, op);
+  if (steps < 1 || num_directions < 1 || num_directions > 2 || rows_per_block < 1 ||
+      rows_per_block > kGruPersistentMaxRows || hidden > kGruPersistentMaxHidden)
+    throw std::invalid_argument(std::string(op) +
+                                ": needs steps >= 1, 1 or 2 directions, rows_per_block in [1, " +
+                                std::to_string(kGruPersistentMaxRows) +
+                                "] and hidden <= " + std::to_string(kGruPersistentMaxHidden));
+}
+
+// Blocks over groups of rows (x), one grid row per direction (y).
+dim3 persistent_grid(int batch, int rows_per_block, int num_directions) {
+  return dim3(static_cast<unsigned>(ceil_div(static_cast<size_t>(batch), rows_per_block)),
+              static_cast<unsigned>(num_directions));
 }
 
 int persistent_threads(int hidden) {
@@ -205,27 +305,44 @@ bool gru_persistent_fits(int hidden, int rows_per_block, size_t max_shared_bytes
          gru_persistent_shared_bytes(hidden, rows_per_block) <= max_shared_bytes;
 }
 
+size_t gru_persistent_backward_shared_bytes(int hidden, int rows_per_block) {
+  const size_t h = static_cast<size_t>(hidden);
+  return (3 * h * h + 3 * static_cast<size_t>(rows_per_block) * h) * sizeof(float);
+}
+
+bool gru_persistent_backward_fits(int hidden, int rows_per_block, size_t max_shared_bytes) {
+  return gru_persistent_fits(hidden, rows_per_block, max_shared_bytes) &&
+         gru_persistent_backward_shared_bytes(hidden, rows_per_block) <= max_shared_bytes;
+}
+
 void gru_persistent_forward(const GruDirectionParams* directions, int num_directions, int batch,
                             int steps, int hidden, int rows_per_block, float* out,
                             cudaStream_t stream) {
-  check_shape(batch, hidden, "gru_persistent_forward");
-  if (steps < 1 || num_directions < 1 || num_directions > 2 || rows_per_block < 1 ||
-      rows_per_block > kGruPersistentMaxRows || hidden > kGruPersistentMaxHidden)
-    throw std::invalid_argument(
-        "gru_persistent_forward: needs steps >= 1, 1 or 2 directions, rows_per_block in [1, " +
-        std::to_string(kGruPersistentMaxRows) +
-        "] and hidden <= " + std::to_string(kGruPersistentMaxHidden));
+  check_persistent("gru_persistent_forward", num_directions, batch, steps, hidden, rows_per_block);
   const size_t shared = gru_persistent_shared_bytes(hidden, rows_per_block);
   // Beyond the default 48 KB a kernel must opt in (up to the device's per-block maximum; a size
   // the device cannot give fails here, naming the call). Not a stream operation: capturable.
   FUSEDVAE_CUDA_CHECK(
       cudaFuncSetAttribute(reinterpret_cast<const void*>(gru_persistent_forward_kernel),
                            cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared)));
-  const dim3 grid(static_cast<unsigned>(ceil_div(static_cast<size_t>(batch), rows_per_block)),
-                  static_cast<unsigned>(num_directions));
-  launch("gru_persistent_forward_kernel", gru_persistent_forward_kernel, grid,
-         persistent_threads(hidden), shared, stream, directions[0], directions[num_directions - 1],
-         batch, steps, hidden, rows_per_block, out);
+  launch("gru_persistent_forward_kernel", gru_persistent_forward_kernel,
+         persistent_grid(batch, rows_per_block, num_directions), persistent_threads(hidden), shared,
+         stream, directions[0], directions[num_directions - 1], batch, steps, hidden,
+         rows_per_block, out);
+}
+
+void gru_persistent_backward(const GruDirectionBackwardParams* directions, int num_directions,
+                             int batch, int steps, int hidden, int rows_per_block,
+                             const float* d_out, cudaStream_t stream) {
+  check_persistent("gru_persistent_backward", num_directions, batch, steps, hidden, rows_per_block);
+  const size_t shared = gru_persistent_backward_shared_bytes(hidden, rows_per_block);
+  FUSEDVAE_CUDA_CHECK(
+      cudaFuncSetAttribute(reinterpret_cast<const void*>(gru_persistent_backward_kernel),
+                           cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared)));
+  launch("gru_persistent_backward_kernel", gru_persistent_backward_kernel,
+         persistent_grid(batch, rows_per_block, num_directions), persistent_threads(hidden), shared,
+         stream, directions[0], directions[num_directions - 1], batch, steps, hidden,
+         rows_per_block, d_out);
 }
 
 }  // namespace fusedvae::gpu

@@ -38,6 +38,17 @@ struct GruDirectionParams {
   float* gates = nullptr;       // [T, B, 4H]
 };
 
+// One direction of one layer, as the persistent backward kernel reads and writes it.
+struct GruDirectionBackwardParams {
+  const float* w_hh = nullptr;   // [3H, H]
+  const float* gates = nullptr;  // [T, B, 4H], from the forward
+  const float* hs = nullptr;     // [T + 1, B, H], from the forward
+  const float* d_h_n = nullptr;  // [B, H], or null for zeros
+  float* d_gi = nullptr;         // [B, T, 3H]
+  float* d_gh = nullptr;         // [T, B, 3H]
+  float* d_h0 = nullptr;         // [B, H], or null when not wanted
+};
+
 // Pointwise forward of one step: gi_t + b_ih, gh + b_hh and h_prev through the cell
 // (kernels/gru_math.cuh) give h_next [B, H] (contiguous; hs[s + 1]), the same values into
 // out[b * out_stride + j], and the step's gates [B, 4H].
@@ -66,6 +77,16 @@ void gru_persistent_forward(const GruDirectionParams* directions, int num_direct
                             int steps, int hidden, int rows_per_block, float* out,
                             cudaStream_t stream);
 
+// The persistent backward: all T steps back of `num_directions` directions in one launch, the
+// per-step pointwise backward and the product d_gh W_hh (W_hh in shared memory, row-major, summed
+// in the order g = 0..3H-1 and added to the direct part after, as reference_matmul adds into its
+// output) fused; d_out [B, T, dirs * H] row stride T * dirs * H, direction d's columns at d * H.
+// Writes d_gi, d_gh and d_h0 as the per-step kernels and products do. Requires
+// gru_persistent_backward_fits.
+void gru_persistent_backward(const GruDirectionBackwardParams* directions, int num_directions,
+                             int batch, int steps, int hidden, int rows_per_block,
+                             const float* d_out, cudaStream_t stream);
+
 // Most batch rows one persistent block carries (each thread keeps 3 accumulators per row).
 constexpr int kGruPersistentMaxRows = 8;
 // Threads of a persistent block: one per hidden unit, in whole warps. Shared memory bounds H
@@ -78,5 +99,8 @@ size_t gru_persistent_shared_bytes(int hidden, int rows_per_block);
 // True when the persistent forward can run this H with this many rows per block on a device whose
 // opt-in shared memory per block is max_shared_bytes (cudaDevAttrMaxSharedMemoryPerBlockOptin).
 bool gru_persistent_fits(int hidden, int rows_per_block, size_t max_shared_bytes);
+// The same for the persistent backward (W_hh and the rows' d_gh, 3H floats each).
+size_t gru_persistent_backward_shared_bytes(int hidden, int rows_per_block);
+bool gru_persistent_backward_fits(int hidden, int rows_per_block, size_t max_shared_bytes);
 
 }  // namespace fusedvae::gpu

@@ -545,6 +545,8 @@ std::vector<OpCase> small_op_cases() {
       {"B3 T5 C7 H9, 2 layers bidirectional, h0", {3, 5, 7, 9, 2, true}, true, true},
       {"B2 T6 C2 H5, bidirectional", {2, 6, 2, 5, 1, true}, false, true},
       {"B4 T3 C3 H4, 2 layers", {4, 3, 3, 4, 2, false}, true, false},
+      // 77 KB of W_hh: the persistent kernels opt into more than the default 48 KB.
+      {"B2 T3 C3 H80, bidirectional", {2, 3, 3, 80, 1, true}, true, true},
   };
 }
 
@@ -573,8 +575,14 @@ OpOutputs run_op(const OpCase& c, const OpInputs& in, const gpu::GruGpuOptions& 
   const GruShape& sh = c.shape;
   gpu::GruGpu gru(sh, options);
   // Every case's W_hh up to H = 128 fits an H100/H200 block (and the SIMT harness's emulated one).
-  if (!options.allow_persistent || sh.hidden > 128) EXPECT_FALSE(gru.persistent());
-  if (options.allow_persistent && sh.hidden <= 64) EXPECT_TRUE(gru.persistent());
+  if (!options.allow_persistent || sh.hidden > 128) {
+    EXPECT_FALSE(gru.persistent());
+    EXPECT_FALSE(gru.persistent_backward());
+  }
+  if (options.allow_persistent && sh.hidden <= 80) {
+    EXPECT_TRUE(gru.persistent());
+    EXPECT_TRUE(gru.persistent_backward());
+  }
   DeviceBuffer params(in.params), x(in.x), h0(in.h0), d_output(in.d_output), d_h_n(in.d_h_n);
   const size_t states = in.h0.size();
   DeviceBuffer output(in.d_output.size()), h_n(states), d_x(in.x.size()), d_h0(states),
@@ -666,6 +674,25 @@ TEST(GruOpGpu, ReferenceProductsMatchLongDouble) {
     // The reference product sums gh in the persistent kernel's order (k = 0..H-1, one fused
     // multiply-add each, the bias added after), so the two paths agree to the bit.
     expect_same_outputs(results[1], results[0], " (persistent against per step)");
+  }
+}
+
+// The persistent kernels' rows per block change the grid, not the sums: bitwise the same results
+// at 1, 2 and 3 rows (3 leaves a partial last block), and the same as the per-step path.
+TEST(GruOpGpu, PersistentRowsPerBlockDoNotChangeTheBits) {
+  FUSEDVAE_REQUIRE_GPU();
+  const OpCase c{"B5 T4 C3 H7, 2 layers bidirectional", {5, 4, 3, 7, 2, true}, true, true};
+  const OpInputs in = op_inputs(c.shape, 400);
+  gpu::GruGpuOptions per_step;
+  per_step.reference_products = true;
+  per_step.allow_persistent = false;
+  const OpOutputs expected = run_op(c, in, per_step);
+  for (const int rows : {1, 2, 3}) {
+    gpu::GruGpuOptions options;
+    options.reference_products = true;
+    options.persistent_rows = rows;
+    expect_same_outputs(run_op(c, in, options), expected,
+                        " (" + std::to_string(rows) + " rows per block)");
   }
 }
 

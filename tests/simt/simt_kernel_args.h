@@ -49,4 +49,18 @@ struct DevicePointers<gpu::GruDirectionParams> {
   }
 };
 
+template <>
+struct DevicePointers<gpu::GruDirectionBackwardParams> {
+  template <typename Visit>
+  static void visit(const gpu::GruDirectionBackwardParams& p, Visit&& visit) {
+    visit(p.w_hh, "GruDirectionBackwardParams::w_hh");
+    visit(p.gates, "GruDirectionBackwardParams::gates");
+    visit(p.hs, "GruDirectionBackwardParams::hs");
+    visit(p.d_h_n, "GruDirectionBackwardParams::d_h_n");
+    visit(p.d_gi, "GruDirectionBackwardParams::d_gi");
+    visit(p.d_gh, "GruDirectionBackwardParams::d_gh");
+    visit(p.d_h0, "GruDirectionBackwardParams::d_h0");
+  }
+};
+
 }  // namespace fusedvae::simt::detail

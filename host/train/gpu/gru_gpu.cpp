@@ -155,10 +155,17 @@ GruGpu::GruGpu(const GruShape& shape, const GruGpuOptions& options)
       FUSEDVAE_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
       FUSEDVAE_CUDA_CHECK(
           cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
-      int rows = (B * dirs + sms - 1) / sms;
-      rows = rows < 1 ? 1 : rows > kGruPersistentMaxRows ? kGruPersistentMaxRows : rows;
-      while (rows > 1 && !gru_persistent_fits(H, rows, static_cast<size_t>(optin))) --rows;
-      if (gru_persistent_fits(H, rows, static_cast<size_t>(optin))) persistent_rows_ = rows;
+      const size_t limit = static_cast<size_t>(optin);
+      auto choose = [&](bool (*fits)(int, int, size_t)) {
+        int rows =
+            options.persistent_rows > 0 ? options.persistent_rows : (B * dirs + sms - 1) / sms;
+        rows = rows < 1 ? 1 : rows > kGruPersistentMaxRows ? kGruPersistentMaxRows : rows;
+        if (options.persistent_rows > 0) return fits(H, rows, limit) ? rows : 0;
+        while (rows > 1 && !fits(H, rows, limit)) --rows;
+        return fits(H, rows, limit) ? rows : 0;
+      };
+      persistent_rows_ = choose(gru_persistent_fits);
+      persistent_backward_rows_ = choose(gru_persistent_backward_fits);
     }
   } catch (...) {
     for (void* p : allocations_) cudaFree(p);
@@ -260,6 +267,17 @@ void GruGpu::forward_train(const float* params, const float* x, const float* h0,
   }
 }
 
+// The weight gradients as two products over all steps, the bias gradients in a fixed order.
+void GruGpu::backward_weights(const Lane& l, int layer, int d, const float* in, float* d_params,
+                              cudaStream_t s) const {
+  const auto [B, T, H, dirs, BH, seq_stride, gi_stride] = dims_;
+  const GruTensorOffsets o = gru_param_offsets(shape_, layer, d);
+  run(l.ih_weight, d, l.d_gi, in, d_params + o.weight_ih, false, s);
+  run(l.hh_weight, d, l.d_gh, l.hs, d_params + o.weight_hh, false, s);
+  bias_gradient(l.d_gi, B * T, 3 * H, d_params + o.bias_ih, s);
+  bias_gradient(l.d_gh, T * B, 3 * H, d_params + o.bias_hh, s);
+}
+
 void GruGpu::backward(const float* params, const float* x, const float* d_output,
                       const float* d_h_n, float* d_x, float* d_h0, float* d_params,
                       cudaStream_t stream) {
@@ -276,12 +294,31 @@ void GruGpu::backward(const float* params, const float* x, const float* d_output
                       : d_output != nullptr     ? d_output
                                                 : zeros_;
     float* dx = layer == 0 ? d_x : d_layer_out_[layer - 1];
+    if (persistent_backward()) {
+      GruDirectionBackwardParams p[2];
+      for (int d = 0; d < dirs; ++d) {
+        const Lane& l = *lanes_[layer * dirs + d];
+        const size_t state = (layer * dirs + d) * BH;
+        p[d].w_hh = params + gru_param_offsets(shape_, layer, d).weight_hh;
+        p[d].gates = l.gates;
+        p[d].hs = l.hs;
+        p[d].d_h_n = d_h_n != nullptr ? d_h_n + state : nullptr;
+        p[d].d_gi = l.d_gi;
+        p[d].d_gh = l.d_gh;
+        p[d].d_h0 = d_h0 != nullptr ? d_h0 + state : nullptr;
+      }
+      gru_persistent_backward(p, dirs, B, T, H, persistent_backward_rows_, dy, stream);
+    }
     fork(stream);
     for (int d = 0; d < dirs; ++d) {
       Lane& l = *lanes_[layer * dirs + d];
       const cudaStream_t s = lane_stream(d, stream);
       const GruTensorOffsets o = gru_param_offsets(shape_, layer, d);
       const size_t state = (layer * dirs + d) * BH;
+      if (persistent_backward()) {
+        backward_weights(l, layer, d, in, d_params, s);
+        continue;
+      }
       if (d_h_n != nullptr)
         FUSEDVAE_CUDA_CHECK(
             cudaMemcpyAsync(l.dh, d_h_n + state, BH * sizeof(float), cudaMemcpyDeviceToDevice, s));
@@ -300,10 +337,7 @@ void GruGpu::backward(const float* params, const float* x, const float* d_output
       if (d_h0 != nullptr)
         FUSEDVAE_CUDA_CHECK(
             cudaMemcpyAsync(d_h0 + state, l.dh, BH * sizeof(float), cudaMemcpyDeviceToDevice, s));
-      run(l.ih_weight, d, l.d_gi, in, d_params + o.weight_ih, false, s);
-      run(l.hh_weight, d, l.d_gh, l.hs, d_params + o.weight_hh, false, s);
-      bias_gradient(l.d_gi, B * T, 3 * H, d_params + o.bias_ih, s);
-      bias_gradient(l.d_gh, T * B, 3 * H, d_params + o.bias_hh, s);
+      backward_weights(l, layer, d, in, d_params, s);
     }
     join(stream);
     // The input gradient sums the directions' parts: one product each, in order, on one stream.

@@ -13,7 +13,8 @@
 // step the recurrent product (h W_hh^T) and the fused pointwise kernel (kernels/gru.h), or, when
 // W_hh fits one SM's shared memory (H <= 128 on H100/H200), the persistent kernel runs every step
 // of both directions in one launch. The backward walks the steps back with the pointwise backward
-// and one product per step (d_gh W_hh, added into the carried state gradient), then takes the
+// and one product per step (d_gh W_hh, added into the carried state gradient; or, where W_hh
+// fits, the persistent backward, every step of both directions in one launch), then takes the
 // weight gradients as two large products over all steps, the bias gradients by bias_gradient
 // (fixed order) and the input gradient as one product per direction. The two directions run
 // concurrently (a second stream, forked and joined by events). Every product has its algorithm
@@ -38,8 +39,12 @@ using cpu::gru_param_offsets;
 
 struct GruGpuOptions {
   bool tf32 = false;  // TF32 products (faster on tensor cores, about 1e-3 relative error)
-  // The persistent forward where it fits (false: per-step products and kernels at every H).
+  // The persistent forward and backward where they fit (false: per-step products and kernels at
+  // every H).
   bool allow_persistent = true;
+  // Batch rows per persistent block; 0: as many as fill the SMs once (tests set it to check that
+  // the results do not depend on it).
+  int persistent_rows = 0;
   // The products by kernels/reference_matmul.h instead of cuBLASLt: for the CPU SIMT harness,
   // where cuBLASLt cannot run, and as a second opinion in tests.
   bool reference_products = false;
@@ -55,8 +60,10 @@ class GruGpu {
   GruGpu& operator=(const GruGpu&) = delete;
 
   const GruShape& shape() const { return shape_; }
-  // True when forward_train runs the persistent kernel (and how many batch rows per block).
+  // True when forward_train runs the persistent kernel (and how many batch rows per block), and
+  // when backward runs the persistent backward (which needs a little more shared memory).
   bool persistent() const { return persistent_rows_ > 0; }
+  bool persistent_backward() const { return persistent_backward_rows_ > 0; }
   int persistent_rows_per_block() const { return persistent_rows_; }
 
   // Writes output and h_n (and the reserve the backward reads). Activation pointers (x, output,
@@ -79,6 +86,8 @@ class GruGpu {
   void run(const Product& p, int direction, const float* a, const float* b, float* c,
            bool accumulate, cudaStream_t stream) const;
   float* alloc(size_t floats);
+  void backward_weights(const Lane& l, int layer, int direction, const float* in, float* d_params,
+                        cudaStream_t stream) const;
 
   GruShape shape_;
   // The sizes and strides every pass uses: B, T, H, directions, B * H, the row stride of the
@@ -89,7 +98,7 @@ class GruGpu {
   };
   Dims dims_{};
   GruGpuOptions options_;
-  int persistent_rows_ = 0;
+  int persistent_rows_ = 0, persistent_backward_rows_ = 0;
   std::vector<void*> allocations_;
   struct Engines;
   std::unique_ptr<Engines> engines_;
