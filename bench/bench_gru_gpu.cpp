@@ -242,6 +242,7 @@ nlohmann::json run_case(cudnnHandle_t handle, const GruShape& sh, const Options&
   gpu::GruGpu ours(sh);
   gpu::GruGpu per_step(sh, gpu::GruGpuOptions{false, false, false});
   row["persistent"] = ours.persistent();
+  row["persistent_backward"] = ours.persistent_backward();
   CudnnGru cudnn(handle, sh, CUDNN_RNN_ALGO_STANDARD);
   cudnn.map_params(params.p, false);
 
