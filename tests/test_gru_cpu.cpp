@@ -160,6 +160,25 @@ TEST(GruCpu, GoldenCasesOnOneThread) {
   omp_set_num_threads(threads);
 }
 
+// Called from inside a parallel region of the caller's, the directions' team has one thread,
+// which must run both directions.
+TEST(GruCpu, InsideACallersParallelRegion) {
+  for (const GoldenCase& c : test::golden_cases("gru")) {
+    if (c.name != "l2_bidir") continue;
+    const cpu::GruPlan plan(shape_of(c));
+    GruRun r;
+#pragma omp parallel num_threads(2)
+#pragma omp single
+    r = run_case(plan, c);
+    test::expect_all_written(r.output, "output");
+    test::expect_all_written(r.d_params, "d_params");
+    test::expect_close("output", r.output, c.f64("output"), nullptr, tolerance(c, "output"));
+    test::expect_close("d_x", r.d_x, c.f64("d_x"), nullptr, tolerance(c, "d_x"));
+    test::expect_close("d_params", r.d_params, c.f64("d_params"), nullptr,
+                       tolerance(c, "d_params"));
+  }
+}
+
 // Same inputs, same bits: a fresh plan and fresh buffers, twice, on the largest cases (several
 // layers, both directions, the long sequence).
 TEST(GruCpu, BitwiseDeterministicRunToRun) {

@@ -235,12 +235,14 @@ void cell_backward_row(int H, const float* g_row, const float* h_row, const floa
   }
 }
 
-// f(d) for every direction: at once on two threads where the plan says so, else in turn.
+// f(d) for every direction: at once on two threads where the plan says so, else in turn. A team
+// may come with one thread only (called from inside another parallel region, or under a thread
+// limit): that thread then takes both.
 template <typename F>
 void for_each_direction(const GruShape& s, bool concurrent, const F& f) {
   if (concurrent) {
 #pragma omp parallel num_threads(2)
-    f(omp_get_thread_num());
+    for (int d = omp_get_thread_num(); d < s.directions(); d += omp_get_num_threads()) f(d);
   } else {
     for (int d = 0; d < s.directions(); ++d) f(d);
   }
