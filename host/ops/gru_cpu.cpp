@@ -77,6 +77,23 @@ struct ScratchLayout {
   size_t total() const { return d_sequence(shape.layers > 1 ? 2 : 0); }
 };
 
+// What both passes derive from the shape: the buffers' layouts and the sizes their loops use.
+struct Sizes {
+  explicit Sizes(const GruShape& s)
+      : reserve{s},
+        scratch{s},
+        B(s.batch),
+        T(s.steps),
+        H(s.hidden),
+        D(s.directions()),
+        width(s.output_features()),
+        state_floats(scratch.state()) {}
+  ReserveLayout reserve;
+  ScratchLayout scratch;
+  int B, T, H, D, width;  // batch, steps, hidden, directions, output features
+  size_t state_floats;    // one [B, H] state
+};
+
 // The step a direction takes at its s-th position: forward in time, or backward.
 int time_of(const GruShape& shape, int direction, int s) {
   return direction == 0 ? s : shape.steps - 1 - s;
@@ -269,37 +286,34 @@ GruPlan& GruPlan::operator=(GruPlan&&) noexcept = default;
 void GruPlan::forward_train(const float* params, const float* x, const float* h0, float* output,
                             float* h_n, float* reserve, float* scratch) const {
   const GruShape& s = shape_;
-  const ReserveLayout rl{s};
-  const ScratchLayout sl{s};
-  const int B = s.batch, T = s.steps, H = s.hidden, D = s.directions();
-  const int width = s.output_features();
-  const size_t state_floats = sl.state();
+  const Sizes z(s);
+  const int B = z.B, T = z.T, H = z.H, D = z.D, width = z.width;
   const bool concurrent = products_->concurrent_directions;
   for (int layer = 0; layer < s.layers; ++layer) {
     const LayerProducts& lp = products_->layer[layer == 0 ? 0 : 1];
-    const float* in = layer == 0 ? x : reserve + rl.output(layer - 1);
-    float* out = layer + 1 == s.layers ? output : reserve + rl.output(layer);
+    const float* in = layer == 0 ? x : reserve + z.reserve.output(layer - 1);
+    float* out = layer + 1 == s.layers ? output : reserve + z.reserve.output(layer);
     for (int d = 0; d < D; ++d) {
       const GruTensorOffsets o = gru_param_offsets(s, layer, d);
-      lp.projection.run(in, params + o.weight_ih, params + o.bias_ih, scratch + sl.gi(d));
+      lp.projection.run(in, params + o.weight_ih, params + o.bias_ih, scratch + z.scratch.gi(d));
     }
     for_each_direction(s, concurrent, [&](int d) {
       const GruTensorOffsets o = gru_param_offsets(s, layer, d);
       const Matmul& recurrent = products_->step[d].recurrent;
-      const float* gi = scratch + sl.gi(d);
-      float* gh = scratch + sl.gh(d);
-      float* gates = reserve + rl.gates(layer, d);
-      float* states = reserve + rl.states(layer, d);
-      const size_t slot = static_cast<size_t>(layer * D + d) * state_floats;
+      const float* gi = scratch + z.scratch.gi(d);
+      float* gh = scratch + z.scratch.gh(d);
+      float* gates = reserve + z.reserve.gates(layer, d);
+      float* states = reserve + z.reserve.states(layer, d);
+      const size_t slot = static_cast<size_t>(layer * D + d) * z.state_floats;
       if (h0 != nullptr)
-        std::memcpy(states, h0 + slot, state_floats * sizeof(float));
+        std::memcpy(states, h0 + slot, z.state_floats * sizeof(float));
       else
-        std::fill(states, states + state_floats, 0.0f);
+        std::fill(states, states + z.state_floats, 0.0f);
       for (int step = 0; step < T; ++step) {
         const int t = time_of(s, d, step);
-        const float* h = states + step * state_floats;
+        const float* h = states + step * z.state_floats;
         recurrent.run(h, params + o.weight_hh, params + o.bias_hh, gh);
-        float* next = step + 1 < T ? states + (step + 1) * state_floats : h_n + slot;
+        float* next = step + 1 < T ? states + (step + 1) * z.state_floats : h_n + slot;
         float* step_gates = gates + static_cast<size_t>(step) * B * 4 * H;
 #pragma omp parallel for schedule(static) if (!concurrent)
         for (int b = 0; b < B; ++b) {
@@ -320,34 +334,31 @@ void GruPlan::backward(const float* params, const float* x, const float* reserve
                        const float* d_output, const float* d_h_n, float* d_x, float* d_h0,
                        float* d_params, float* scratch) const {
   const GruShape& s = shape_;
-  const ReserveLayout rl{s};
-  const ScratchLayout sl{s};
-  const int B = s.batch, T = s.steps, H = s.hidden, D = s.directions();
-  const int width = s.output_features();
-  const size_t state_floats = sl.state();
+  const Sizes z(s);
+  const int B = z.B, T = z.T, H = z.H, D = z.D, width = z.width;
   const bool concurrent = products_->concurrent_directions;
   const float* d_seq = d_output;  // dL/d(this layer's output); null: zero
   for (int layer = s.layers - 1; layer >= 0; --layer) {
     const LayerProducts& lp = products_->layer[layer == 0 ? 0 : 1];
-    const float* in = layer == 0 ? x : reserve + rl.output(layer - 1);
-    float* d_in = layer == 0 ? d_x : scratch + sl.d_sequence(layer % 2);
+    const float* in = layer == 0 ? x : reserve + z.reserve.output(layer - 1);
+    float* d_in = layer == 0 ? d_x : scratch + z.scratch.d_sequence(layer % 2);
     for_each_direction(s, concurrent, [&](int d) {
       const GruTensorOffsets o = gru_param_offsets(s, layer, d);
       const Matmul& recurrent_grad = products_->step[d].recurrent_grad;
-      const float* gates = reserve + rl.gates(layer, d);
-      const float* states = reserve + rl.states(layer, d);
-      float* d_gi = scratch + sl.gi(d);
-      float* d_gh = scratch + sl.d_gh(d);
-      float* dh = scratch + sl.dh(d, 0);
-      float* dh_next = scratch + sl.dh(d, 1);
-      const size_t slot = static_cast<size_t>(layer * D + d) * state_floats;
+      const float* gates = reserve + z.reserve.gates(layer, d);
+      const float* states = reserve + z.reserve.states(layer, d);
+      float* d_gi = scratch + z.scratch.gi(d);
+      float* d_gh = scratch + z.scratch.d_gh(d);
+      float* dh = scratch + z.scratch.dh(d, 0);
+      float* dh_next = scratch + z.scratch.dh(d, 1);
+      const size_t slot = static_cast<size_t>(layer * D + d) * z.state_floats;
       if (d_h_n != nullptr)
-        std::memcpy(dh, d_h_n + slot, state_floats * sizeof(float));
+        std::memcpy(dh, d_h_n + slot, z.state_floats * sizeof(float));
       else
-        std::fill(dh, dh + state_floats, 0.0f);
+        std::fill(dh, dh + z.state_floats, 0.0f);
       for (int step = T - 1; step >= 0; --step) {
         const int t = time_of(s, d, step);
-        const float* h = states + step * state_floats;
+        const float* h = states + step * z.state_floats;
         const float* step_gates = gates + static_cast<size_t>(step) * B * 4 * H;
         float* step_d_gh = d_gh + static_cast<size_t>(step) * B * 3 * H;
 #pragma omp parallel for schedule(static) if (!concurrent)
@@ -370,14 +381,14 @@ void GruPlan::backward(const float* params, const float* x, const float* reserve
         recurrent_grad.run(step_d_gh, params + o.weight_hh, nullptr, dh_next);
         std::swap(dh, dh_next);
       }
-      if (d_h0 != nullptr) std::memcpy(d_h0 + slot, dh, state_floats * sizeof(float));
+      if (d_h0 != nullptr) std::memcpy(d_h0 + slot, dh, z.state_floats * sizeof(float));
     });
     for (int d = 0; d < D; ++d) {
       const GruTensorOffsets o = gru_param_offsets(s, layer, d);
-      const float* d_gi = scratch + sl.gi(d);
-      const float* d_gh = scratch + sl.d_gh(d);
+      const float* d_gi = scratch + z.scratch.gi(d);
+      const float* d_gh = scratch + z.scratch.d_gh(d);
       lp.weight_ih_grad.run(d_gi, in, nullptr, d_params + o.weight_ih);
-      products_->weight_hh_grad->run(d_gh, reserve + rl.states(layer, d), nullptr,
+      products_->weight_hh_grad->run(d_gh, reserve + z.reserve.states(layer, d), nullptr,
                                      d_params + o.weight_hh);
       column_sums(d_gi, B * T, 3 * H, d_params + o.bias_ih);
       column_sums(d_gh, T * B, 3 * H, d_params + o.bias_hh);
