@@ -17,6 +17,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -268,6 +269,10 @@ int run(const Options& options) {
   results.header =
       host_header("bench_gru_cpu: GRU forward and backward, fusedvae vs nn.GRU", options.smoke);
   results.header["matmul"] = cpu::matmul_library_description();
+  // How idle OpenMP threads wait changes much on a shared machine (README: passive there).
+  const char* wait_policy = std::getenv("OMP_WAIT_POLICY");
+  results.header["OMP_WAIT_POLICY"] = wait_policy ? wait_policy : "(unset: libgomp's default)";
+  results.header["speedup"] = "PyTorch's median time / fusedvae's median time, same run";
   const int threads = cpu::cpu_threads();
   std::vector<cpu::GruShape> shapes;
   if (options.smoke) {
@@ -306,6 +311,9 @@ int run(const Options& options) {
     const auto [forward, forward_backward] = time_twin(&runner, repeats);
     row["fusedvae_forward_ms"] = forward.median_ms;
     row["fusedvae_forward_backward_ms"] = forward_backward.median_ms;
+    row["fusedvae_forward_min_ms"] = forward.min_ms;
+    row["fusedvae_forward_backward_min_ms"] = forward_backward.min_ms;
+    row["repeats"] = repeats;
     std::string why;
     const nlohmann::json torch =
         torch_wanted ? time_torch(shape, threads, repeats, &why) : nlohmann::json();
@@ -313,6 +321,8 @@ int run(const Options& options) {
       const double tf = torch.at("forward_ms"), tfb = torch.at("forward_backward_ms");
       row["torch_forward_ms"] = tf;
       row["torch_forward_backward_ms"] = tfb;
+      row["torch_forward_min_ms"] = torch.at("forward_min_ms");
+      row["torch_forward_backward_min_ms"] = torch.at("forward_backward_min_ms");
       row["forward_speedup"] = tf / forward.median_ms;
       row["forward_backward_speedup"] = tfb / forward_backward.median_ms;
       row["torch"] = torch.at("torch");

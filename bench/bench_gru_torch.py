@@ -8,8 +8,8 @@ at a given thread count (torch.set_num_threads).
 --shape is batch,steps,input,hidden,layers,bidirectional(0|1). Before timing, the module runs a
 5-row batch of the same shape against the float64 reference (python_ref/gru_ref.py) under the
 tests' rule (8 x a float32 evaluation's error + 8 u |ref|, per tensor), so that what is timed is
-the same computation. Prints one JSON object: {"forward_ms", "forward_backward_ms" (medians),
-"repeats", "threads", "torch", "validation_worst_share"}; exit 77 when torch is not importable
+the same computation. Prints one JSON object: {"forward_ms", "forward_backward_ms" (medians), their
+"..._min_ms", "repeats", "threads", "torch", "validation_worst_share"}; exit 77 when torch is not importable
 (bench_gru_cpu then reports PyTorch as not measured).
 """
 import argparse
@@ -99,6 +99,8 @@ def main():
             times["forward_backward"].append(fb_ms)
     print(json.dumps({"forward_ms": statistics.median(times["forward"]),
                       "forward_backward_ms": statistics.median(times["forward_backward"]),
+                      "forward_min_ms": min(times["forward"]),
+                      "forward_backward_min_ms": min(times["forward_backward"]),
                       "repeats": a.repeats, "threads": torch.get_num_threads(),
                       "torch": torch.__version__, "validation_worst_share": worst}))
     return 0
