@@ -2,7 +2,7 @@
 // thread count, on DyAD's shapes: the training forward and forward + backward.
 //
 //   bench_gru_cpu [--smoke] [--torch auto|on|off] [--repeats N] [--hidden 64,128,256]
-//                 [--layers 1,2] [--out DIR]
+//                 [--layers 1,2] [--out DIR] [--stem bench_gru_cpu]
 //
 // Shapes: batch 128, 128 steps, bidirectional; input 7 (DyAD's encoder) and 2 (its decoder);
 // the hidden sizes and layer counts asked for. Before a shape is timed, the twin runs a 5-row
@@ -43,6 +43,7 @@ struct Options {
   std::vector<int> hidden = {64, 128, 256};
   std::vector<int> layers = {1, 2};
   std::string out;
+  std::string stem = "bench_gru_cpu";  // results files <out>/<stem>.{json,md}
 };
 
 // Random inputs of one shape, as PyTorch's defaults would give: weights ~ U(-1/sqrt(H),
@@ -344,9 +345,9 @@ int run(const Options& options) {
     results.rows.push_back(row);
   }
   const std::string dir = !options.out.empty() ? options.out : default_results_dir("cpu-gru");
-  const auto paths = write_results(results, kColumns, dir, "bench_gru_cpu",
+  const auto paths = write_results(results, kColumns, dir, options.stem,
                                    "GRU on the CPU: fusedvae's twin against PyTorch nn.GRU");
-  const std::string problem = check_written_results(dir, "bench_gru_cpu", results.rows.size());
+  const std::string problem = check_written_results(dir, options.stem, results.rows.size());
   if (!problem.empty()) {
     std::printf("results writer check FAILED: %s\n", problem.c_str());
     ok = false;
@@ -371,6 +372,7 @@ int main(int argc, char** argv) {
   app.add_option("--hidden", options.hidden, "hidden sizes")->delimiter(',');
   app.add_option("--layers", options.layers, "layer counts")->delimiter(',');
   app.add_option("--out", options.out, "results folder (default bench/results/<date>-cpu-gru)");
+  app.add_option("--stem", options.stem, "results file names, <stem>.json and <stem>.md");
   CLI11_PARSE(app, argc, argv);
   try {
     return fusedvae::bench::run(options);
