@@ -192,14 +192,18 @@ def reference_with_err32(shape: GruShape, params, x, h0, d_output, d_h_n):
 
 def run_files(folder: str) -> int:
     """--run FOLDER: reads shape.json ({batch, steps, input, hidden, layers, bidirectional}) and
-    x, params, d_output, d_h_n (and h0 when present) as .npy; writes output, h_n, d_x, d_h0,
-    d_params (float64 .npy) and err32.json. The benchmark's validation before timing."""
+    x, params, d_output, d_h_n (and h0 when present) as .npy, flat or shaped; writes output, h_n,
+    d_x, d_h0, d_params (float64 .npy) and err32.json. The benchmark's validation before timing."""
     import json
     from pathlib import Path
     root = Path(folder)
     shape = GruShape(**json.loads((root / "shape.json").read_text()))
-    arrays = {n: np.load(root / f"{n}.npy") for n in ("x", "params", "d_output", "d_h_n")}
-    h0 = np.load(root / "h0.npy") if (root / "h0.npy").exists() else None
+    b, t, nd, h = shape.batch, shape.steps, dirs(shape), shape.hidden
+    shapes = {"x": (b, t, shape.input), "params": (-1,), "d_output": (b, t, nd * h),
+              "d_h_n": (shape.layers * nd, b, h), "h0": (shape.layers * nd, b, h)}
+    arrays = {n: np.load(root / f"{n}.npy").reshape(s) for n, s in shapes.items()
+              if n != "h0" or (root / "h0.npy").exists()}
+    h0 = arrays.get("h0")
     ref, err32 = reference_with_err32(shape, arrays["params"], arrays["x"], h0,
                                       arrays["d_output"], arrays["d_h_n"])
     for name, value in ref.items():

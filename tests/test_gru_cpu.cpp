@@ -3,6 +3,7 @@
 // states and every gradient, the flat parameter layout against PyTorch's, outputs written in full,
 // bitwise determinism, null optional arguments, and bad shapes.
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <cmath>
 #include <cstddef>
@@ -95,8 +96,8 @@ std::vector<double> slice(const std::vector<double>& v, size_t offset, size_t co
   return {v.begin() + offset, v.begin() + offset + count};
 }
 
-TEST(GruCpu, GoldenCases) {
-  AccuracySummary summary("cpu gru");
+void check_golden_cases(const std::string& title) {
+  AccuracySummary summary(title);
   for (const GoldenCase& c : test::golden_cases("gru")) {
     SCOPED_TRACE(c.name);
     const cpu::GruShape s = shape_of(c);
@@ -143,6 +144,38 @@ TEST(GruCpu, GoldenCases) {
         }
       }
     EXPECT_EQ(index, c.manifest.at("param_tensors").size());
+  }
+}
+
+TEST(GruCpu, GoldenCases) {
+  check_golden_cases("cpu gru");
+}
+
+// On one thread a bidirectional GRU walks its directions in turn instead of at once (and the
+// products and cell loops are not split): the other code path, the same contract.
+TEST(GruCpu, GoldenCasesOnOneThread) {
+  const int threads = omp_get_max_threads();
+  omp_set_num_threads(1);
+  check_golden_cases("cpu gru, 1 thread");
+  omp_set_num_threads(threads);
+}
+
+// Called from inside a parallel region of the caller's, the directions' team has one thread,
+// which must run both directions.
+TEST(GruCpu, InsideACallersParallelRegion) {
+  for (const GoldenCase& c : test::golden_cases("gru")) {
+    if (c.name != "l2_bidir") continue;
+    const cpu::GruPlan plan(shape_of(c));
+    GruRun r;
+#pragma omp parallel num_threads(2)
+#pragma omp single
+    r = run_case(plan, c);
+    test::expect_all_written(r.output, "output");
+    test::expect_all_written(r.d_params, "d_params");
+    test::expect_close("output", r.output, c.f64("output"), nullptr, tolerance(c, "output"));
+    test::expect_close("d_x", r.d_x, c.f64("d_x"), nullptr, tolerance(c, "d_x"));
+    test::expect_close("d_params", r.d_params, c.f64("d_params"), nullptr,
+                       tolerance(c, "d_params"));
   }
 }
 
