@@ -72,6 +72,22 @@ __global__ void gru_pointwise_backward_kernel(const float* __restrict__ gates,
   }
 }
 
+// Where a persistent block and thread are: direction blockIdx.y (1: reverse), the block's batch
+// rows [row0, row0 + rows), the thread's hidden unit j (threads past H only join the barriers).
+struct PersistentBlock {
+  bool reverse;
+  int dirs, h3, row0, rows, j;
+  bool unit;
+  __device__ PersistentBlock(int batch, int hidden, int rows_per_block)
+      : reverse(blockIdx.y == 1),
+        dirs(static_cast<int>(gridDim.y)),
+        h3(3 * hidden),
+        row0(static_cast<int>(blockIdx.x) * rows_per_block),
+        rows(batch - row0 < rows_per_block ? batch - row0 : rows_per_block),
+        j(static_cast<int>(threadIdx.x)),
+        unit(j < hidden) {}
+};
+
 // The persistent forward. Block (x, y): direction y, batch rows [x * rows_per_block, ...). Thread j
 // owns hidden unit j of every row of the block. Shared memory holds W_hh transposed, [H][3H]
 // (w_t[k * 3H + g] = W_hh[g][k]): at each k the warp reads 32 consecutive floats (no bank
@@ -83,15 +99,12 @@ __global__ void __launch_bounds__(kGruPersistentMaxHidden)
                                   const int rows_per_block, float* __restrict__ out) {
   FUSEDVAE_DYNAMIC_SHARED(float, shared);
   const GruDirectionParams p = blockIdx.y == 0 ? d0 : d1;
-  const bool reverse = blockIdx.y == 1;
-  const int dirs = static_cast<int>(gridDim.y);
-  const int h3 = 3 * hidden;
+  const PersistentBlock pb(batch, hidden, rows_per_block);
+  const bool reverse = pb.reverse;
+  const int dirs = pb.dirs, h3 = pb.h3, row0 = pb.row0, rows = pb.rows, j = pb.j;
+  const bool unit = pb.unit;
   float* w_t = shared;
   float* h = shared + static_cast<size_t>(h3) * hidden;
-  const int row0 = static_cast<int>(blockIdx.x) * rows_per_block;
-  const int rows = batch - row0 < rows_per_block ? batch - row0 : rows_per_block;
-  const int j = static_cast<int>(threadIdx.x);
-  const bool unit = j < hidden;
 
   // Coalesced global reads of W_hh row by row, transposed into shared memory.
   for (int i = j; i < h3 * hidden; i += static_cast<int>(blockDim.x)) {
@@ -170,15 +183,12 @@ __global__ void __launch_bounds__(kGruPersistentMaxHidden)
                                    const float* __restrict__ d_out) {
   FUSEDVAE_DYNAMIC_SHARED(float, shared);
   const GruDirectionBackwardParams p = blockIdx.y == 0 ? d0 : d1;
-  const bool reverse = blockIdx.y == 1;
-  const int dirs = static_cast<int>(gridDim.y);
-  const int h3 = 3 * hidden;
+  const PersistentBlock pb(batch, hidden, rows_per_block);
+  const bool reverse = pb.reverse;
+  const int dirs = pb.dirs, h3 = pb.h3, row0 = pb.row0, rows = pb.rows, j = pb.j;
+  const bool unit = pb.unit;
   float* w = shared;
   float* d_gh_rows = shared + static_cast<size_t>(h3) * hidden;
-  const int row0 = static_cast<int>(blockIdx.x) * rows_per_block;
-  const int rows = batch - row0 < rows_per_block ? batch - row0 : rows_per_block;
-  const int j = static_cast<int>(threadIdx.x);
-  const bool unit = j < hidden;
 
   for (int i = j; i < h3 * hidden; i += static_cast<int>(blockDim.x)) w[i] = p.w_hh[i];
   float carry[kGruPersistentMaxRows];
