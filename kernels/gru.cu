@@ -128,8 +128,20 @@ __global__ void __launch_bounds__(kGruPersistentMaxHidden)
   for (int s = 0; s < steps; ++s) {
     const int t = reverse ? steps - 1 - s : s;
     float acc_r[kGruPersistentMaxRows], acc_z[kGruPersistentMaxRows], acc_n[kGruPersistentMaxRows];
+    // The step's input projections first: their global loads, which do not depend on h, are in
+    // flight during the dot products instead of after them.
+    float in_r[kGruPersistentMaxRows], in_z[kGruPersistentMaxRows], in_n[kGruPersistentMaxRows];
 #pragma unroll
-    for (int r = 0; r < kGruPersistentMaxRows; ++r) acc_r[r] = acc_z[r] = acc_n[r] = 0.0f;
+    for (int r = 0; r < kGruPersistentMaxRows; ++r) {
+      acc_r[r] = acc_z[r] = acc_n[r] = 0.0f;
+      in_r[r] = in_z[r] = in_n[r] = 0.0f;
+      if (unit && r < rows) {
+        const float* gi_row = p.gi + (static_cast<size_t>(row0 + r) * steps + t) * h3;
+        in_r[r] = gi_row[j] + b_ir;
+        in_z[r] = gi_row[hidden + j] + b_iz;
+        in_n[r] = gi_row[2 * hidden + j] + b_in;
+      }
+    }
     if (unit) {
       for (int k = 0; k < hidden; ++k) {
         const float* w_k = w_t + static_cast<size_t>(k) * h3;
@@ -151,10 +163,9 @@ __global__ void __launch_bounds__(kGruPersistentMaxHidden)
       for (int r = 0; r < kGruPersistentMaxRows; ++r) {
         if (r < rows) {
           const size_t b = static_cast<size_t>(row0 + r);
-          const float* gi_row = p.gi + (b * steps + t) * h3;
-          const math::GruGates<float> g = math::gru_cell_forward(
-              gi_row[j] + b_ir, gi_row[hidden + j] + b_iz, gi_row[2 * hidden + j] + b_in,
-              acc_r[r] + b_hr, acc_z[r] + b_hz, acc_n[r] + b_hn, h[r * hidden + j]);
+          const math::GruGates<float> g =
+              math::gru_cell_forward(in_r[r], in_z[r], in_n[r], acc_r[r] + b_hr, acc_z[r] + b_hz,
+                                     acc_n[r] + b_hn, h[r * hidden + j]);
           h[r * hidden + j] = g.h_next;
           p.hs[(static_cast<size_t>(s + 1) * batch + b) * hidden + j] = g.h_next;
           out[b * out_stride + static_cast<size_t>(t) * dirs * hidden +
