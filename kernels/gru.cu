@@ -336,34 +336,45 @@ bool gru_persistent_backward_fits(int hidden, int rows_per_block, size_t max_sha
          gru_persistent_backward_shared_bytes(hidden, rows_per_block) <= max_shared_bytes;
 }
 
+namespace {
+
+// Both persistent kernels: checks, the shared-memory opt-in, one launch over (row groups,
+// directions), the two directions' parameters (the first twice when there is one direction).
+template <typename Direction, typename Sequence>
+void launch_persistent(const char* op, const char* kernel_name,
+                       void (*kernel)(Direction, Direction, int, int, int, int, Sequence),
+                       size_t shared, const Direction* directions, int num_directions, int batch,
+                       int steps, int hidden, int rows_per_block, Sequence sequence,
+                       cudaStream_t stream) {
+  check_persistent(op, num_directions, batch, steps, hidden, rows_per_block);
+  // Beyond the default 48 KB a kernel must opt in (up to the device's per-block maximum; a size
+  // the device cannot give fails here, naming the call). Not a stream operation: capturable.
+  FUSEDVAE_CUDA_CHECK(cudaFuncSetAttribute(reinterpret_cast<const void*>(kernel),
+                                           cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                           static_cast<int>(shared)));
+  launch(kernel_name, kernel, persistent_grid(batch, rows_per_block, num_directions),
+         persistent_threads(hidden), shared, stream, directions[0], directions[num_directions - 1],
+         batch, steps, hidden, rows_per_block, sequence);
+}
+
+}  // namespace
+
 void gru_persistent_forward(const GruDirectionParams* directions, int num_directions, int batch,
                             int steps, int hidden, int rows_per_block, float* out,
                             cudaStream_t stream) {
-  check_persistent("gru_persistent_forward", num_directions, batch, steps, hidden, rows_per_block);
-  const size_t shared = gru_persistent_shared_bytes(hidden, rows_per_block);
-  // Beyond the default 48 KB a kernel must opt in (up to the device's per-block maximum; a size
-  // the device cannot give fails here, naming the call). Not a stream operation: capturable.
-  FUSEDVAE_CUDA_CHECK(
-      cudaFuncSetAttribute(reinterpret_cast<const void*>(gru_persistent_forward_kernel),
-                           cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared)));
-  launch("gru_persistent_forward_kernel", gru_persistent_forward_kernel,
-         persistent_grid(batch, rows_per_block, num_directions), persistent_threads(hidden), shared,
-         stream, directions[0], directions[num_directions - 1], batch, steps, hidden,
-         rows_per_block, out);
+  launch_persistent("gru_persistent_forward", "gru_persistent_forward_kernel",
+                    gru_persistent_forward_kernel,
+                    gru_persistent_shared_bytes(hidden, rows_per_block), directions, num_directions,
+                    batch, steps, hidden, rows_per_block, out, stream);
 }
 
 void gru_persistent_backward(const GruDirectionBackwardParams* directions, int num_directions,
                              int batch, int steps, int hidden, int rows_per_block,
                              const float* d_out, cudaStream_t stream) {
-  check_persistent("gru_persistent_backward", num_directions, batch, steps, hidden, rows_per_block);
-  const size_t shared = gru_persistent_backward_shared_bytes(hidden, rows_per_block);
-  FUSEDVAE_CUDA_CHECK(
-      cudaFuncSetAttribute(reinterpret_cast<const void*>(gru_persistent_backward_kernel),
-                           cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared)));
-  launch("gru_persistent_backward_kernel", gru_persistent_backward_kernel,
-         persistent_grid(batch, rows_per_block, num_directions), persistent_threads(hidden), shared,
-         stream, directions[0], directions[num_directions - 1], batch, steps, hidden,
-         rows_per_block, d_out);
+  launch_persistent("gru_persistent_backward", "gru_persistent_backward_kernel",
+                    gru_persistent_backward_kernel,
+                    gru_persistent_backward_shared_bytes(hidden, rows_per_block), directions,
+                    num_directions, batch, steps, hidden, rows_per_block, d_out, stream);
 }
 
 }  // namespace fusedvae::gpu
