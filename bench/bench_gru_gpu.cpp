@@ -251,7 +251,9 @@ nlohmann::json run_case(cudnnHandle_t handle, const GruShape& sh, const Options&
                         {"input", sh.input},   {"hidden", sh.hidden},
                         {"layers", sh.layers}, {"bidirectional", sh.bidirectional}};
   gpu::GruGpu ours(sh);
-  gpu::GruGpu per_step(sh, gpu::GruGpuOptions{false, false, false});
+  gpu::GruGpuOptions per_step_options;
+  per_step_options.allow_persistent = false;  // the per-step products and kernels at every H
+  gpu::GruGpu per_step(sh, per_step_options);
   row["persistent"] = ours.persistent();
   row["persistent_backward"] = ours.persistent_backward();
   auto ours_fwd = [&](gpu::GruGpu& g) { g.forward_train(params.p, x.p, h0.p, y.p, h_n.p, stream); };
