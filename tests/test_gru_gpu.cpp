@@ -860,31 +860,38 @@ TEST(GruGpu, CapturedGraphGivesTheEagerBits) {
   FUSEDVAE_REQUIRE_GPU();
   const OpCase c{"B3 T5 C7 H9, 2 layers bidirectional", {3, 5, 7, 9, 2, true}, true, true};
   const OpInputs in = op_inputs(c.shape, 300);
-  const OpOutputs eager = run_op(c, in, {});
-  gpu::GruGpu gru(c.shape);
-  DeviceBuffer params(in.params), x(in.x), h0(in.h0), d_output(in.d_output), d_h_n(in.d_h_n);
-  DeviceBuffer output(in.d_output.size()), h_n(in.h0.size()), d_x(in.x.size()), d_h0(in.h0.size()),
-      d_params(in.params.size());
-  cudaStream_t stream = nullptr;
-  FUSEDVAE_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-  cudaGraph_t graph = nullptr;
-  cudaGraphExec_t exec = nullptr;
-  FUSEDVAE_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
-  gru.forward_train(params.get(), x.get(), h0.get(), output.get(), h_n.get(), stream);
-  gru.backward(params.get(), x.get(), d_output.get(), d_h_n.get(), d_x.get(), d_h0.get(),
-               d_params.get(), stream);
-  FUSEDVAE_CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
-  FUSEDVAE_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
-  for (int replay = 0; replay < 2; ++replay) {
-    FUSEDVAE_CUDA_CHECK(cudaGraphLaunch(exec, stream));
-    FUSEDVAE_CUDA_CHECK(cudaStreamSynchronize(stream));
-    const OpOutputs got{output.to_host(), h_n.to_host(), d_x.to_host(), d_h0.to_host(),
-                        d_params.to_host()};
-    expect_same_outputs(got, eager, " (graph replay " + std::to_string(replay) + ")");
+  // Both paths: the persistent kernels (with their shared-memory opt-in inside the capture) and
+  // the per-step products and kernels on two streams.
+  for (const bool persistent : {true, false}) {
+    SCOPED_TRACE(persistent ? "persistent" : "per step");
+    gpu::GruGpuOptions options;
+    options.allow_persistent = persistent;
+    const OpOutputs eager = run_op(c, in, options);
+    gpu::GruGpu gru(c.shape, options);
+    DeviceBuffer params(in.params), x(in.x), h0(in.h0), d_output(in.d_output), d_h_n(in.d_h_n);
+    DeviceBuffer output(in.d_output.size()), h_n(in.h0.size()), d_x(in.x.size()),
+        d_h0(in.h0.size()), d_params(in.params.size());
+    cudaStream_t stream = nullptr;
+    FUSEDVAE_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+    cudaGraph_t graph = nullptr;
+    cudaGraphExec_t exec = nullptr;
+    FUSEDVAE_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+    gru.forward_train(params.get(), x.get(), h0.get(), output.get(), h_n.get(), stream);
+    gru.backward(params.get(), x.get(), d_output.get(), d_h_n.get(), d_x.get(), d_h0.get(),
+                 d_params.get(), stream);
+    FUSEDVAE_CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
+    FUSEDVAE_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+    for (int replay = 0; replay < 2; ++replay) {
+      FUSEDVAE_CUDA_CHECK(cudaGraphLaunch(exec, stream));
+      FUSEDVAE_CUDA_CHECK(cudaStreamSynchronize(stream));
+      const OpOutputs got{output.to_host(), h_n.to_host(), d_x.to_host(), d_h0.to_host(),
+                          d_params.to_host()};
+      expect_same_outputs(got, eager, " (graph replay " + std::to_string(replay) + ")");
+    }
+    cudaGraphExecDestroy(exec);
+    cudaGraphDestroy(graph);
+    cudaStreamDestroy(stream);
   }
-  cudaGraphExecDestroy(exec);
-  cudaGraphDestroy(graph);
-  cudaStreamDestroy(stream);
 }
 
 TEST(GruGpu, RejectsBadShapesAndMisalignedBuffers) {
