@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <filesystem>
 #include <limits>
 #include <stdexcept>
 
@@ -86,6 +88,25 @@ double Validation::worst_share() const {
 
 double sum_relative_tolerance(double sequential_adds, double per_term_roundings) {
   return (sequential_adds + per_term_roundings + 2.0) * kUnitRoundoff;
+}
+
+std::string source_file(const std::string& relative) {
+  namespace fs = std::filesystem;
+  if (const char* dir = std::getenv("FUSEDVAE_SOURCE_DIR"))
+    return (fs::path(dir) / relative).string();
+  if (fs::exists(relative)) return relative;
+  return (fs::path(FUSEDVAE_BENCH_SOURCE_DIR) / relative).string();
+}
+
+std::string python_interpreter() {
+  const char* python = std::getenv("FUSEDVAE_PYTHON");
+  return python ? python : "python3";
+}
+
+std::string shell_quote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
 }
 
 }  // namespace fusedvae::bench

@@ -65,4 +65,15 @@ struct Validation {
 // most (chain length) * u * sum |terms|; the +2 covers the final rounding and a scaling.
 double sum_relative_tolerance(double sequential_adds, double per_term_roundings);
 
+// ----------------------------------------------------------------------------------------------
+// The Python side (the float64 references, the PyTorch peers)
+
+// A file of the source tree (e.g. "python_ref/model_ref.py"): under FUSEDVAE_SOURCE_DIR when set,
+// else in the current folder when it is there, else in the tree this was built from.
+std::string source_file(const std::string& relative);
+// The interpreter: FUSEDVAE_PYTHON, else python3.
+std::string python_interpreter();
+// s in single quotes for sh, its own single quotes escaped.
+std::string shell_quote(const std::string& s);
+
 }  // namespace fusedvae::bench

@@ -22,19 +22,6 @@ namespace fs = std::filesystem;
 // Odd, and smaller than any vector width a GEMM might block by.
 constexpr int kValidationRows = 5;
 
-std::string reference_script() {
-  if (const char* dir = std::getenv("FUSEDVAE_SOURCE_DIR"))
-    return (fs::path(dir) / "python_ref" / "model_ref.py").string();
-  if (fs::exists("python_ref/model_ref.py")) return "python_ref/model_ref.py";
-  return (fs::path(FUSEDVAE_BENCH_SOURCE_DIR) / "python_ref" / "model_ref.py").string();
-}
-
-std::string shell_quote(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return out + "'";
-}
-
 // model_ref's cfg for the benchmark's objective (Bernoulli logits, KL weight 1, no clipping).
 nlohmann::json reference_config(const TrainConfig& config) {
   const ModelConfig& m = config.model;
@@ -118,9 +105,8 @@ Validation validate_step_against_reference(TrainerFactory make, const TrainConfi
   io::write_npy((folder / "params.npy").string(), params.data(), {params.size()});
   io::write_npy((folder / "x.npy").string(), x.data(), {size_t(rows), size_t(dim)});
   io::write_npy((folder / "eps.npy").string(), eps.data(), {size_t(rows), size_t(d)});
-  const char* python = std::getenv("FUSEDVAE_PYTHON");
-  const std::string command = shell_quote(python ? python : "python3") + " " +
-                              shell_quote(reference_script()) + " --step " +
+  const std::string command = shell_quote(python_interpreter()) + " " +
+                              shell_quote(source_file("python_ref/model_ref.py")) + " --step " +
                               shell_quote(folder.string());
   if (std::system(command.c_str()) != 0) {
     fs::remove_all(folder);

@@ -7,8 +7,10 @@ Layout: OUT/<op>/<case>/manifest.json (op parameters, shapes, format version) an
 array. Inputs are float32 (what the C++ reads; uint8 dataset bytes and int32 permutations where the
 op reads those); the float64 reference (vae_ref.py) computes from exactly those values. Outputs are
 float64; each has a "<name>_mag" array (float32: it only scales a tolerance) holding the sum of
-|terms| that formed it. An in-place op's updated tensor is "<name>_new". A permutation (shuffle) is
-int32, to be matched exactly.
+|terms| that formed it (the GRU's cases, whose errors grow through the recurrence rather than
+with a sum's length, record instead in their manifest how far a float32 evaluation of the same
+reference errs: make_gru_cases). An in-place op's updated tensor is "<name>_new". A permutation
+(shuffle) is int32, to be matched exactly.
 
 Scalar parameters (kl_weight, loss_scale, sigma, beta, clamp) are float32 in the C++, so they are
 rounded to float32 here before the reference uses them and written to the manifest with all their
@@ -32,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import gru_ref  # noqa: E402
 import vae_ref  # noqa: E402
 
 FORMAT_VERSION = 1
@@ -39,7 +42,7 @@ BASE_SEED = 20261124
 OPS = ("reparam_kl_forward", "reparam_kl_backward", "recon_loss", "bias_add", "bias_gradient",
        "bias_activation_forward", "activation_backward", "gather_batch", "shuffle_indices",
        "global_grad_norm", "adamw_update", "free_bits_forward", "free_bits_backward",
-       "step_state")
+       "step_state", "gru")
 SMALL_SHAPES = ((1, 1), (1, 7), (3, 17), (129, 33))
 LARGE_SHAPE = (4096, 1024)
 # The Linear layers' elementwise ops and column sums: the small shapes, one that spans many blocks
@@ -525,10 +528,64 @@ def make_step_state_cases(root: Path, written: list) -> int:
     return len(STEP_STATE_VARIANTS)
 
 
+# (name, GruShape(batch, steps, input, hidden, layers, bidirectional), weight scale, with h0).
+# The weights are nn.GRU's U(-1/sqrt(H), 1/sqrt(H)) times the scale; "saturated" also scales x
+# and sprinkles +-30 into it, so that most gates sit at 0 or 1 (derivatives near 0, z h paths
+# exact) and some pre-activations reach float32's sigmoid and tanh tails.
+G = gru_ref.GruShape
+GRU_VARIANTS = (
+    ("t1_b1_h1", G(1, 1, 1, 1, 1, False), 1.0, True),
+    ("t1_b1_h1_noh0", G(1, 1, 1, 1, 1, False), 1.0, False),
+    ("c7_h13", G(3, 9, 7, 13, 1, False), 1.0, True),
+    ("c7_h13_bidir_noh0", G(2, 6, 7, 13, 1, True), 1.0, False),
+    ("l2_bidir", G(4, 10, 5, 8, 2, True), 1.0, True),
+    ("l2_bidir_noh0", G(3, 7, 2, 6, 2, True), 1.0, False),
+    ("l3_c2_h5_noh0", G(2, 5, 2, 5, 3, False), 1.0, False),
+    ("t512_bidir", G(2, 512, 3, 16, 1, True), 1.0, True),
+    ("saturated_l2_bidir", G(3, 12, 5, 9, 2, True), 8.0, True),
+)
+
+
+def make_gru_cases(root: Path, written: list) -> int:
+    """Inputs x, h0 (when the case has one), params (the flat buffer in PyTorch's order),
+    d_output and d_h_n (float32); outputs output, h_n, d_x, d_h0, d_params (float64). The manifest
+    holds the shape, the parameter tensors' names and offsets, and err32 (per output and per
+    parameter gradient tensor: gru_ref.reference_with_err32), the tests' measure of how
+    ill-conditioned the case is."""
+    for name, shape, scale, with_h0 in GRU_VARIANTS:
+        rng = case_rng("gru/" + name)
+        params, x, h0 = gru_ref.random_case(rng, shape, scale, with_h0)
+        if name.startswith("saturated"):
+            x = (x * 4.0).astype(np.float32)
+            sprinkle(rng, x, np.array([-30.0, 30.0]), 0.05)
+        nd = gru_ref.dirs(shape)
+        d_output = rng.standard_normal((shape.batch, shape.steps, nd * shape.hidden))
+        d_h_n = rng.standard_normal((shape.layers * nd, shape.batch, shape.hidden))
+        d_output, d_h_n = d_output.astype(np.float32), d_h_n.astype(np.float32)
+        ref, err32 = gru_ref.reference_with_err32(shape, params, x, h0, d_output, d_h_n)
+        if name.startswith("saturated"):
+            # The case's point: r and z within 1e-4 of 0 or 1 for a good share of the units
+            # (41% when written; 13% are exactly 0 or 1 in float32).
+            gates = gru_ref.forward(shape, params, x, h0).cache.gates.values()
+            rz = np.concatenate([np.stack([g["r"], g["z"]]).ravel() for g in gates])
+            assert np.mean(np.minimum(rz, 1.0 - rz) < 1e-4) > 0.3, "gates not saturated"
+        tensors, cursor = [], 0
+        for tensor, tensor_shape in gru_ref.param_tensors(shape):
+            tensors.append({"name": tensor, "shape": list(tensor_shape), "offset": cursor})
+            cursor += int(np.prod(tensor_shape))
+        inputs = {"x": x, "params": params, "d_output": d_output, "d_h_n": d_h_n}
+        if h0 is not None:
+            inputs["h0"] = h0
+        manifest = {**shape._asdict(), "has_h0": h0 is not None, "weight_scale": scale,
+                    "param_tensors": tensors, "err32": err32}
+        save_case(root, "gru", name, manifest, inputs, ref, written)
+    return len(GRU_VARIANTS)
+
+
 def generator_hash() -> str:
     digest = hashlib.sha256()
     here = Path(__file__).resolve().parent
-    for source in ("make_golden.py", "vae_ref.py"):
+    for source in ("make_golden.py", "vae_ref.py", "gru_ref.py", "model_spec.py"):
         digest.update((here / source).read_bytes())
     digest.update(np.__version__.encode())
     return digest.hexdigest()
@@ -568,7 +625,7 @@ def main() -> int:
         count += make_layer_cases(root, written) + make_gather_cases(root, written)
         count += make_shuffle_cases(root, written) + make_grad_norm_cases(root, written)
         count += make_adamw_cases(root, written) + make_free_bits_cases(root, written)
-        count += make_step_state_cases(root, written)
+        count += make_step_state_cases(root, written) + make_gru_cases(root, written)
     files = {str(p.relative_to(root)): p.stat().st_size for p in written}
     stamp = {"format_version": FORMAT_VERSION, "generator": generator, "seed": BASE_SEED,
              "files": files}

@@ -14,6 +14,8 @@ and a module is one of the kinds in MODULE_KINDS:
 
     {"kind": "linear", "name": "encoder.0", "in": 784, "out": 400}
     {"kind": "activation", "function": "relu"}        # relu | tanh; no tensors
+    {"kind": "gru", "name": "encoder.rnn", "in": 7, "hidden": 64, "layers": 2,
+     "bidirectional": true, "out": 128}               # nn.GRU (batch_first)
 
 The MLP VAE (mlp_vae) is encoder.0 .. encoder.{n-1} (each followed by the activation), the heads
 encoder.mu and encoder.logvar, then decoder.0 .. decoder.{n-1} (the hidden widths in reverse, each
@@ -34,7 +36,8 @@ prints one line, one JSON object (json.dumps with its default separators):
 
 each tensor as [name, shape, offset in floats] in carving order, and the total number of floats.
 --hidden takes comma-separated widths (400 or 1024,512; an empty string for none); --spec prints
-the description itself instead, as one JSON object.
+the description itself instead, as one JSON object. `--layout-of JSON` prints the layout of any
+description given as one JSON object (modules of every kind, GRUs included).
 """
 import argparse
 import json
@@ -58,15 +61,40 @@ def _linear_tensors(m):
     return [("weight", (m["out"], m["in"])), ("bias", (m["out"],))]
 
 
+def gru_tensors(m):
+    """nn.GRU's parameters in its order: per layer k, per direction (forward, then "_reverse"),
+    weight_ih_l{k} [3H, in_k], weight_hh_l{k} [3H, H], bias_ih_l{k} [3H], bias_hh_l{k} [3H];
+    in_0 = in, in_k = dirs * H above (gru_ref.py and host/ops/gru_cpu.h carve the same)."""
+    h, dirs = m["hidden"], 2 if m["bidirectional"] else 1
+    tensors = []
+    for layer in range(m["layers"]):
+        layer_in = m["in"] if layer == 0 else dirs * h
+        for d in range(dirs):
+            suffix = f"_l{layer}" + ("_reverse" if d == 1 else "")
+            tensors += [("weight_ih" + suffix, (3 * h, layer_in)),
+                        ("weight_hh" + suffix, (3 * h, h)),
+                        ("bias_ih" + suffix, (3 * h,)), ("bias_hh" + suffix, (3 * h,))]
+    return tensors
+
+
 MODULE_KINDS = {
     # nn.Linear's default initialisation: weight and bias ~ U(-1/sqrt(in), 1/sqrt(in)).
     "linear": ModuleKind(tensors=_linear_tensors, init_bound=lambda m: 1.0 / math.sqrt(m["in"])),
     "activation": ModuleKind(tensors=lambda m: [], init_bound=lambda m: None),
+    # nn.GRU's reset_parameters: every tensor ~ U(-1/sqrt(H), 1/sqrt(H)). A sequence module
+    # ([batch, steps, in] -> [batch, steps, out]); model_ref.py has no forward for it yet.
+    "gru": ModuleKind(tensors=gru_tensors, init_bound=lambda m: 1.0 / math.sqrt(m["hidden"])),
 }
 
 
 def linear(name, n_in, n_out):
     return {"kind": "linear", "name": name, "in": int(n_in), "out": int(n_out)}
+
+
+def gru(name, n_in, hidden, layers=1, bidirectional=False):
+    return {"kind": "gru", "name": name, "in": int(n_in), "hidden": int(hidden),
+            "layers": int(layers), "bidirectional": bool(bidirectional),
+            "out": (2 if bidirectional else 1) * int(hidden)}
 
 
 def activation(function):
@@ -188,7 +216,12 @@ def main(argv=None):
     p.add_argument("--latent", type=int, default=20)
     p.add_argument("--activation", choices=ACTIVATIONS, default="relu")
     p.add_argument("--spec", action="store_true", help="print the description, not the layout")
+    p.add_argument("--layout-of", metavar="JSON",
+                   help="print the layout of this description (one JSON object) instead")
     a = p.parse_args(argv)
+    if a.layout_of is not None:
+        print(layout_json(json.loads(a.layout_of)))
+        return 0
     try:
         spec = mlp_vae(a.input_dim, parse_widths(a.hidden), a.latent, a.activation)
     except ValueError as e:

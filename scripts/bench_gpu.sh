@@ -5,7 +5,7 @@
 #
 #   bash scripts/bench_gpu.sh                          # build here (needs the set-up's packages)
 #   bash scripts/bench_gpu.sh --carried device_carry   # a build made by scripts/prepare_gpu_carry.sh
-#   ... --stage kernels|train|torch|report|all         # one part (each fits a 10-minute slot)
+#   ... --stage kernels|train|torch|gru|report|all     # one part (each fits a 10-minute slot)
 #
 # Results: bench/results/<date>-<gpu>/ (kernels.json/.md, train_step.json/.md, torch_peer.json,
 # summary.md, summary.png), copied to $OUT when set. The latest CPU rows measured on a development
@@ -30,11 +30,11 @@ while [ $# -gt 0 ]; do
       carry="${2:?--carried needs a directory}"
       use_carried_build "$carry" || exit 2
       shift 2 ;;
-    --stage) stage="${2:?--stage needs kernels, train, torch, report or all}"; shift 2 ;;
+    --stage) stage="${2:?--stage needs kernels, train, torch, gru, report or all}"; shift 2 ;;
     *) echo "bench_gpu: unknown argument $1" >&2; exit 2 ;;
   esac
 done
-case "$stage" in kernels|train|torch|report|all) ;; *) echo "bench_gpu: bad stage $stage" >&2; exit 2 ;; esac
+case "$stage" in kernels|train|torch|gru|report|all) ;; *) echo "bench_gpu: bad stage $stage" >&2; exit 2 ;; esac
 
 if [ -z "${carry:-}" ] && [ "$stage" != report ] && [ "$stage" != torch ]; then
   bash scripts/build.sh || { echo "bench_gpu: build failed" >&2; exit 1; }
@@ -93,6 +93,22 @@ if run_stage torch; then
     [ "${PIPESTATUS[0]}" = 0 ] || status=1
     sync_out
   done
+fi
+if run_stage gru; then
+  # The GRU (DyAD's shapes): ours against cuDNN, then PyTorch's nn.GRU eager and compiled.
+  echo "== GRU benchmark (ours against cuDNN)"
+  if [ -x "$build_dir/bench/bench_gru_gpu" ]; then
+    timeout 420 "$build_dir/bench/bench_gru_gpu" --out "$results" 2>&1 | tee "$results/bench_gru_gpu.log"
+    [ "${PIPESTATUS[0]}" = 0 ] || status=1
+  else
+    echo "bench_gpu: no $build_dir/bench/bench_gru_gpu (cuDNN not found at configure time)"
+  fi
+  sync_out
+  echo "== GRU, PyTorch nn.GRU eager and torch.compile"
+  timeout 420 python3 bench/bench_gru_gpu_torch.py --json "$results/gru_gpu_torch.json" 2>&1 |
+    tee "$results/bench_gru_gpu_torch.log"
+  [ "${PIPESTATUS[0]}" = 0 ] || status=1
+  sync_out
 fi
 echo "== summary"
 extra=()

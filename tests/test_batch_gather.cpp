@@ -44,13 +44,7 @@ std::vector<uint8_t> random_bytes(size_t count, uint32_t seed) {
   return v;
 }
 
-std::vector<float> random_floats(size_t count, float lo, float hi, uint32_t seed) {
-  std::mt19937 gen(seed);
-  std::uniform_real_distribution<float> dist(lo, hi);
-  std::vector<float> v(count);
-  for (auto& x : v) x = dist(gen);
-  return v;
-}
+using test::random_floats;
 
 // ----------------------------------------------------------------------------------------------
 // CPU shuffle

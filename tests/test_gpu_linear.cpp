@@ -29,13 +29,7 @@ using test::Tolerance;
 // Unit roundoff of float32.
 constexpr double kFloatEps = 5.9604644775390625e-8;  // 2^-24
 
-std::vector<float> random_floats(size_t count, float lo, float hi, uint32_t seed) {
-  std::mt19937 gen(seed);
-  std::uniform_real_distribution<float> dist(lo, hi);
-  std::vector<float> v(count);
-  for (auto& x : v) x = dist(gen);
-  return v;
-}
+using test::random_floats;
 
 // A float32 sum of k products carries an error of at most about k * u times the sum of the
 // products' magnitudes (the classical bound for any summation order, which covers cuBLASLt's

@@ -5,12 +5,15 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "host/model/gru_module.h"
 #include "host/model/model_config.h"
+#include "host/ops/gru_cpu.h"
 #include "tests/support/test_support.h"
 
 namespace fusedvae {
@@ -73,8 +76,66 @@ TEST(ParamLayout, CarvesTensorsInModuleOrderWithPytorchNames) {
   EXPECT_EQ(layout.total, cursor);
 }
 
+// The layout model_spec.py prints for a command line, against the C++ one.
+void expect_python_layout(const std::string& arguments, const ParamLayout& layout) {
+  const std::string command = std::string(FUSEDVAE_PYTHON) + " " + test::source_dir() +
+                              "/python_ref/model_spec.py " + arguments;
+  SCOPED_TRACE(command);
+  FILE* pipe = popen(command.c_str(), "r");
+  ASSERT_NE(pipe, nullptr);
+  std::string text;
+  char chunk[4096];
+  for (size_t n; (n = fread(chunk, 1, sizeof(chunk), pipe)) > 0;) text.append(chunk, n);
+  ASSERT_EQ(pclose(pipe), 0) << text;
+  const nlohmann::json python = nlohmann::json::parse(text);
+  ASSERT_EQ(python.at("tensors").size(), layout.tensors.size());
+  for (size_t i = 0; i < layout.tensors.size(); ++i) {
+    const nlohmann::json& t = python.at("tensors")[i];
+    EXPECT_EQ(t[0].get<std::string>(), layout.tensors[i].name);
+    EXPECT_EQ(t[1].get<std::vector<int64_t>>(), layout.tensors[i].shape) << layout.tensors[i].name;
+    EXPECT_EQ(t[2].get<size_t>(), layout.tensors[i].offset) << layout.tensors[i].name;
+  }
+  EXPECT_EQ(python.at("total").get<size_t>(), layout.total);
+}
+
+// A module as model_spec.py describes it.
+nlohmann::json module_json(const Module& m) {
+  if (m.is(gru_definition()))
+    return {{"kind", "gru"},      {"name", m.name},     {"in", m.in},
+            {"hidden", m.hidden}, {"layers", m.layers}, {"bidirectional", m.bidirectional},
+            {"out", m.out}};
+  if (m.is(linear_definition()))
+    return {{"kind", "linear"}, {"name", m.name}, {"in", m.in}, {"out", m.out}};
+  return {{"kind", "activation"},
+          {"function", m.activation == Activation::kTanh ? "tanh" : "relu"}};
+}
+
+nlohmann::json architecture_json(const VaeArchitecture& arch) {
+  nlohmann::json encoder = nlohmann::json::array(), decoder = nlohmann::json::array();
+  for (const Module& m : arch.encoder) encoder.push_back(module_json(m));
+  for (const Module& m : arch.decoder) decoder.push_back(module_json(m));
+  return {{"encoder", encoder},
+          {"mu", module_json(arch.mu)},
+          {"logvar", module_json(arch.logvar)},
+          {"decoder", decoder}};
+}
+
+// A DyAD-like sequence VAE: bidirectional 2-layer GRU encoder, GRU decoder. Only its layout is
+// defined (no training step runs GRU modules yet).
+VaeArchitecture gru_vae() {
+  VaeArchitecture arch;
+  arch.encoder = {gru_module("encoder.rnn", 7, 13, 2, true)};
+  arch.mu = linear_module("encoder.mu", 26, 3);
+  arch.logvar = linear_module("encoder.logvar", 26, 3);
+  arch.decoder = {gru_module("decoder.rnn", 3, 5, 1, false),
+                  activation_module("decoder.rnn.act", 5, Activation::kTanh),
+                  linear_module("decoder.out", 5, 7)};
+  return arch;
+}
+
 // python_ref/model_spec.py is the same description in Python (the float64 reference model and
-// the PyTorch loaders derive their layout from it): both must carve the same tensors.
+// the PyTorch loaders derive their layout from it): both must carve the same tensors, for the MLP
+// VAEs the command line builds and for a description with GRU modules.
 TEST(ParamLayout, PythonDescriptionCarvesTheSameTensors) {
   ModelConfig bare = odd_config();
   bare.hidden.clear();
@@ -84,29 +145,44 @@ TEST(ParamLayout, PythonDescriptionCarvesTheSameTensors) {
   for (const ModelConfig& config : {odd_config(), bare, ModelConfig{}, wide}) {
     std::string hidden;
     for (int w : config.hidden) hidden += (hidden.empty() ? "" : ",") + std::to_string(w);
-    const std::string command = std::string(FUSEDVAE_PYTHON) + " " + test::source_dir() +
-                                "/python_ref/model_spec.py --input-dim " +
-                                std::to_string(config.input_dim) + " --hidden '" + hidden +
-                                "' --latent " + std::to_string(config.latent_dim);
-    SCOPED_TRACE(command);
-    FILE* pipe = popen(command.c_str(), "r");
-    ASSERT_NE(pipe, nullptr);
-    std::string text;
-    char chunk[4096];
-    for (size_t n; (n = fread(chunk, 1, sizeof(chunk), pipe)) > 0;) text.append(chunk, n);
-    ASSERT_EQ(pclose(pipe), 0) << text;
-    const nlohmann::json python = nlohmann::json::parse(text);
-    const ParamLayout layout = make_param_layout(config);
-    ASSERT_EQ(python.at("tensors").size(), layout.tensors.size());
-    for (size_t i = 0; i < layout.tensors.size(); ++i) {
-      const nlohmann::json& t = python.at("tensors")[i];
-      EXPECT_EQ(t[0].get<std::string>(), layout.tensors[i].name);
-      EXPECT_EQ(t[1].get<std::vector<int64_t>>(), layout.tensors[i].shape)
-          << layout.tensors[i].name;
-      EXPECT_EQ(t[2].get<size_t>(), layout.tensors[i].offset) << layout.tensors[i].name;
-    }
-    EXPECT_EQ(python.at("total").get<size_t>(), layout.total);
+    expect_python_layout("--input-dim " + std::to_string(config.input_dim) + " --hidden '" +
+                             hidden + "' --latent " + std::to_string(config.latent_dim),
+                         make_param_layout(config));
   }
+  const VaeArchitecture arch = gru_vae();
+  expect_python_layout("--layout-of '" + architecture_json(arch).dump() + "'",
+                       make_param_layout(arch));
+}
+
+// The GRU module's tensors are nn.GRU's, carved where the GRU op (host/ops/gru_cpu.h) reads them.
+TEST(ParamLayout, GruModuleCarvesTheGruOpsParameterOrder) {
+  const VaeArchitecture arch = gru_vae();
+  const ParamLayout layout = make_param_layout(arch);
+  const Module& rnn = arch.encoder[0];
+  const size_t start = layout.offset_of(rnn);
+  cpu::GruShape shape;
+  shape.batch = shape.steps = 1;
+  shape.input = rnn.in;
+  shape.hidden = rnn.hidden;
+  shape.layers = rnn.layers;
+  shape.bidirectional = rnn.bidirectional;
+  EXPECT_EQ(rnn.out, 26);
+  for (int layer = 0; layer < 2; ++layer)
+    for (int d = 0; d < 2; ++d) {
+      const std::string suffix = "_l" + std::to_string(layer) + (d ? "_reverse" : "");
+      const cpu::GruTensorOffsets o = cpu::gru_param_offsets(shape, layer, d);
+      const int64_t in = layer == 0 ? 7 : 26;
+      const ParamTensor& w_ih = layout.at("encoder.rnn.weight_ih" + suffix);
+      EXPECT_EQ(w_ih.offset - start, o.weight_ih) << suffix;
+      EXPECT_EQ(w_ih.shape, (std::vector<int64_t>{39, in}));
+      const ParamTensor& w_hh = layout.at("encoder.rnn.weight_hh" + suffix);
+      EXPECT_EQ(w_hh.offset - start, o.weight_hh) << suffix;
+      EXPECT_EQ(w_hh.shape, (std::vector<int64_t>{39, 13}));
+      EXPECT_EQ(layout.at("encoder.rnn.bias_ih" + suffix).offset - start, o.bias_ih) << suffix;
+      EXPECT_EQ(layout.at("encoder.rnn.bias_hh" + suffix).offset - start, o.bias_hh) << suffix;
+      EXPECT_EQ(layout.at("encoder.rnn.bias_hh" + suffix).shape, (std::vector<int64_t>{39}));
+    }
+  EXPECT_EQ(layout.offset_of(arch.mu) - start, cpu::gru_param_count(shape));
 }
 
 TEST(ParamLayout, NoHiddenLayersAndTheDefaultModel) {
@@ -142,6 +218,30 @@ TEST(InitParams, UniformWithinFanInBoundsAndReproducible) {
     // 2 of it with overwhelming probability (and fails for a constant or a wrong bound).
     const double n = static_cast<double>(end - begin);
     const double variance = sum_sq / n - (sum / n) * (sum / n);
+    EXPECT_GT(variance, bound * bound / 6.0) << module->name;
+    EXPECT_LT(variance, bound * bound / 1.5) << module->name;
+  }
+}
+
+// nn.GRU's initialisation: every tensor ~ U(-1/sqrt(H), 1/sqrt(H)), whatever its fan-in.
+TEST(InitParams, GruUniformWithinOneOverSqrtHidden) {
+  const VaeArchitecture arch = gru_vae();
+  const ParamLayout layout = make_param_layout(arch);
+  std::vector<float> params(layout.total);
+  init_params_like_pytorch(arch, 3, params.data());
+  for (const Module* module : {&arch.encoder[0], &arch.decoder[0]}) {
+    const float bound = 1.0f / std::sqrt(static_cast<float>(module->hidden));
+    size_t begin = layout.offset_of(*module), end = begin;
+    for (const ParamTensor& t : layout.tensors)
+      if (t.name.rfind(module->name + ".", 0) == 0) end = t.offset + t.size();
+    double sum_sq = 0.0, max_abs = 0.0;
+    for (size_t i = begin; i < end; ++i) {
+      max_abs = std::max(max_abs, static_cast<double>(std::fabs(params[i])));
+      sum_sq += static_cast<double>(params[i]) * params[i];
+    }
+    EXPECT_LE(max_abs, bound) << module->name;
+    EXPECT_GT(max_abs, 0.9 * bound) << module->name;  // fills the range, not 1/sqrt(in)'s
+    const double variance = sum_sq / static_cast<double>(end - begin);
     EXPECT_GT(variance, bound * bound / 6.0) << module->name;
     EXPECT_LT(variance, bound * bound / 1.5) << module->name;
   }

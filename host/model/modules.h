@@ -2,8 +2,8 @@
 // its feature sizes; what it owns in the flat parameter buffer (its tensors, their shapes and their
 // initialisation) follows from its kind alone.
 //
-// A kind is a ModuleDefinition. A new kind of module (a GRU next) is its definition and builder
-// in a file of its own beside this one, its layer on each backend (host/train/cpu/,
+// A kind is a ModuleDefinition. A new kind of module is its definition and builder in a file of
+// its own beside this one (gru_module.h), its layer on each backend (host/train/cpu/,
 // host/train/gpu/), and one line in host/train/module_registry.cpp that names them together.
 #pragma once
 
@@ -40,6 +40,10 @@ struct Module {
   int in = 0;        // features in
   int out = 0;       // features out
   Activation activation = Activation::kIdentity;  // activation modules only
+  // Recurrent modules only (host/model/gru_module.h): out = (bidirectional ? 2 : 1) * hidden.
+  int hidden = 0;
+  int layers = 0;
+  bool bidirectional = false;
 
   bool is(const ModuleDefinition& definition) const { return kind == &definition; }
 };

@@ -986,15 +986,28 @@ void* dynamic_shared_memory(size_t align) {
   return g_launch.dynamic_shared;
 }
 
-cudaError_t run_launch(const char* kernel_name, dim3 grid, dim3 block, size_t shared_bytes,
-                       const std::vector<PointerArg>& pointers, Body body) {
+// Per-block shared memory of H100/H200: 48 KB unless the kernel opts in, up to 227 KB.
+constexpr size_t kDefaultSharedBytes = 48 * 1024;
+constexpr size_t kOptInSharedBytes = 227 * 1024;
+
+// Dynamic shared memory a kernel opted into with cudaFuncSetAttribute, beyond the default 48 KB.
+std::map<const void*, int>& shared_opt_in() {
+  static std::map<const void*, int> opt_in;
+  return opt_in;
+}
+
+cudaError_t run_launch(const char* kernel_name, const void* kernel, dim3 grid, dim3 block,
+                       size_t shared_bytes, const std::vector<PointerArg>& pointers, Body body) {
   // What CUDA refuses at launch (cudaErrorInvalidConfiguration / InvalidValue).
   const uint64_t threads_per_block = static_cast<uint64_t>(block.x) * block.y * block.z;
   if (block.x < 1 || block.y < 1 || block.z < 1 || block.x > 1024 || block.y > 1024 ||
       block.z > 64 || threads_per_block > 1024 || grid.x < 1 || grid.y < 1 || grid.z < 1 ||
       grid.x > 2147483647u || grid.y > 65535 || grid.z > 65535)
     return cudaErrorInvalidConfiguration;
-  if (shared_bytes > 48 * 1024) return cudaErrorInvalidValue;
+  const auto opt_in = shared_opt_in().find(kernel);
+  const size_t shared_limit =
+      opt_in != shared_opt_in().end() ? static_cast<size_t>(opt_in->second) : kDefaultSharedBytes;
+  if (shared_bytes > shared_limit) return cudaErrorInvalidValue;
   if (g_thread != nullptr && g_thread->state == State::kRunnable && g_run.kernel_name)
     throw Error(
         "SIMT harness: a launch from inside a kernel (dynamic parallelism) is not supported");
@@ -1351,6 +1364,33 @@ cudaError_t CUDARTAPI cudaSetDevice(int device) {
   return device == 0 ? cudaSuccess : record(cudaErrorInvalidDevice);
 }
 
+// The emulated device: H100/H200's per-block shared memory (48 KB by default, 227 KB opted in),
+// and a few SMs, so that grids sized from the SM count stay small under the emulator.
+cudaError_t CUDARTAPI cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int device) {
+  if (device != 0) return record(cudaErrorInvalidDevice);
+  switch (attr) {
+    case cudaDevAttrMaxSharedMemoryPerBlockOptin:
+      *value = static_cast<int>(fusedvae::simt::detail::kOptInSharedBytes);
+      return cudaSuccess;
+    case cudaDevAttrMaxSharedMemoryPerBlock:
+      *value = static_cast<int>(fusedvae::simt::detail::kDefaultSharedBytes);
+      return cudaSuccess;
+    case cudaDevAttrMultiProcessorCount:
+      *value = 4;
+      return cudaSuccess;
+    default:
+      return record(cudaErrorNotSupported);
+  }
+}
+
+cudaError_t CUDARTAPI cudaFuncSetAttribute(const void* func, cudaFuncAttribute attr, int value) {
+  if (attr != cudaFuncAttributeMaxDynamicSharedMemorySize) return record(cudaErrorNotSupported);
+  if (value < 0 || static_cast<size_t>(value) > fusedvae::simt::detail::kOptInSharedBytes)
+    return record(cudaErrorInvalidValue);
+  fusedvae::simt::detail::shared_opt_in()[func] = value;
+  return cudaSuccess;
+}
+
 // Streams are an ordering the emulator has anyway (every launch completes before it returns).
 cudaError_t CUDARTAPI cudaStreamCreate(cudaStream_t* stream) {
   static int handles[1];
@@ -1361,6 +1401,25 @@ cudaError_t CUDARTAPI cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned i
   return cudaStreamCreate(stream);
 }
 cudaError_t CUDARTAPI cudaStreamDestroy(cudaStream_t) {
+  return cudaSuccess;
+}
+
+// Events order streams (a fork to a second stream and a join back), which every launch already is:
+// a record and a wait have nothing left to do. Timing is not emulated.
+cudaError_t CUDARTAPI cudaEventCreateWithFlags(cudaEvent_t* event, unsigned int flags) {
+  if (event == nullptr || (flags & cudaEventDisableTiming) == 0)
+    return record(cudaErrorNotSupported);
+  static int handles[1];
+  *event = reinterpret_cast<cudaEvent_t>(&handles[0]);
+  return cudaSuccess;
+}
+cudaError_t CUDARTAPI cudaEventRecord(cudaEvent_t, cudaStream_t) {
+  return cudaSuccess;
+}
+cudaError_t CUDARTAPI cudaStreamWaitEvent(cudaStream_t, cudaEvent_t, unsigned int) {
+  return cudaSuccess;
+}
+cudaError_t CUDARTAPI cudaEventDestroy(cudaEvent_t) {
   return cudaSuccess;
 }
 

@@ -35,6 +35,11 @@
 #include <cuda_runtime.h>
 #include <curand_kernel.h>
 
+// CUDA's headers define __launch_bounds__ for nvcc only: a register budget, nothing to emulate.
+#ifndef __launch_bounds__
+#define __launch_bounds__(...)
+#endif
+
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -148,8 +153,9 @@ void collect_pointers(const Tuple& params, std::index_sequence<I...>,
   (void)out;
 }
 
-cudaError_t run_launch(const char* kernel_name, dim3 grid, dim3 block, size_t shared_bytes,
-                       const std::vector<PointerArg>& pointers, Body body);
+// `kernel` identifies the kernel for its shared-memory opt-in (cudaFuncSetAttribute).
+cudaError_t run_launch(const char* kernel_name, const void* kernel, dim3 grid, dim3 block,
+                       size_t shared_bytes, const std::vector<PointerArg>& pointers, Body body);
 
 // Synchronisation points (the running fiber blocks until the harness releases it).
 enum class BarrierKind { kSync, kCount, kAnd, kOr };
@@ -214,7 +220,8 @@ cudaError_t launch(const char* kernel_name, void (*kernel)(Params...), dim3 grid
                       std::apply(ctx->kernel, ctx->params);
                     },
                     &context};
-  return detail::run_launch(kernel_name, grid, block, shared_bytes, pointers, body);
+  return detail::run_launch(kernel_name, reinterpret_cast<const void*>(kernel), grid, block,
+                            shared_bytes, pointers, body);
 }
 
 // The dynamic shared memory of the running block, as FUSEDVAE_DYNAMIC_SHARED declares it.

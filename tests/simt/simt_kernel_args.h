@@ -4,6 +4,7 @@
 // build (the generated kernels_as_cxx/*.cpp).
 #pragma once
 
+#include "kernels/gru.h"
 #include "kernels/philox_normal.cuh"
 #include "kernels/reduction_workspace.h"
 
@@ -31,6 +32,34 @@ struct DevicePointers<GivenEps> {
   template <typename Visit>
   static void visit(const GivenEps& e, Visit&& visit) {
     visit(e.eps, "GivenEps::eps");
+  }
+};
+
+template <>
+struct DevicePointers<gpu::GruDirectionParams> {
+  template <typename Visit>
+  static void visit(const gpu::GruDirectionParams& p, Visit&& visit) {
+    visit(p.gi, "GruDirectionParams::gi");
+    visit(p.w_hh, "GruDirectionParams::w_hh");
+    visit(p.b_ih, "GruDirectionParams::b_ih");
+    visit(p.b_hh, "GruDirectionParams::b_hh");
+    visit(p.h0, "GruDirectionParams::h0");
+    visit(p.hs, "GruDirectionParams::hs");
+    visit(p.gates, "GruDirectionParams::gates");
+  }
+};
+
+template <>
+struct DevicePointers<gpu::GruDirectionBackwardParams> {
+  template <typename Visit>
+  static void visit(const gpu::GruDirectionBackwardParams& p, Visit&& visit) {
+    visit(p.w_hh, "GruDirectionBackwardParams::w_hh");
+    visit(p.gates, "GruDirectionBackwardParams::gates");
+    visit(p.hs, "GruDirectionBackwardParams::hs");
+    visit(p.d_h_n, "GruDirectionBackwardParams::d_h_n");
+    visit(p.d_gi, "GruDirectionBackwardParams::d_gi");
+    visit(p.d_gh, "GruDirectionBackwardParams::d_gh");
+    visit(p.d_h0, "GruDirectionBackwardParams::d_h0");
   }
 };
 

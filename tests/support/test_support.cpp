@@ -9,6 +9,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <sstream>
 #include <stdexcept>
 
@@ -19,6 +20,14 @@
 #endif
 
 namespace fusedvae::test {
+
+std::vector<float> random_floats(size_t count, float lo, float hi, uint32_t seed) {
+  std::mt19937 gen(seed);
+  std::uniform_real_distribution<float> dist(lo, hi);
+  std::vector<float> v(count);
+  for (auto& x : v) x = dist(gen);
+  return v;
+}
 
 bool gpu_available(std::string* reason) {
 #ifdef FUSEDVAE_SIMT

@@ -77,6 +77,13 @@ class DeviceScalar {
 };
 
 // ----------------------------------------------------------------------------------------------
+// Random inputs
+
+// count floats uniform in [lo, hi) from std::mt19937(seed): the same values on every platform's
+// libstdc++ (and a printed seed reproduces a case).
+std::vector<float> random_floats(size_t count, float lo, float hi, uint32_t seed);
+
+// ----------------------------------------------------------------------------------------------
 // Poison
 
 constexpr uint32_t kPoisonBits = 0x7fbadbadu;

@@ -8,19 +8,11 @@
 
 #include "kernels/activation.h"
 #include "kernels/bias.h"
+#include "host/train/gpu/cublaslt_matmul.h"
 #include "kernels/cuda_check.h"
 
 namespace fusedvae::gpu {
 namespace {
-
-#define FUSEDVAE_CUBLAS_CHECK(call)                                                              \
-  do {                                                                                           \
-    const cublasStatus_t fusedvae_status_ = (call);                                              \
-    if (fusedvae_status_ != CUBLAS_STATUS_SUCCESS)                                               \
-      throw std::runtime_error(std::string("cuBLASLt error: ") +                                 \
-                               cublasLtGetStatusName(fusedvae_status_) + " in " + #call + " (" + \
-                               __FILE__ + ":" + std::to_string(__LINE__) + ")");                 \
-  } while (0)
 
 // Activations and masks live in buffers the callers align to at least this (cudaMalloc gives
 // 256; the trainer's arena carves at 256).
@@ -29,17 +21,6 @@ constexpr size_t kMaskAlignment = 256;
 // The heuristic reads the alignment of the bias and aux pointers from their values without
 // dereferencing them; before the real buffers are known it is shown an address this aligned.
 const void* const kAlignedPlaceholder = reinterpret_cast<const void*>(uintptr_t{256});
-
-template <typename T>
-void set_desc(cublasLtMatmulDesc_t desc, cublasLtMatmulDescAttributes_t attr, const T& value) {
-  FUSEDVAE_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, attr, &value, sizeof(value)));
-}
-
-template <typename T>
-void set_pref(cublasLtMatmulPreference_t pref, cublasLtMatmulPreferenceAttributes_t attr,
-              const T& value) {
-  FUSEDVAE_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, attr, &value, sizeof(value)));
-}
 
 }  // namespace
 
@@ -65,121 +46,7 @@ LinearEngine::~LinearEngine() {
   cublasLtDestroy(handle_);
 }
 
-// ---------------------------------------------------------------------------------------------
-// One matmul: D = alpha op(A) op(B) + beta C (C = D), column-major, with its chosen algorithm.
-
 namespace {
-
-struct MatmulShape {
-  cublasOperation_t trans_a, trans_b;
-  // Stored (not transposed) extents of A, B and D, column-major with ld = rows.
-  int a_rows, a_cols, b_rows, b_cols, d_rows, d_cols;
-  size_t align_a, align_b, align_d;
-};
-
-struct MatmulEpilogue {
-  cublasLtEpilogue_t kind = CUBLASLT_EPILOGUE_DEFAULT;
-  const void* bias = nullptr;  // representative pointer, for the alignment the heuristic sees
-  const void* aux = nullptr;
-  int64_t aux_ld = 0;
-};
-
-class Matmul {
- public:
-  Matmul() = default;
-  ~Matmul() { release(); }
-  Matmul(const Matmul&) = delete;
-  Matmul& operator=(const Matmul&) = delete;
-
-  // Builds the descriptors and asks the heuristic for one algorithm with no split-K reduction
-  // (then, failing that, one whose split-K partials are reduced in a separate deterministic pass;
-  // never the in-place scheme). Returns CUBLAS_STATUS_SUCCESS holding the algorithm, or the
-  // heuristic's refusal (NOT_SUPPORTED also when it returned no algorithm) holding nothing: the
-  // caller decides whether a refusal is fatal.
-  cublasStatus_t build(const LinearEngine& engine, const MatmulShape& s, const MatmulEpilogue& e) {
-    release();
-    FUSEDVAE_CUBLAS_CHECK(cublasLtMatmulDescCreate(&desc_, engine.compute_type(), CUDA_R_32F));
-    set_desc(desc_, CUBLASLT_MATMUL_DESC_TRANSA, s.trans_a);
-    set_desc(desc_, CUBLASLT_MATMUL_DESC_TRANSB, s.trans_b);
-    set_desc(desc_, CUBLASLT_MATMUL_DESC_EPILOGUE, e.kind);
-    if (e.bias != nullptr) set_desc(desc_, CUBLASLT_MATMUL_DESC_BIAS_POINTER, e.bias);
-    if (e.aux != nullptr) {
-      set_desc(desc_, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, e.aux);
-      set_desc(desc_, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, e.aux_ld);
-    }
-    FUSEDVAE_CUBLAS_CHECK(
-        cublasLtMatrixLayoutCreate(&a_, CUDA_R_32F, s.a_rows, s.a_cols, s.a_rows));
-    FUSEDVAE_CUBLAS_CHECK(
-        cublasLtMatrixLayoutCreate(&b_, CUDA_R_32F, s.b_rows, s.b_cols, s.b_rows));
-    FUSEDVAE_CUBLAS_CHECK(
-        cublasLtMatrixLayoutCreate(&d_, CUDA_R_32F, s.d_rows, s.d_cols, s.d_rows));
-
-    cublasLtMatmulPreference_t pref = nullptr;
-    FUSEDVAE_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
-    const uint64_t workspace = engine.workspace_bytes();
-    const uint32_t schemes[] = {
-        CUBLASLT_REDUCTION_SCHEME_NONE,
-        CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE | CUBLASLT_REDUCTION_SCHEME_OUTPUT_TYPE};
-    cublasStatus_t outcome = CUBLAS_STATUS_NOT_SUPPORTED;
-    try {
-      set_pref(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, workspace);
-      set_pref(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, static_cast<uint32_t>(s.align_a));
-      set_pref(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, static_cast<uint32_t>(s.align_b));
-      set_pref(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, static_cast<uint32_t>(s.align_d));
-      set_pref(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, static_cast<uint32_t>(s.align_d));
-      for (const uint32_t scheme : schemes) {
-        set_pref(pref, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, scheme);
-        cublasLtMatmulHeuristicResult_t result{};
-        int returned = 0;
-        const cublasStatus_t status = cublasLtMatmulAlgoGetHeuristic(
-            engine.handle(), desc_, a_, b_, d_, d_, pref, 1, &result, &returned);
-        if (status == CUBLAS_STATUS_SUCCESS && returned > 0 &&
-            result.state == CUBLAS_STATUS_SUCCESS) {
-          algo_ = result.algo;
-          outcome = CUBLAS_STATUS_SUCCESS;
-          break;
-        }
-        // Keep the most telling refusal: an error status over a plain "none returned".
-        if (status != CUBLAS_STATUS_SUCCESS) outcome = status;
-      }
-    } catch (...) {
-      cublasLtMatmulPreferenceDestroy(pref);
-      throw;
-    }
-    cublasLtMatmulPreferenceDestroy(pref);
-    if (outcome != CUBLAS_STATUS_SUCCESS) release();
-    return outcome;
-  }
-
-  bool valid() const { return desc_ != nullptr; }
-
-  // The epilogue's bias and aux pointers are set per call (a host-side write into the descriptor
-  // made at construction; no allocation, no synchronisation).
-  void run(const LinearEngine& engine, const void* a, const void* b, void* d, bool accumulate,
-           const void* bias, const void* aux, cudaStream_t stream) const {
-    if (bias != nullptr) set_desc(desc_, CUBLASLT_MATMUL_DESC_BIAS_POINTER, bias);
-    if (aux != nullptr) set_desc(desc_, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, aux);
-    const float alpha = 1.0f;
-    const float beta = accumulate ? 1.0f : 0.0f;
-    FUSEDVAE_CUBLAS_CHECK(cublasLtMatmul(engine.handle(), desc_, &alpha, a, a_, b, b_, &beta, d, d_,
-                                         d, d_, &algo_, engine.workspace(),
-                                         engine.workspace_bytes(), stream));
-  }
-
- private:
-  void release() {
-    if (a_ != nullptr) cublasLtMatrixLayoutDestroy(a_);
-    if (b_ != nullptr) cublasLtMatrixLayoutDestroy(b_);
-    if (d_ != nullptr) cublasLtMatrixLayoutDestroy(d_);
-    if (desc_ != nullptr) cublasLtMatmulDescDestroy(desc_);
-    a_ = b_ = d_ = nullptr;
-    desc_ = nullptr;
-  }
-
-  cublasLtMatmulDesc_t desc_ = nullptr;
-  cublasLtMatrixLayout_t a_ = nullptr, b_ = nullptr, d_ = nullptr;
-  cublasLtMatmulAlgo_t algo_{};
-};
 
 const char* epilogue_name(cublasLtEpilogue_t kind) {
   switch (kind) {
