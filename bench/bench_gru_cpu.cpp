@@ -2,7 +2,7 @@
 // thread count, on DyAD's shapes: the training forward and forward + backward.
 //
 //   bench_gru_cpu [--smoke] [--torch auto|on|off] [--repeats N] [--hidden 64,128,256]
-//                 [--layers 1,2] [--out DIR] [--stem bench_gru_cpu]
+//                 [--layers 1,2] [--inputs 7,2] [--out DIR] [--stem bench_gru_cpu]
 //
 // Shapes: batch 128, 128 steps, bidirectional; input 7 (DyAD's encoder) and 2 (its decoder);
 // the hidden sizes and layer counts asked for. Before a shape is timed, the twin runs a 5-row
@@ -42,6 +42,7 @@ struct Options {
   int repeats = 5;
   std::vector<int> hidden = {64, 128, 256};
   std::vector<int> layers = {1, 2};
+  std::vector<int> inputs = {7, 2};  // DyAD's encoder and decoder inputs
   std::string out;
   std::string stem = "bench_gru_cpu";  // results files <out>/<stem>.{json,md}
 };
@@ -279,7 +280,7 @@ int run(const Options& options) {
   if (options.smoke) {
     shapes.push_back({4, 6, 3, 5, 2, true});
   } else {
-    for (int input : {7, 2})
+    for (int input : options.inputs)
       for (int hidden : options.hidden)
         for (int layers : options.layers) shapes.push_back({128, 128, input, hidden, layers, true});
   }
@@ -371,6 +372,7 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 1000));
   app.add_option("--hidden", options.hidden, "hidden sizes")->delimiter(',');
   app.add_option("--layers", options.layers, "layer counts")->delimiter(',');
+  app.add_option("--inputs", options.inputs, "input widths")->delimiter(',');
   app.add_option("--out", options.out, "results folder (default bench/results/<date>-cpu-gru)");
   app.add_option("--stem", options.stem, "results file names, <stem>.json and <stem>.md");
   CLI11_PARSE(app, argc, argv);

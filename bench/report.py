@@ -330,7 +330,8 @@ def plot(kernel_doc, rows, path, cpu_kernel_doc=None):
         if r.get("valid") and r.get("copy_share") is not None:
             cpu_by_op.setdefault(r["op"], []).append(r)
     speedups = speedup_rows(rows, cpu=False) + speedup_rows(rows, cpu=True)
-    ok_rows = [r for r in rows if not r["failed"]]
+    # The throughput panel: rows that report images/s (the PyTorch peer's give step times only).
+    ok_rows = [r for r in rows if not r["failed"] and r.get("images_per_s") is not None]
     panels = (["copy", "unfused"] if by_op else []) + (["cpu_copy"] if cpu_by_op else []) + \
         (["speedup"] if speedups else []) + (["throughput"] if ok_rows else [])
     if not panels:
