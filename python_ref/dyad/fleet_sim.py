@@ -249,7 +249,8 @@ def charge(cfg, s, rng):
         # The charger: the stage's current, ramped up over the first minute, never more than what
         # holds the highest cell at v_cv (the constant-voltage tail).
         ramp = min(1.0, (t + 1) * dt / 60.0)
-        base = ocv(soc) + a1 * v1 + a2 * v2
+        open_circuit = ocv(soc)
+        base = open_circuit + a1 * v1 + a2 * v2
         i_cv = np.min((v_cv - base) / (s.r0 + r1 * (1 - a1) + r2 * (1 - a2)), axis=1)
         target = s.stages[rows, stage] * ramp
         current = np.where(active, np.clip(np.minimum(target, i_cv), 0.0, None), 0.0)
@@ -259,7 +260,7 @@ def charge(cfg, s, rng):
         i = current[:, None]
         v1 = a1 * v1 + (1 - a1) * r1 * i
         v2 = a2 * v2 + (1 - a2) * r2 * i
-        volt = ocv(soc) + i * s.r0 + v1 + v2
+        volt = open_circuit + i * s.r0 + v1 + v2
         soc = soc + (i - s.leak) * dt / 3600.0 / s.capacity
         heat = (i * i * s.r0 + i * (v1 + v2)).reshape(n_s, modules, -1).sum(axis=2)
         heat += s.extra_heat * current[:, None] ** 2
@@ -276,8 +277,9 @@ def sense(cfg, s, rng, soc, current, volt, temp):
     """One sample of the seven channels as the BMS reports them (noise, faults, quantisation)."""
     n_s, n = volt.shape
     cell = volt + 0.0015 * rng.standard_normal((n_s, n)) + s.drift
-    spikes = rng.uniform(0, 1, (n_s, n)) < cfg.sensor_spikes * s.sense
-    cell = cell + spikes * rng.uniform(-0.05, 0.05, (n_s, n))
+    # Only the faulty sense line (one cell per sensor vehicle) spikes: one draw per row suffices.
+    spikes = rng.uniform(0, 1, (n_s, 1)) < cfg.sensor_spikes * s.sense
+    cell = cell + spikes * rng.uniform(-0.05, 0.05, (n_s, 1))
     cell = np.round(cell, 3)
     probe = np.round(temp + 0.2 * rng.standard_normal(temp.shape))
     amps = np.round(-(current + 0.3 * rng.standard_normal(n_s)), 1)
