@@ -3,7 +3,6 @@
 // file and the problem.
 #include <gtest/gtest.h>
 
-#include <unistd.h>
 
 #include <cmath>
 #include <cstdint>
@@ -16,6 +15,7 @@
 
 #include "host/data/snippets.h"
 #include "host/io/npy.h"
+#include "tests/support/test_support.h"
 
 namespace fusedvae {
 namespace {
@@ -44,11 +44,7 @@ std::string npy_bytes(const std::string& descr, const std::string& shape, const 
 class Snippets : public ::testing::Test {
  protected:
   void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = fs::temp_directory_path() /
-           (std::string("fusedvae_snippets_") + info->name() + "_" + std::to_string(::getpid()));
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
+    dir_ = test::fresh_test_dir("fusedvae_snippets_");
     values_.resize(kCount * kSteps * kChannels);
     for (size_t i = 0; i < values_.size(); ++i) values_[i] = 0.25f * static_cast<float>(i) - 3.0f;
     write_tensor(values_, {kCount, kSteps, kChannels});

@@ -13,8 +13,9 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
                                 "python_ref"))
-from dyad.convert_dyad import BadFile, convert  # noqa: E402
+from dyad.convert_dyad import convert  # noqa: E402
 from dyad.snippets import DYAD_CHANNELS, read_snippets  # noqa: E402
+from test_dyad_data import raises  # noqa: E402  (bad files raise BadFile, a ValueError)
 
 RAW = ["volt", "current", "soc", "max_single_volt", "min_single_volt", "max_temp", "min_temp",
        "timestamp"]
@@ -45,15 +46,6 @@ def fabricate(folder, rng):
     return arrays
 
 
-def expect_bad(fn, text):
-    try:
-        fn()
-    except BadFile as e:
-        assert text in str(e), f"{text!r} not in {e}"
-        return
-    raise AssertionError(f"no error; expected {text!r}")
-
-
 def main():
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory(prefix="fusedvae_convert_") as folder:
@@ -75,15 +67,15 @@ def main():
         garbage = os.path.join(folder, "train", "6.pkl")
         with open(garbage, "wb") as f:
             f.write(b"\x80\x04not a pickle at all")
-        expect_bad(lambda: convert([os.path.join(folder, "train")], columns, out), "6.pkl")
+        raises(lambda: convert([os.path.join(folder, "train")], columns, out), "6.pkl")
         wrong = os.path.join(folder, "train", "7.pkl")
         with open(wrong, "wb") as f:
             pickle.dump((np.zeros((8, 3)), {"label": "00"}), f)
         hostile = os.path.join(folder, "train", "8.pkl")
         with open(hostile, "wb") as f:
             pickle.dump((Hostile(), {}), f)
-        expect_bad(lambda: convert([wrong], columns, out), "expected [T, 8] numbers")
-        expect_bad(lambda: convert([hostile], columns, out), "refuses to load")
+        raises(lambda: convert([wrong], columns, out), "expected [T, 8] numbers")
+        raises(lambda: convert([hostile], columns, out), "refuses to load")
         messages = []
         path, count, skipped = convert([os.path.join(folder, "train")], columns, out,
                                        skip_bad=True, log=messages.append)
