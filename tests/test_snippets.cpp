@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -246,6 +247,29 @@ TEST_F(Snippets, BadTables) {
     write_text("fleet.csv", text);
     expect_error("fleet.csv", what);
   }
+}
+
+// The Python writer (python_ref/dyad/snippets.py, through the fleet simulator) and this loader
+// agree on the format: a small simulated fleet loads with DyAD's channels and per-vehicle labels.
+TEST_F(Snippets, ReadsWhatTheSimulatorWrites) {
+  const std::string command = std::string(FUSEDVAE_PYTHON) + " " + test::source_dir() +
+                              "/python_ref/dyad/fleet_sim.py --out " + dir_.string() +
+                              " --name sim --vehicles 6 --prevalence 0.5 --sessions 2 --steps 16"
+                              " --cells 12 --modules 4 > /dev/null";
+  ASSERT_EQ(std::system(command.c_str()), 0) << command;
+  const SnippetSet set = data::read_snippets(path("sim.json"));
+  EXPECT_EQ(set.channels, (std::vector<std::string>{"soc", "current", "min_temp", "max_single_volt",
+                                                    "max_temp", "min_single_volt", "volt"}));
+  EXPECT_EQ(set.steps, 16u);
+  EXPECT_EQ(set.sampling_interval_s, 10.0);
+  ASSERT_GT(set.count, 0u);
+  EXPECT_EQ(set.values.size(), set.count * 16 * 7);
+  size_t faulty = 0;
+  for (const data::SnippetInfo& row : set.table) faulty += row.faulty;
+  EXPECT_GT(faulty, 0u);
+  EXPECT_LT(faulty, set.count);
+  const std::vector<size_t> input = data::select_channels(set, {"soc", "current"});
+  EXPECT_EQ(data::other_channels(set, input), (std::vector<size_t>{2, 3, 4, 5, 6}));
 }
 
 TEST_F(Snippets, DecodesFromMemoryAsTheFuzzerDoes) {
