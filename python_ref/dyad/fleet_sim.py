@@ -186,7 +186,8 @@ def draw_sessions(cfg, fleet, rng):
     r0 = r0 * (1 + cfg.high_resistance * sev["high_resistance"] * cell)
 
     # Cells are balanced at the top of charge; a discharge of D Ah leaves cell i at top_i - D/Q_i,
-    # so a smaller (or faded) cell starts lower, and a shorted cell has leaked since.
+    # so a smaller (or faded) cell starts lower. A shorted cell has leaked since; the balancing
+    # (which bleeds the other cells towards it) holds its deficit to internal_short_soc.
     start = rng.uniform(0.1, 0.6, (v, k))
     top = 0.97 + fleet.soc_offset[:, None, :] + 0.002 * rng.standard_normal((v, k, n))
     drawn = ((top.mean(axis=2) - start) * capacity.mean(axis=2))[:, :, None]
