@@ -5,6 +5,7 @@ near misses. The checkpoint seeds come from a real one-epoch run of FUSEDVAE on 
 dataset with --hidden 16 --latent 2 (1122 parameters, as the harnesses expect).
 
     python3 fuzz/make_seeds.py build/fusedvae
+    python3 fuzz/make_seeds.py --only snippets     # one corpus, no binary needed
 """
 import gzip
 import json
@@ -39,7 +40,37 @@ def npy(array, version=(1, 0)):
     return data
 
 
+def snippet_seeds(rng):
+    """The snippet harness's input: manifest NUL table NUL tensor (fuzz/fuzz_snippets.cpp)."""
+    shutil.rmtree(os.path.join(here, "corpus", "snippets"), ignore_errors=True)
+    manifest = {"format": "fusedvae-snippets", "version": 1, "data": "x.npy", "table": "x.csv",
+                "steps": 4, "channels": ["soc", "current", "volt"], "sampling_interval_s": 10}
+    table = b"vehicle,label,mileage,charge_segment\ncar1,00,100.5,0\ncar2,10,2000,3\n"
+    tensor = npy(rng.random((2, 4, 3), dtype=np.float32))
+
+    def seed(name, manifest=manifest, table=table, tensor=tensor):
+        put("snippets", name, json.dumps(manifest).encode() + b"\0" + table + b"\0" + tensor)
+
+    seed("good")
+    seed("float64", tensor=npy(rng.random((2, 4, 3))))
+    seed("dyad_channels", manifest=dict(manifest, steps=2, channels=[
+        "soc", "current", "min_temp", "max_single_volt", "max_temp", "min_single_volt", "volt"]),
+        tensor=npy(rng.random((2, 2, 7), dtype=np.float32)))
+    seed("steps_mismatch", manifest=dict(manifest, steps=5))
+    seed("duplicate_channel", manifest=dict(manifest, channels=["soc", "soc", "volt"]))
+    seed("bad_label", table=table.replace(b",10,", b",x1,"))
+    seed("two_labels", table=table.replace(b"car2", b"car1"))
+    seed("rows_mismatch", table=table + b"car3,00,5,1\n")
+    seed("nan", tensor=npy(np.full((2, 4, 3), np.nan, dtype=np.float32)))
+    seed("huge_shape", tensor=npy(np.zeros((2, 4, 3), dtype=np.float32)).replace(
+        b"(2, 4, 3)", b"(9999999999, 4, 3)"))
+
+
 def main():
+    if sys.argv[1:] == ["--only", "snippets"]:
+        snippet_seeds(np.random.default_rng(0))
+        print("seeds written to", os.path.join(here, "corpus", "snippets"))
+        return
     fusedvae = sys.argv[1]
     shutil.rmtree(os.path.join(here, "corpus"), ignore_errors=True)
     rng = np.random.default_rng(0)
@@ -67,6 +98,7 @@ def main():
     put("csv", "index_label", b"\x01" + b"1,2,3\n4,5,6\n")
     put("csv", "ragged", b"\x00" + b"1,2\n3\n")
     put("csv", "crlf_inf", b"\x00" + b"x,y\r\n1,inf\r\n")
+    snippet_seeds(rng)
 
     work = tempfile.mkdtemp(prefix="fusedvae_seeds_")
     data = rng.integers(0, 256, (64, 30), dtype=np.uint8)

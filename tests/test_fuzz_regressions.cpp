@@ -18,6 +18,7 @@ int fuzz_safetensors_model(const uint8_t* data, size_t size);
 int fuzz_safetensors_optimizer(const uint8_t* data, size_t size);
 int fuzz_config(const uint8_t* data, size_t size);
 int fuzz_cli(const uint8_t* data, size_t size);
+int fuzz_snippets(const uint8_t* data, size_t size);
 
 namespace {
 
@@ -65,6 +66,9 @@ TEST(FuzzRegressions, Config) {
 }
 TEST(FuzzRegressions, Cli) {
   EXPECT_GT(replay("cli", fuzz_cli), 0);
+}
+TEST(FuzzRegressions, Snippets) {
+  EXPECT_GT(replay("snippets", fuzz_snippets), 0);
 }
 
 }  // namespace

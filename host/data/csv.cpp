@@ -1,72 +1,19 @@
 // @brief CSV reader: header detection, label column, and one-line errors with line numbers.
 #include "host/data/csv.h"
 
-#include <cctype>
-#include <cerrno>
 #include <cfloat>
 #include <climits>
 #include <cmath>
-#include <cstdlib>
 #include <stdexcept>
-#include <string_view>
 #include <vector>
 
+#include "host/data/csv_text.h"
 #include "host/data/file_bytes.h"
 #include "host/data/values.h"
 #include "host/io/printable.h"
 
 namespace fusedvae::data {
 namespace {
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
-  return s;
-}
-
-std::vector<std::string_view> split_cells(std::string_view line) {
-  std::vector<std::string_view> cells;
-  size_t start = 0;
-  while (true) {
-    const size_t comma = line.find(',', start);
-    cells.push_back(
-        trim(line.substr(start, comma == std::string_view::npos ? line.npos : comma - start)));
-    if (comma == std::string_view::npos) return cells;
-    start = comma + 1;
-  }
-}
-
-// True when the whole cell is a number (strtod syntax, so "nan" and "inf" count: they are
-// numbers that the finiteness check then rejects with a clearer message).
-bool parse_number(std::string_view cell, double* value) {
-  if (cell.empty() || cell.size() > 64) return false;
-  char buffer[65];
-  cell.copy(buffer, cell.size());
-  buffer[cell.size()] = '\0';
-  char* end = nullptr;
-  errno = 0;
-  *value = std::strtod(buffer, &end);
-  return end == buffer + cell.size();
-}
-
-struct Line {
-  std::string_view text;
-  size_t number;  // 1-based, as an editor shows it
-};
-
-std::vector<Line> non_blank_lines(std::string_view text) {
-  std::vector<Line> lines;
-  size_t start = 0, number = 1;
-  while (start < text.size()) {
-    size_t end = text.find('\n', start);
-    if (end == std::string_view::npos) end = text.size();
-    const std::string_view line = trim(text.substr(start, end - start));
-    if (!line.empty()) lines.push_back({line, number});
-    start = end + 1;
-    ++number;
-  }
-  return lines;
-}
 
 int find_label_column(const std::string& path, const std::string& label_column,
                       const std::vector<std::string_view>& header, size_t columns) {

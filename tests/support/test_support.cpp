@@ -2,6 +2,7 @@
 #include "tests/support/test_support.h"
 
 #include <cuda_runtime.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -245,6 +246,15 @@ BatchReduction golden_reduction(const GoldenCase& c) {
 std::string golden_dir() {
   const char* dir = std::getenv("FUSEDVAE_GOLDEN_DIR");
   return dir ? dir : FUSEDVAE_DEFAULT_GOLDEN_DIR;
+}
+
+std::string fresh_test_dir(const std::string& prefix) {
+  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  const std::filesystem::path dir = std::filesystem::temp_directory_path() /
+                                    (prefix + info->name() + "_" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir.string();
 }
 
 std::string source_dir() {

@@ -190,4 +190,8 @@ std::string source_dir();
 // All cases of one op; fails the test (with the command to run) when there are none.
 std::vector<GoldenCase> golden_cases(const std::string& op);
 
+// A fresh, empty directory for the running test: the temp folder / `prefix` + the test's name +
+// the process id, so that parallel ctest runs never share one. The caller removes it.
+std::string fresh_test_dir(const std::string& prefix);
+
 }  // namespace fusedvae::test
