@@ -133,36 +133,47 @@ double ms_since(Clock::time_point t0) {
 class GemmFloor {
  public:
   explicit GemmFloor(const TrainShape& shape) {
-    const std::vector<std::pair<int, int>> layers = linear_layers(shape);
-    size_t largest = 0;
-    for (size_t i = 0; i < layers.size(); ++i) {
-      const auto [in, out] = layers[i];
+    // Each layer's operands in buffers of their own, as in the step (input, weight, output, its
+    // gradient, the weight's gradient, the input's gradient): the products meet the caches as the
+    // step's do, not one set of buffers kept hot.
+    for (const auto& [in, out] : linear_layers(shape)) {
+      const size_t rows = static_cast<size_t>(shape.batch);
+      Layer layer{{}, {}, {}, {}, {}, {}, {}, {}, {}};
+      layer.x.assign(rows * in, 0.5f);  // values like a step's: no denormals, no zeros to skip
+      layer.w.assign(static_cast<size_t>(out) * in, -0.25f);
+      layer.y.assign(rows * out, 0.0f);
+      layer.dy.assign(rows * out, 0.125f);
+      layer.dw.assign(static_cast<size_t>(out) * in, 0.0f);
+      const bool first = layers_.empty();  // the data needs no gradient
+      if (!first) layer.dx.assign(rows * in, 0.0f);
       cpu::MatmulShape forward{shape.batch, out, in};
       forward.transpose_b = true;
       cpu::MatmulShape weight{out, in, shape.batch};
       weight.transpose_a = true;
-      products_.emplace_back(forward);
-      products_.emplace_back(weight);
-      if (i > 0) products_.emplace_back(cpu::MatmulShape{shape.batch, in, out});
-      largest = std::max({largest, static_cast<size_t>(shape.batch) * std::max(in, out),
-                          static_cast<size_t>(in) * out});
+      layer.forward.emplace_back(forward);
+      layer.weight.emplace_back(weight);
+      if (!first) layer.input.emplace_back(cpu::MatmulShape{shape.batch, in, out});
+      layers_.push_back(std::move(layer));
     }
-    // Operands with values like a step's (no denormals, no zeros that a library could skip).
-    a_.assign(largest, 0.5f);
-    b_.assign(largest, -0.25f);
-    c_.assign(largest, 0.0f);
   }
 
+  // Forward through the layers, then backward from the last, as the step orders them.
   double step_ms() {
     const auto t0 = Clock::now();
-    for (const cpu::Matmul& product : products_)
-      product.run(a_.data(), b_.data(), nullptr, c_.data());
+    for (Layer& l : layers_) l.forward[0].run(l.x.data(), l.w.data(), nullptr, l.y.data());
+    for (auto it = layers_.rbegin(); it != layers_.rend(); ++it) {
+      it->weight[0].run(it->dy.data(), it->x.data(), nullptr, it->dw.data());
+      if (!it->input.empty()) it->input[0].run(it->dy.data(), it->w.data(), nullptr, it->dx.data());
+    }
     return ms_since(t0);
   }
 
  private:
-  std::vector<cpu::Matmul> products_;
-  std::vector<float> a_, b_, c_;
+  struct Layer {
+    std::vector<float> x, w, y, dy, dw, dx;
+    std::vector<cpu::Matmul> forward, weight, input;  // one product each (none: no input grad)
+  };
+  std::vector<Layer> layers_;
 };
 
 // Steps are timed in blocks that end with last_losses() (a synchronisation on the GPU): the
