@@ -23,14 +23,6 @@
 namespace fusedvae::test {
 namespace {
 
-std::vector<float> random_values(size_t n, uint32_t seed, float scale) {
-  std::mt19937 gen(seed);
-  std::normal_distribution<float> normal(0.0f, scale);
-  std::vector<float> v(n);
-  for (auto& x : v) x = normal(gen);
-  return v;
-}
-
 // Runs `op` (which fills the outputs it is given) once per thread count and compares.
 void expect_same_bits_for_any_threads(const std::string& name,
                                       const std::function<std::vector<std::vector<float>>()>& op) {
@@ -51,8 +43,9 @@ static_assert(size_t{kRows} * kCols > 2 * cpu::kMinParallelElements, "must be sp
 
 TEST(CpuThreads, ElementwiseAndRowOpsGiveTheSameBits) {
   const size_t n = size_t{kRows} * kCols;
-  const std::vector<float> x = random_values(n, 1, 3.0f), y = random_values(n, 2, 1.0f);
-  const std::vector<float> bias = random_values(kCols, 3, 1.0f);
+  const std::vector<float> x = random_floats(n, -3.0f, 3.0f, 1),
+                           y = random_floats(n, -1.0f, 1.0f, 2);
+  const std::vector<float> bias = random_floats(kCols, -1.0f, 1.0f, 3);
 
   expect_same_bits_for_any_threads("bias_activation_forward (tanh)", [&] {
     std::vector<float> out = x;
@@ -87,8 +80,9 @@ TEST(CpuThreads, ElementwiseAndRowOpsGiveTheSameBits) {
 
 TEST(CpuThreads, ReparamKlAndGatherGiveTheSameBits) {
   const size_t n = size_t{kRows} * kCols;
-  const std::vector<float> mu = random_values(n, 4, 1.0f), logvar = random_values(n, 5, 2.0f);
-  const std::vector<float> dz = random_values(n, 6, 1.0f);
+  const std::vector<float> mu = random_floats(n, -1.0f, 1.0f, 4),
+                           logvar = random_floats(n, -2.0f, 2.0f, 5);
+  const std::vector<float> dz = random_floats(n, -1.0f, 1.0f, 6);
   const uint64_t draw = 7;
   const float kl_weight = 0.5f;
   RngState rng;
@@ -122,14 +116,15 @@ TEST(CpuThreads, ReparamKlAndGatherGiveTheSameBits) {
 TEST(CpuThreads, GradNormAndAdamWGiveTheSameBits) {
   // More than one block of the norm's fixed-size blocks, and not a multiple of any of them.
   const size_t n = 1000003;
-  const std::vector<float> grads = random_values(n, 10, 0.1f), params = random_values(n, 11, 1.0f);
+  const std::vector<float> grads = random_floats(n, -0.1f, 0.1f, 10),
+                           params = random_floats(n, -1.0f, 1.0f, 11);
   expect_same_bits_for_any_threads("global_grad_norm", [&] {
     std::vector<float> norm = poisoned(1), scale = poisoned(1);
     cpu::global_grad_norm(grads.data(), n, 1.0f, norm.data(), scale.data());
     return std::vector<std::vector<float>>{norm, scale};
   });
   expect_same_bits_for_any_threads("adamw_update", [&] {
-    std::vector<float> p = params, m = random_values(n, 12, 0.01f), v(n, 1e-4f);
+    std::vector<float> p = params, m = random_floats(n, -0.01f, 0.01f, 12), v(n, 1e-4f);
     StepState state;
     state.step = 3;
     state.lr = 1e-3f;
