@@ -94,6 +94,9 @@ struct OptimizerConfig {
   LrSchedule schedule = LrSchedule::kConstant;
   float min_lr = 0.0f;         // cosine decays from lr to min_lr over the run
   float max_grad_norm = 0.0f;  // clip by the global norm; 0 = off
+  // Cosine held for each of this many equal stretches of the run, at the value of its first step
+  // (DyAD: one per epoch, PyTorch's CosineAnnealingLR stepped per epoch); 0 = every step.
+  int64_t lr_stairs = 0;
 };
 
 enum class KlScheduleKind : int { kConstant = 0, kLinear = 1, kLogistic = 2, kCyclical = 3 };

@@ -83,7 +83,7 @@ __global__ void reparam_kl_backward_kernel(const float* __restrict__ dz,
 }
 
 __global__ void draw_normal_eps_kernel(const int batch, const int dim, const PhiloxEps source,
-                                       float* __restrict__ eps) {
+                                       const float scale, float* __restrict__ eps) {
   const int groups = static_cast<int>(philox_groups_per_row(dim));
   const size_t total_groups = static_cast<size_t>(batch) * groups;
   const uint64_t draw = source.draw();
@@ -95,7 +95,7 @@ __global__ void draw_normal_eps_kernel(const int batch, const int dim, const Phi
 #pragma unroll
     for (int k = 0; k < 4; ++k) {
       const int col = g * 4 + k;
-      if (col < dim) eps[static_cast<size_t>(row) * dim + col] = float4_component(e4, k);
+      if (col < dim) eps[static_cast<size_t>(row) * dim + col] = scale * float4_component(e4, k);
     }
   }
 }
@@ -180,10 +180,10 @@ void reparam_kl_backward_given_eps(const float* dz, const float* mu, const float
 }
 
 void draw_normal_eps(int batch, int dim, RngState rng, float* eps, cudaStream_t stream,
-                     int block_size) {
+                     int block_size, float scale) {
   check_shape(batch, dim, block_size, "draw_normal_eps");
   launch("draw_normal_eps_kernel", draw_normal_eps_kernel, group_grid(batch, dim, block_size),
-         block_size, 0, stream, batch, dim, philox_eps(rng), eps);
+         block_size, 0, stream, batch, dim, philox_eps(rng), scale, eps);
 }
 
 void advance_draw_index(uint64_t* draw_index, uint64_t draws, cudaStream_t stream) {

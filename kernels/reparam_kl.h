@@ -48,9 +48,11 @@ void reparam_kl_backward_given_eps(const float* dz, const float* mu, const float
                                    float* dmu, float* dlogvar, cudaStream_t stream,
                                    int block_size = kDefaultBlockSize);
 
-// The eps that reparam_kl_forward uses at this draw, written out (tests, IWAE, sampling).
+// The eps that reparam_kl_forward uses at this draw, written out (tests, IWAE, sampling), times
+// `scale` (DyAD's noise_scale draws z = mu + scale * sigma * eps through the given-eps ops; a scale
+// of 1 gives the unscaled bits).
 void draw_normal_eps(int batch, int dim, RngState rng, float* eps, cudaStream_t stream,
-                     int block_size = kDefaultBlockSize);
+                     int block_size = kDefaultBlockSize, float scale = 1.0f);
 
 // Advances *draw_index by `draws` on the device (graph-capturable).
 void advance_draw_index(uint64_t* draw_index, uint64_t draws, cudaStream_t stream);

@@ -30,10 +30,15 @@ FUSEDVAE_HD float kl_weight_at(const KlSchedule& s, uint64_t step) {
   }
 }
 
-// Cosine decays from lr to min_lr over total_steps; constant holds lr.
+// Cosine decays from lr to min_lr over total_steps (in lr_stairs flat stretches when > 0, each at
+// the value of its first step); constant holds lr.
 FUSEDVAE_HD float lr_at(const OptimizerConfig& o, uint64_t step, uint64_t total_steps) {
   if (o.schedule != LrSchedule::kCosine || total_steps == 0) return o.lr;
-  const double progress = step < total_steps ? static_cast<double>(step) / total_steps : 1.0;
+  double progress = step < total_steps ? static_cast<double>(step) / total_steps : 1.0;
+  if (o.lr_stairs > 0 && step < total_steps) {
+    const uint64_t stairs = static_cast<uint64_t>(o.lr_stairs);
+    progress = static_cast<double>(step * stairs / total_steps) / static_cast<double>(stairs);
+  }
   const double cosine = 0.5 * (1.0 + std::cos(3.14159265358979323846 * progress));
   return static_cast<float>(o.min_lr + (o.lr - o.min_lr) * cosine);
 }

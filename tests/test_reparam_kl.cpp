@@ -297,6 +297,19 @@ std::vector<float> cpu_eps(int batch, int dim, uint64_t seed, uint64_t draw,
   return eps;
 }
 
+// DyAD's noise_scale: the drawn eps times the scale, element by element (a product of two floats,
+// so exactly scale * eps rounded once); scale 1 leaves the bits alone.
+TEST(ReparamKlCpu, ScaledEpsIsTheDrawTimesTheScale) {
+  const int batch = 3, dim = 7;
+  const uint64_t draw = 4;
+  const std::vector<float> eps = cpu_eps(batch, dim, kSeed, draw);
+  for (float scale : {1.0f, 0.01f, -2.5f}) {
+    std::vector<float> scaled = test::poisoned(eps.size());
+    cpu::draw_normal_eps(batch, dim, RngState{kSeed, &draw}, scaled.data(), scale);
+    for (size_t i = 0; i < eps.size(); ++i) ASSERT_EQ(scaled[i], scale * eps[i]) << i;
+  }
+}
+
 TEST(ReparamKlCpu, PhiloxForwardAndBackwardUseTheDrawnEpsBitwise) {
   ReparamCase r = philox_case();
   const uint64_t draw = 7;

@@ -18,6 +18,7 @@
 #include "kernels/free_bits.h"
 #include "kernels/grad_norm.h"
 #include "kernels/step_state.h"
+#include "kernels/step_state_math.cuh"
 #include "tests/support/test_support.h"
 
 namespace fusedvae::test {
@@ -153,6 +154,24 @@ TEST(StepStateCpu, AdvancesCounterDrawAndSchedules) {
     const double lr = 1e-3 + (1e-2 - 1e-3) * 0.5 * (1 + std::cos(M_PI * progress));
     expect_close("kl_weight", {s.kl_weight}, {w}, nullptr, {0, 2e-7});
     expect_close("lr", {s.lr}, {lr}, nullptr, {0, 2e-7});
+  }
+}
+
+// DyAD's CosineAnnealingLR stepped once per epoch: 3 epochs of 4 steps, the rate of epoch e at
+// every one of its steps is the cosine at e / 3.
+TEST(StepStateCpu, CosineInStairsHoldsEachEpoch) {
+  OptimizerConfig o;
+  o.lr = 1e-2f;
+  o.min_lr = 1e-3f;
+  o.schedule = LrSchedule::kCosine;
+  o.lr_stairs = 3;
+  const uint64_t total = 12;
+  StepState s = math::initial_step_state(KlSchedule{}, o, total);
+  for (uint64_t step = 0; step < total; ++step) {
+    const double epoch = static_cast<double>(step / 4);
+    const double lr = 1e-3 + (1e-2 - 1e-3) * 0.5 * (1 + std::cos(M_PI * epoch / 3));
+    expect_close("lr at step " + std::to_string(step), {s.lr}, {lr}, nullptr, {0, 2e-7});
+    cpu::advance_step_state(&s, KlSchedule{}, o, total);
   }
 }
 

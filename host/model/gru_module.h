@@ -2,9 +2,8 @@
 // names and shapes, and its initialisation.
 //
 // A sequence module: it maps [batch, steps, in] to [batch, steps, out]. Its arithmetic is the GRU
-// op (host/ops/gru_cpu.h, whose flat parameter order is this carving). No training-step layer is
-// registered for it yet (host/train/module_registry.cpp): a layer there maps [rows, in] to
-// [rows, out], and sequences need that interface widened first.
+// op (host/ops/gru_cpu.h, whose flat parameter order is this carving); on each backend it is a
+// SequenceRun (host/train/backend.h), registered in host/train/module_registry.cpp.
 #pragma once
 
 #include <string>

@@ -78,9 +78,9 @@ const ParamTensor& ParamLayout::at(const std::string& name) const {
   throw std::invalid_argument("parameter layout: no tensor " + name);
 }
 
-ParamLayout make_param_layout(const VaeArchitecture& architecture) {
+ParamLayout make_param_layout(const std::vector<const Module*>& modules) {
   ParamLayout layout;
-  for (const Module* m : architecture.modules())
+  for (const Module* m : modules)
     for (const TensorShape& t : m->kind->tensors(*m)) {
       ParamTensor tensor{m->name + "." + t.suffix, t.shape, layout.total};
       layout.total += tensor.size();
@@ -89,14 +89,19 @@ ParamLayout make_param_layout(const VaeArchitecture& architecture) {
   return layout;
 }
 
+ParamLayout make_param_layout(const VaeArchitecture& architecture) {
+  return make_param_layout(architecture.modules());
+}
+
 ParamLayout make_param_layout(const ModelConfig& config) {
   return make_param_layout(mlp_vae(config));
 }
 
-void init_params_like_pytorch(const VaeArchitecture& architecture, uint64_t seed, float* params) {
+void init_params_like_pytorch(const std::vector<const Module*>& modules, uint64_t seed,
+                              float* params) {
   uint64_t state = seed;
   float* cursor = params;
-  for (const Module* m : architecture.modules()) {
+  for (const Module* m : modules) {
     const ModuleDefinition& def = *m->kind;
     const float bound = def.init_bound(*m);
     for (const TensorShape& t : def.tensors(*m)) {
@@ -104,6 +109,10 @@ void init_params_like_pytorch(const VaeArchitecture& architecture, uint64_t seed
       for (size_t i = 0; i < count; ++i) *cursor++ = uniform_symmetric(&state, bound);
     }
   }
+}
+
+void init_params_like_pytorch(const VaeArchitecture& architecture, uint64_t seed, float* params) {
+  init_params_like_pytorch(architecture.modules(), seed, params);
 }
 
 void validate(const ModelConfig& config) {

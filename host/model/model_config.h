@@ -58,12 +58,16 @@ struct ParamLayout {
   const ParamTensor& at(const std::string& name) const;
 };
 
+// The tensors of `modules`, carved in that order (any architecture: the MLP VAE, DyAD's).
+ParamLayout make_param_layout(const std::vector<const Module*>& modules);
 ParamLayout make_param_layout(const VaeArchitecture& architecture);
 ParamLayout make_param_layout(const ModelConfig& config);  // of mlp_vae(config)
 
 // PyTorch's default initialisation (nn.Linear: U(-1/sqrt(in), 1/sqrt(in)) for weight and bias),
 // drawn from a seeded generator in carving order (reproducible, not bit-identical to torch's own
 // generator).
+void init_params_like_pytorch(const std::vector<const Module*>& modules, uint64_t seed,
+                              float* params);
 void init_params_like_pytorch(const VaeArchitecture& architecture, uint64_t seed, float* params);
 
 // Throws std::invalid_argument with a one-line reason for sizes < 1 and the like.

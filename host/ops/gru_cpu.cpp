@@ -392,8 +392,9 @@ void GruPlan::backward(const float* params, const float* x, const float* reserve
                                      d_params + o.weight_hh);
       column_sums(d_gi, B * T, 3 * H, d_params + o.bias_ih);
       column_sums(d_gh, T * B, 3 * H, d_params + o.bias_hh);
+      // The first layer's input gradient is skipped when not wanted (DyAD's data need none).
       const Matmul& input_grad = d == 0 ? lp.input_grad : *lp.input_grad_add;
-      input_grad.run(d_gi, params + o.weight_ih, nullptr, d_in);
+      if (d_in != nullptr) input_grad.run(d_gi, params + o.weight_ih, nullptr, d_in);
     }
     d_seq = d_in;
   }

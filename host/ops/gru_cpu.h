@@ -62,9 +62,9 @@ class GruPlan {
                      float* h_n, float* reserve, float* scratch) const;
 
   // From dL/d(output) and dL/d(h_n) (either may be null: zero), with the inputs and the reserve
-  // of the forward, writes d_x, d_h0 (may be null: not wanted) and d_params (every element:
-  // gradients are written, not added). Bias gradients are sums in a fixed order: the same bits
-  // every run.
+  // of the forward, writes d_x and d_h0 (either may be null: not wanted) and d_params (every
+  // element: gradients are written, not added). Bias gradients are sums in a fixed order: the same
+  // bits every run.
   void backward(const float* params, const float* x, const float* reserve, const float* d_output,
                 const float* d_h_n, float* d_x, float* d_h0, float* d_params, float* scratch) const;
 

@@ -101,7 +101,7 @@ void reparam_kl_backward_given_eps(const float* dz, const float* mu, const float
            dlogvar);
 }
 
-void draw_normal_eps(int batch, int dim, RngState rng, float* eps) {
+void draw_normal_eps(int batch, int dim, RngState rng, float* eps, float scale) {
   check_shape(batch, dim);
   const PhiloxEps source = philox_eps(rng);
   const int groups = static_cast<int>(philox_groups_per_row(dim));
@@ -110,7 +110,7 @@ void draw_normal_eps(int batch, int dim, RngState rng, float* eps) {
     for (int g = 0; g < groups; ++g) {
       const float4 e4 = source.group(draw, row, g, dim);
       for (int k = 0; k < 4 && g * 4 + k < dim; ++k)
-        eps[static_cast<size_t>(row) * dim + g * 4 + k] = float4_component(e4, k);
+        eps[static_cast<size_t>(row) * dim + g * 4 + k] = scale * float4_component(e4, k);
     }
 }
 

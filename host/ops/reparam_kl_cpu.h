@@ -26,6 +26,6 @@ void reparam_kl_backward_given_eps(const float* dz, const float* mu, const float
                                    float loss_scale, LogvarClamp clamp, BatchReduction reduction,
                                    float* dmu, float* dlogvar);
 
-void draw_normal_eps(int batch, int dim, RngState rng, float* eps);
+void draw_normal_eps(int batch, int dim, RngState rng, float* eps, float scale = 1.0f);
 
 }  // namespace fusedvae::cpu

@@ -47,6 +47,26 @@ class LayerRun {
                         float* dx) const = 0;
 };
 
+// A recurrent layer (a GRU module) on one backend, bound to its slice of the parameter and gradient
+// buffers, over batch_first sequences: x [batch, steps, in] -> y [batch, steps, out], with the
+// initial and final states [layers * dirs, batch, hidden] (PyTorch's order; host/ops/gru_cpu.h).
+// It keeps what its backward needs from its last forward, in memory of its own per batch size.
+class SequenceRun {
+ public:
+  virtual ~SequenceRun() = default;
+  virtual int out() const = 0;                    // features per step of y
+  virtual int state_floats(int batch) const = 0;  // floats of h0 or h_n
+  // Host-side preparation (plans, memory) for batches of `batch` sequences of `steps`; outside
+  // the step, may allocate.
+  virtual void prepare(int batch, int steps) = 0;
+  // h0 null: zero. Writes y and h_n.
+  virtual void forward(int batch, const float* x, const float* h0, float* y, float* h_n) = 0;
+  // From dy and d_h_n (either null: zero) and the inputs of the last forward on `batch`: the
+  // parameter gradients (overwritten), dx and d_h0 (either null: not wanted).
+  virtual void backward(int batch, const float* x, const float* dy, const float* d_h_n, float* dx,
+                        float* d_h0) = 0;
+};
+
 enum class BackendKind : int { kCpu = 0, kGpu = 1 };
 
 // Device-resident copy of a dataset, in the backend's memory.
@@ -74,6 +94,10 @@ class Backend {
   // ---- inside a step (no synchronisation)
   virtual void copy(void* dst, const void* src, size_t bytes) = 0;
   virtual void fill_zero(void* dst, size_t bytes) = 0;
+  // `height` rows of `width` bytes from rows `src_pitch` bytes apart to rows `dst_pitch` apart
+  // (a transpose of blocks: DyAD's [F, B, H] states to [B, F H] latents and back).
+  virtual void copy_2d(void* dst, size_t dst_pitch, const void* src, size_t src_pitch, size_t width,
+                       size_t height) = 0;
   // Runs `body` (one training step on `rows` rows). The GPU records it once as a CUDA graph and
   // replays it; invalidate_step() drops the recording when a pointer it baked in changes.
   virtual void run_step(int rows, const std::function<void()>& body) = 0;
@@ -100,7 +124,7 @@ class Backend {
                                              const float* kl_weight, float loss_scale,
                                              LogvarClamp clamp, BatchReduction reduction,
                                              float* dmu, float* dlogvar) = 0;
-  virtual void draw_normal_eps(int batch, int dim, RngState rng, float* eps) = 0;
+  virtual void draw_normal_eps(int batch, int dim, RngState rng, float scale, float* eps) = 0;
   virtual void free_bits_forward(const float* mu, const float* logvar, int batch, int dim,
                                  LogvarClamp clamp, float free_bits, float* kl_dim_mean,
                                  float* kl_floored) = 0;

@@ -5,6 +5,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "host/model/gru_module.h"
+
 namespace fusedvae {
 
 // Each kind's layers, defined beside their backends (host/train/cpu/, host/train/gpu/).
@@ -12,14 +14,20 @@ std::unique_ptr<LayerRun> make_linear_cpu(Backend&, const Module&, const LayerCo
                                           const float* params, float* grads);
 std::unique_ptr<LayerRun> make_linear_gpu(Backend&, const Module&, const LayerContext&,
                                           const float* params, float* grads);
+std::unique_ptr<SequenceRun> make_gru_cpu(Backend&, const Module&, const float* params,
+                                          float* grads);
+std::unique_ptr<SequenceRun> make_gru_gpu(Backend&, const Module&, const float* params,
+                                          float* grads);
 
 namespace {
 
-// A kind of module and its layer on each backend.
+// A kind of module and its layer on each backend: a layer over rows, or over sequences.
 struct ModuleImplementations {
   const ModuleDefinition* kind;
-  LayerFactory cpu;
-  LayerFactory gpu;
+  LayerFactory cpu = nullptr;
+  LayerFactory gpu = nullptr;
+  SequenceFactory cpu_sequence = nullptr;
+  SequenceFactory gpu_sequence = nullptr;
 };
 
 // The module kinds with a layer of their own. (Activation modules have none: build_stack fuses
@@ -27,6 +35,7 @@ struct ModuleImplementations {
 const std::vector<ModuleImplementations>& registry() {
   static const std::vector<ModuleImplementations> kinds = {
       {&linear_definition(), make_linear_cpu, make_linear_gpu},
+      {&gru_definition(), nullptr, nullptr, make_gru_cpu, make_gru_gpu},
   };
   return kinds;
 }
@@ -44,9 +53,25 @@ std::unique_ptr<LayerRun> build_layer(Backend& backend, const Module& module,
                                       const LayerContext& context, const ParamLayout& layout,
                                       float* params, float* grads) {
   const ModuleImplementations& impl = implementations_of(module);
-  const size_t offset = layout.offset_of(module);
   const LayerFactory factory = backend.kind() == BackendKind::kCpu ? impl.cpu : impl.gpu;
+  if (factory == nullptr)
+    throw std::invalid_argument("module " + module.name + ": a " + module.kind->kind_name +
+                                " maps sequences, not rows");
+  const size_t offset = layout.offset_of(module);
   return factory(backend, module, context, params + offset, grads + offset);
+}
+
+std::unique_ptr<SequenceRun> build_sequence_layer(Backend& backend, const Module& module,
+                                                  const ParamLayout& layout, float* params,
+                                                  float* grads) {
+  const ModuleImplementations& impl = implementations_of(module);
+  const SequenceFactory factory =
+      backend.kind() == BackendKind::kCpu ? impl.cpu_sequence : impl.gpu_sequence;
+  if (factory == nullptr)
+    throw std::invalid_argument("module " + module.name + ": a " + module.kind->kind_name +
+                                " maps rows, not sequences");
+  const size_t offset = layout.offset_of(module);
+  return factory(backend, module, params + offset, grads + offset);
 }
 
 std::vector<std::unique_ptr<LayerRun>> build_stack(Backend& backend,

@@ -16,6 +16,10 @@ using LayerFactory = std::unique_ptr<LayerRun> (*)(Backend& backend, const Modul
                                                    const LayerContext& context, const float* params,
                                                    float* grads);
 
+// Makes the recurrent layer of a sequence module (a GRU) on a backend, likewise bound.
+using SequenceFactory = std::unique_ptr<SequenceRun> (*)(Backend& backend, const Module& module,
+                                                         const float* params, float* grads);
+
 // The layers of a stack of modules, in order. An activation module is fused into the layer before
 // it (its output_act) and named as the next layer's input_act; the first layer's input needs a
 // gradient only when `input_needs_grad`.
@@ -28,5 +32,10 @@ std::vector<std::unique_ptr<LayerRun>> build_stack(Backend& backend,
 std::unique_ptr<LayerRun> build_layer(Backend& backend, const Module& module,
                                       const LayerContext& context, const ParamLayout& layout,
                                       float* params, float* grads);
+
+// The recurrent layer of a sequence module (a GRU).
+std::unique_ptr<SequenceRun> build_sequence_layer(Backend& backend, const Module& module,
+                                                  const ParamLayout& layout, float* params,
+                                                  float* grads);
 
 }  // namespace fusedvae

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "host/train/backend.h"
+#include "host/train/backend_arena.h"
 #include "host/train/module_registry.h"
 #include "host/train/trainer.h"
 #include "host/train/trainer_common.h"
@@ -45,35 +46,6 @@ struct StepScalars {
   uint64_t binarize_draw;  // evaluation binarises at draw 0
   int32_t batch_first;     // position in the permutation of the next train_step's batch
   int32_t eval_first;      // first row of the current evaluation chunk
-};
-
-// One allocation of backend memory carved into 256-byte-aligned pieces, in two passes over the
-// same carving code: sizes first (no base), then the pointers.
-class Arena {
- public:
-  explicit Arena(Backend& backend) : backend_(backend) {}
-  void begin_sizing() {
-    storage_.reset();
-    base_ = nullptr;
-    used_ = 0;
-  }
-  void allocate_sized() {
-    storage_ = backend_.allocate(std::max<size_t>(used_, 256));
-    base_ = static_cast<char*>(storage_.get());
-    used_ = 0;
-  }
-  template <typename T>
-  T* take(size_t count) {
-    const size_t offset = (used_ + 255) / 256 * 256;
-    used_ = offset + std::max<size_t>(count * sizeof(T), 1);
-    return base_ ? reinterpret_cast<T*>(base_ + offset) : nullptr;
-  }
-
- private:
-  Backend& backend_;
-  std::shared_ptr<void> storage_;
-  char* base_ = nullptr;
-  size_t used_ = 0;
 };
 
 // The activation after the last module of a stack (the one its readers' backward applies).
@@ -554,7 +526,7 @@ EvalResult VaeTrainer::evaluate(const Dataset& data, int iwae_samples, uint64_t 
     for (int k = 0; k <= iwae_samples; ++k) {
       set_scalar(&scalars_->eval_draw, static_cast<uint64_t>(k));
       b.draw_normal_eps(rows, d, {eval_seed, &scalars_->eval_draw, static_cast<uint64_t>(first)},
-                        buf_.eps);
+                        1.0f, buf_.eps);
       // The KL of the sampled z is the analytic one again; its output goes to scratch.
       b.reparam_kl_forward_given_eps(buf_.mu, buf_.logvar, buf_.eps, rows, d, model.clamp,
                                      BatchReduction::kSum, buf_.z, buf_.dz, reduced);

@@ -53,6 +53,12 @@ class CpuBackend final : public Backend {
 
   void copy(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
   void fill_zero(void* dst, size_t bytes) override { std::memset(dst, 0, bytes); }
+  void copy_2d(void* dst, size_t dst_pitch, const void* src, size_t src_pitch, size_t width,
+               size_t height) override {
+    for (size_t r = 0; r < height; ++r)
+      std::memcpy(static_cast<char*>(dst) + r * dst_pitch,
+                  static_cast<const char*>(src) + r * src_pitch, width);
+  }
   void run_step(int, const std::function<void()>& body) override { body(); }
   void invalidate_step() override {}
 
@@ -93,8 +99,8 @@ class CpuBackend final : public Backend {
     cpu::reparam_kl_backward_given_eps(dz, mu, logvar, eps, batch, dim, kl_weight, loss_scale,
                                        clamp, reduction, dmu, dlogvar);
   }
-  void draw_normal_eps(int batch, int dim, RngState rng, float* eps) override {
-    cpu::draw_normal_eps(batch, dim, rng, eps);
+  void draw_normal_eps(int batch, int dim, RngState rng, float scale, float* eps) override {
+    cpu::draw_normal_eps(batch, dim, rng, eps, scale);
   }
   void free_bits_forward(const float* mu, const float* logvar, int batch, int dim,
                          LogvarClamp clamp, float free_bits, float* kl_dim_mean,

@@ -138,6 +138,11 @@ class GpuBackend final : public Backend, public gpu::GpuBackendContext {
   void fill_zero(void* dst, size_t bytes) override {
     FUSEDVAE_CUDA_CHECK(cudaMemsetAsync(dst, 0, bytes, stream_));
   }
+  void copy_2d(void* dst, size_t dst_pitch, const void* src, size_t src_pitch, size_t width,
+               size_t height) override {
+    FUSEDVAE_CUDA_CHECK(cudaMemcpy2DAsync(dst, dst_pitch, src, src_pitch, width, height,
+                                          cudaMemcpyDeviceToDevice, stream_));
+  }
   void run_step(int rows, const std::function<void()>& body) override { graph_->run(rows, body); }
   void invalidate_step() override {
     FUSEDVAE_CUDA_CHECK(cudaStreamSynchronize(stream_));
@@ -187,8 +192,8 @@ class GpuBackend final : public Backend, public gpu::GpuBackendContext {
     gpu::reparam_kl_backward_given_eps(dz, mu, logvar, eps, batch, dim, kl_weight, loss_scale,
                                        clamp, reduction, dmu, dlogvar, stream_);
   }
-  void draw_normal_eps(int batch, int dim, RngState rng, float* eps) override {
-    gpu::draw_normal_eps(batch, dim, rng, eps, stream_);
+  void draw_normal_eps(int batch, int dim, RngState rng, float scale, float* eps) override {
+    gpu::draw_normal_eps(batch, dim, rng, eps, stream_, gpu::kDefaultBlockSize, scale);
   }
   void free_bits_forward(const float* mu, const float* logvar, int batch, int dim,
                          LogvarClamp clamp, float free_bits, float* kl_dim_mean,
