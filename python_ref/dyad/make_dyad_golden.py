@@ -74,7 +74,13 @@ def max_rel(ours, ref):
     return float(np.max(np.abs(ours - ref)) / scale) if scale > 0 else 0.0
 
 
-def write_case(out, name, overrides, seed):
+def case_seed(name):
+    return 3000 + list(CASES).index(name)
+
+
+def case_inputs(overrides, seed):
+    """(shape, cfg, opt, params, x, mileage, eps) of a case: settings float32-rounded, inputs
+    float32 (tests/scripts/test_dyad_ref.py checks the same cases against torch)."""
     c = {**BASE, **overrides}
     shape = dyad_ref.DyadShape(**{k: c[k] for k in SHAPE_KEYS})
     cfg = {k: f32(c[k]) for k in STEP_KEYS}
@@ -88,6 +94,13 @@ def write_case(out, name, overrides, seed):
         .astype(np.float32)
     mileage = rng.uniform(0.0, 1.0, batch).astype(np.float32)
     eps = (rng.standard_normal((batch, shape.latent)) * c["eps_scale"]).astype(np.float32)
+    return shape, cfg, opt, params, x, mileage, eps
+
+
+def write_case(out, name, overrides, seed):
+    shape, cfg, opt, params, x, mileage, eps = case_inputs(overrides, seed)
+    c = {**BASE, **overrides}
+    batch = c["batch"]
 
     r = dyad_ref.step(shape, f64(params), f64(x), f64(mileage), f64(eps), cfg)
     after = dyad_ref.adamw_step(f64(params), r["grads"], opt["lr"], opt["beta1"], opt["beta2"],
@@ -129,8 +142,8 @@ def main():
     start = time.perf_counter()
     # Start from an empty folder so that a renamed or removed case does not linger.
     shutil.rmtree(os.path.join(args.out, "dyad_step"), ignore_errors=True)
-    for i, (name, overrides) in enumerate(CASES.items()):
-        print(write_case(args.out, name, overrides, seed=3000 + i))
+    for name, overrides in CASES.items():
+        print(write_case(args.out, name, overrides, seed=case_seed(name)))
     print(f"wrote {len(CASES)} dyad_step cases to {args.out} in "
           f"{time.perf_counter() - start:.1f} s")
 
