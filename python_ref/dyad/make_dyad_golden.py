@@ -107,11 +107,25 @@ def write_case(out, name, overrides, seed):
                                 opt["eps"], opt["weight_decay"], step=1)
     score = dyad_ref.snippet_scores(shape, f64(params), f64(x))
 
+    # The same reference in float32: how far a float32 implementation may stray on this case,
+    # per tensor (the C++ test's tolerances are multiples of it, as the GRU's are).
+    r32 = dyad_ref.step(shape, params, x, mileage, eps, cfg, dtype=np.float32)
+    err32 = {k: float(np.max(np.abs(f64(r32[k]) - r[k])))
+             for k in ("mu", "logvar", "z", "pred", "mileage_pred", "kl_per_sample")}
+    err32.update({k: abs(float(r32[k]) - r[k]) for k in ("loss", "recon", "mileage_loss", "kl")})
+    offset = 0
+    for tensor, tensor_shape in dyad_ref.param_tensors(shape):
+        size = int(np.prod(tensor_shape))
+        err32["grads:" + tensor] = float(np.max(np.abs(
+            f64(r32["grads"][offset:offset + size]) - r["grads"][offset:offset + size])))
+        offset += size
+
     manifest = {k: c[k] for k in SHAPE_KEYS}
     manifest.update(mileage_hidden=shape.mileage_hidden, batch=batch, **cfg, optimizer=opt,
                     loss=r["loss"], recon=r["recon"], mileage_loss=r["mileage_loss"],
                     kl=r["kl"],
-                    param_names=[[n, list(s)] for n, s in dyad_ref.param_tensors(shape)])
+                    param_names=[[n, list(s)] for n, s in dyad_ref.param_tensors(shape)],
+                    err32=err32)
     arrays = dict(params=params, x=x, mileage=mileage, eps=eps,
                   **{k: f64(r[k]) for k in ("mu", "logvar", "z", "pred", "mileage_pred",
                                             "kl_per_sample", "grads")},
@@ -123,8 +137,6 @@ def write_case(out, name, overrides, seed):
     with open(os.path.join(case_dir, "manifest.json"), "w") as f:
         json.dump(manifest, f, indent=1)
 
-    # The same reference in float32: how far a float32 implementation may stray on this case.
-    r32 = dyad_ref.step(shape, params, x, mileage, eps, cfg, dtype=np.float32)
     stray = {k: max_rel(r32[k], r[k]) for k in ("loss", "z", "pred", "grads")}
     logvar = r["logvar"]
     resid = np.abs(r["pred"] - f64(x)[:, :, shape.response_channels])
