@@ -31,8 +31,9 @@ template <typename Raw>
 __global__ void gather_batch_kernel(const Raw* __restrict__ data, const int dim,
                                     const int32_t* __restrict__ perm,
                                     const int32_t* __restrict__ first, const int rows,
-                                    const float scale, const float offset, const bool binarize,
-                                    const uint64_t seed, const uint64_t* __restrict__ draw_index,
+                                    const float scale, const float offset, const bool clip_to_unit,
+                                    const bool binarize, const uint64_t seed,
+                                    const uint64_t* __restrict__ draw_index,
                                     float* __restrict__ out) {
   constexpr int kGroup = math::kBinarizeColumnsPerBlock;
   const int groups = (dim + kGroup - 1) / kGroup;
@@ -54,7 +55,7 @@ __global__ void gather_batch_kernel(const Raw* __restrict__ data, const int dim,
     for (int k = 0; k < kGroup; ++k) {
       const int col = g * kGroup + k;
       if (col < dim) {
-        const float p = math::normalise(static_cast<float>(src[col]), scale, offset);
+        const float p = math::normalise(static_cast<float>(src[col]), scale, offset, clip_to_unit);
         dst[col] = binarize ? math::binarize(p, math::uint4_component(words, k)) : p;
       }
     }
@@ -124,19 +125,19 @@ void shuffle_indices(int rows, uint64_t seed, uint64_t epoch, int32_t* perm, Shu
 
 void gather_batch(const uint8_t* data_u8, const float* data_f32, int dim, const int32_t* perm,
                   const int32_t* first, int rows, float scale, float offset, bool binarize,
-                  RngState rng, float* out, cudaStream_t stream) {
+                  RngState rng, float* out, cudaStream_t stream, bool clip_to_unit) {
   math::check_gather_arguments(data_u8, data_f32, dim, first, rows, binarize, rng.draw_index);
   const size_t groups = static_cast<size_t>(rows) * ((dim + math::kBinarizeColumnsPerBlock - 1) /
                                                      math::kBinarizeColumnsPerBlock);
   const int grid = grid_stride_grid(groups, kDefaultBlockSize);
   if (data_u8) {
     launch("gather_batch_kernel<uint8_t>", gather_batch_kernel<uint8_t>, grid, kDefaultBlockSize, 0,
-           stream, data_u8, dim, perm, first, rows, scale, offset, binarize, rng.seed,
+           stream, data_u8, dim, perm, first, rows, scale, offset, clip_to_unit, binarize, rng.seed,
            rng.draw_index, out);
   } else {
     launch("gather_batch_kernel<float>", gather_batch_kernel<float>, grid, kDefaultBlockSize, 0,
-           stream, data_f32, dim, perm, first, rows, scale, offset, binarize, rng.seed,
-           rng.draw_index, out);
+           stream, data_f32, dim, perm, first, rows, scale, offset, clip_to_unit, binarize,
+           rng.seed, rng.draw_index, out);
   }
 }
 

@@ -64,10 +64,12 @@ FUSEDVAE_HD float binarize(float probability, uint32_t word) {
 }
 
 // raw * scale + offset with one rounding (fmaf on both faces, so the bits agree), clipped to
-// [0, 1]: float test data may fall outside the train split's range, and 255 * fl(1/255) could
-// otherwise round above 1 on other scales.
-FUSEDVAE_HD float normalise(float raw, float scale, float offset) {
+// [0, 1] (for the image VAE: float test data may fall outside the train split's range, and
+// 255 * fl(1/255) could otherwise round above 1 on other scales) unless `clip_to_unit` is false
+// (standardised data such as DyAD's snippets).
+FUSEDVAE_HD float normalise(float raw, float scale, float offset, bool clip_to_unit = true) {
   const float v = fmaf(raw, scale, offset);
+  if (!clip_to_unit) return v;
   return v < 0.0f ? 0.0f : (v > 1.0f ? 1.0f : v);
 }
 

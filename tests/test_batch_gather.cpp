@@ -125,26 +125,33 @@ TEST(GatherCpu, Uint8EndpointsAreExact) {
 // the double reference differs from the exact value by <= 2^-53 relative and the float result by
 // one rounding, 2^-24 relative; rel = 2^-23 leaves a factor two. Values outside the train range
 // must clip to exactly 0 or 1.
+// Without clip_to_unit (DyAD's standardised snippets) the same affine map, unclipped.
 TEST(GatherCpu, Float32NormalisesAndClips) {
   const float scale = 0.37f, offset = 0.21f;
-  for (int dim : kDims) {
-    const int data_rows = 6, batch = 6;
-    const auto data = random_floats(static_cast<size_t>(data_rows) * dim, -1.5f, 3.5f, 5 + dim);
-    const auto perm = cpu_shuffle(data_rows, 4, 1);
-    std::vector<float> out = test::poisoned(static_cast<size_t>(batch) * dim);
-    const int32_t first = 0;
-    cpu::gather_batch(nullptr, data.data(), dim, perm.data(), &first, batch, scale, offset, false,
-                      RngState{}, out.data());
-    std::vector<double> reference(out.size());
-    for (int r = 0; r < batch; ++r)
-      for (int c = 0; c < dim; ++c) {
-        const double v = static_cast<double>(data[static_cast<size_t>(perm[r]) * dim + c]) * scale +
-                         static_cast<double>(offset);
-        reference[static_cast<size_t>(r) * dim + c] = std::min(1.0, std::max(0.0, v));
-      }
-    test::expect_close("gather_f32 dim " + std::to_string(dim), out, reference, nullptr,
-                       {0.0, std::ldexp(1.0, -23)});
-  }
+  for (bool clip : {true, false})
+    for (int dim : kDims) {
+      const int data_rows = 6, batch = 6;
+      const auto data = random_floats(static_cast<size_t>(data_rows) * dim, -1.5f, 3.5f, 5 + dim);
+      const auto perm = cpu_shuffle(data_rows, 4, 1);
+      std::vector<float> out = test::poisoned(static_cast<size_t>(batch) * dim);
+      const int32_t first = 0;
+      cpu::gather_batch(nullptr, data.data(), dim, perm.data(), &first, batch, scale, offset, false,
+                        RngState{}, out.data(), clip);
+      std::vector<double> reference(out.size());
+      bool outside_unit = false;
+      for (int r = 0; r < batch; ++r)
+        for (int c = 0; c < dim; ++c) {
+          const double v =
+              static_cast<double>(data[static_cast<size_t>(perm[r]) * dim + c]) * scale +
+              static_cast<double>(offset);
+          outside_unit = outside_unit || v < 0 || v > 1;
+          reference[static_cast<size_t>(r) * dim + c] = clip ? std::min(1.0, std::max(0.0, v)) : v;
+        }
+      test::expect_close(std::string("gather_f32 ") + (clip ? "clipped" : "unclipped") + " dim " +
+                             std::to_string(dim),
+                         out, reference, nullptr, {0.0, std::ldexp(1.0, -23)});
+      if (dim >= 8) EXPECT_TRUE(outside_unit) << "the case never leaves [0, 1]";
+    }
 }
 
 TEST(GatherCpu, DatasetNormalisedMatchesGatherBitwise) {
@@ -342,32 +349,35 @@ TEST(GatherGpu, EqualsCpuTwinBitwise) {
   DeviceArray<int32_t> first_dev({first});
   for (int dim : kDims)
     for (bool use_u8 : {true, false})
-      for (bool binarize : {false, true}) {
-        const size_t count = static_cast<size_t>(data_rows) * dim;
-        const auto u8 = random_bytes(count, 100 + dim);
-        const auto f32 = random_floats(count, -0.2f, 1.3f, 200 + dim);
-        const float scale = use_u8 ? 1.0f / 255.0f : 0.8f;
-        const float offset = use_u8 ? 0.0f : 0.1f;
-        const size_t out_count = static_cast<size_t>(batch) * dim;
-        std::vector<float> expected = test::poisoned(out_count + 5);
-        cpu::gather_batch(use_u8 ? u8.data() : nullptr, use_u8 ? nullptr : f32.data(), dim,
-                          perm_host.data(), &first, batch, scale, offset, binarize,
-                          RngState{77, &draw_host}, expected.data());
-        DeviceArray<uint8_t> u8_dev(u8);
-        DeviceArray<float> f32_dev(f32);
-        test::DeviceBuffer out(out_count + 5);
-        gpu::gather_batch(use_u8 ? u8_dev.get() : nullptr, use_u8 ? nullptr : f32_dev.get(), dim,
-                          perm.get(), first_dev.get(), batch, scale, offset, binarize,
-                          RngState{77, draw.get()}, out.get(), nullptr);
-        FUSEDVAE_CUDA_CHECK(cudaDeviceSynchronize());
-        const std::string name = std::string(use_u8 ? "u8" : "f32") +
-                                 (binarize ? " binarised" : "") + " dim " + std::to_string(dim);
-        const std::vector<float> actual = out.to_host();
-        test::expect_all_written(std::vector<float>(actual.begin(), actual.begin() + out_count),
-                                 name);
-        // The tails of both are still poisoned: nothing was written past the batch.
-        test::expect_bitwise_equal(actual, expected, name);
-      }
+      for (bool binarize : {false, true})
+        for (bool clip : {true, false}) {
+          if (!clip && (use_u8 || binarize)) continue;  // unclipped: standardised float data only
+          const size_t count = static_cast<size_t>(data_rows) * dim;
+          const auto u8 = random_bytes(count, 100 + dim);
+          const auto f32 = random_floats(count, -0.2f, 1.3f, 200 + dim);
+          const float scale = use_u8 ? 1.0f / 255.0f : 0.8f;
+          const float offset = use_u8 ? 0.0f : 0.1f;
+          const size_t out_count = static_cast<size_t>(batch) * dim;
+          std::vector<float> expected = test::poisoned(out_count + 5);
+          cpu::gather_batch(use_u8 ? u8.data() : nullptr, use_u8 ? nullptr : f32.data(), dim,
+                            perm_host.data(), &first, batch, scale, offset, binarize,
+                            RngState{77, &draw_host}, expected.data(), clip);
+          DeviceArray<uint8_t> u8_dev(u8);
+          DeviceArray<float> f32_dev(f32);
+          test::DeviceBuffer out(out_count + 5);
+          gpu::gather_batch(use_u8 ? u8_dev.get() : nullptr, use_u8 ? nullptr : f32_dev.get(), dim,
+                            perm.get(), first_dev.get(), batch, scale, offset, binarize,
+                            RngState{77, draw.get()}, out.get(), nullptr, clip);
+          FUSEDVAE_CUDA_CHECK(cudaDeviceSynchronize());
+          const std::string name = std::string(use_u8 ? "u8" : "f32") +
+                                   (binarize ? " binarised" : "") + (clip ? "" : " unclipped") +
+                                   " dim " + std::to_string(dim);
+          const std::vector<float> actual = out.to_host();
+          test::expect_all_written(std::vector<float>(actual.begin(), actual.begin() + out_count),
+                                   name);
+          // The tails of both are still poisoned: nothing was written past the batch.
+          test::expect_bitwise_equal(actual, expected, name);
+        }
 }
 
 // The training step's use: gather + advance captured once in a CUDA graph, replayed. Each replay

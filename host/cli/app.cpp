@@ -258,12 +258,14 @@ CommandLine parse_unescaped(const std::vector<std::string>& args) {
       ->check(CLI::IsMember({"auto", "cpu", "gpu"}))
       ->capture_default_str();
 
+  const DyadCommands dyad = add_dyad_commands(app, &result.dyad, &result.dyad_score);
+
   std::vector<std::string> reversed(args.rbegin(), args.rend());  // CLI11 pops from the back
   try {
     app.parse(reversed);
   } catch (const CLI::CallForHelp&) {
     const CLI::App* asked = &app;
-    for (CLI::App* sub : {train, eval, sample, reconstruct})
+    for (CLI::App* sub : {train, eval, sample, reconstruct, dyad.dyad, dyad.score})
       if (sub->parsed()) asked = sub;
     result.help = asked == &app ? app.help() : asked->help("fusedvae");
     return result;
@@ -301,6 +303,11 @@ CommandLine parse_unescaped(const std::vector<std::string>& args) {
   } else if (eval->parsed()) {
     result.command = "eval";
     check_file_options(*eval, result.eval.file);
+  } else if (dyad.dyad->parsed()) {
+    result.command = "dyad";
+    resolve_dyad_config(dyad, &result.dyad);
+  } else if (dyad.score->parsed()) {
+    result.command = "dyad-score";
   } else if (sample->parsed()) {
     result.command = "sample";
     check_png_name(result.sample.out_png);
@@ -339,6 +346,10 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, bool termin
     evaluate_run(line.eval, loader, out);
   } else if (line.command == "sample") {
     sample_run(line.sample, out);
+  } else if (line.command == "dyad") {
+    run_dyad(line.dyad, out);
+  } else if (line.command == "dyad-score") {
+    run_dyad_score(line.dyad_score, out);
   } else {
     reconstruct_run(line.reconstruct, loader, out);
   }

@@ -7,15 +7,19 @@
 #include <vector>
 
 #include "host/cli/commands.h"
+#include "host/cli/dyad_command.h"
 
 namespace fusedvae::cli {
 
 struct CommandLine {
-  std::string command;  // train | eval | sample | reconstruct; empty after --help
+  std::string
+      command;  // train | eval | sample | reconstruct | dyad | dyad-score; empty after --help
   TrainRequest train;
   EvalRequest eval;
   SampleRequest sample;
   ReconstructRequest reconstruct;
+  DyadRunConfig dyad;
+  DyadScoreRequest dyad_score;
   std::string help;  // the help text when --help was asked for
 };
 

@@ -25,7 +25,7 @@ void shuffle_indices(int rows, uint64_t seed, uint64_t epoch, int32_t* perm) {
 
 void gather_batch(const uint8_t* data_u8, const float* data_f32, int dim, const int32_t* perm,
                   const int32_t* first, int rows, float scale, float offset, bool binarize,
-                  RngState rng, float* out) {
+                  RngState rng, float* out, bool clip_to_unit) {
   math::check_gather_arguments(data_u8, data_f32, dim, first, rows, binarize, rng.draw_index);
   if (*first < 0) throw std::invalid_argument("gather_batch: *first must be >= 0");
   const uint64_t draw = binarize ? *rng.draw_index : 0;
@@ -36,7 +36,7 @@ void gather_batch(const uint8_t* data_u8, const float* data_f32, int dim, const 
     float* dst = out + static_cast<size_t>(r) * dim;
     for (int col = 0; col < dim; ++col) {
       const float raw = data_u8 ? static_cast<float>(data_u8[src + col]) : data_f32[src + col];
-      dst[col] = math::normalise(raw, scale, offset);
+      dst[col] = math::normalise(raw, scale, offset, clip_to_unit);
     }
     if (!binarize) continue;
     const int groups = (dim + math::kBinarizeColumnsPerBlock - 1) / math::kBinarizeColumnsPerBlock;

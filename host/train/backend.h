@@ -76,6 +76,7 @@ struct BackendDataset {
   int rows = 0;
   int dim = 0;
   float scale = 1.0f, offset = 0.0f;
+  bool clip_to_unit = true;  // the gather clips to [0, 1] (images); false for standardised data
   std::shared_ptr<void> storage;  // owns the memory
 };
 

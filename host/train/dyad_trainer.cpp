@@ -105,6 +105,8 @@ class BackendDyadTrainer final : public DyadTrainer {
     train_.y = backend_->upload_dataset(as_dataset(split.y, data.count, "responses"));
     train_.m = backend_->upload_dataset(as_dataset(
         std::vector<float>(data.mileage, data.mileage + data.count), data.count, "mileage"));
+    // Standardised snippets (negative values and all) are gathered as they are.
+    for (BackendDataset* d : {&train_.x, &train_.u, &train_.y, &train_.m}) d->clip_to_unit = false;
     perm_storage_ = backend_->allocate(data.count * sizeof(int32_t));
     perm_ = static_cast<int32_t*>(perm_storage_.get());
     total_steps_ = static_cast<uint64_t>(config_.epochs) * batches_per_epoch();

@@ -68,7 +68,7 @@ class CpuBackend final : public Backend {
   void gather_batch(const BackendDataset& data, const int32_t* perm, const int32_t* first, int rows,
                     bool binarize, RngState rng, float* out) override {
     cpu::gather_batch(data.u8, data.f32, data.dim, perm, first, rows, data.scale, data.offset,
-                      binarize, rng, out);
+                      binarize, rng, out, data.clip_to_unit);
   }
   void advance_batch_start(int32_t* first, int rows) override {
     cpu::advance_batch_start(first, rows);

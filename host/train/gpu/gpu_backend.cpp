@@ -161,7 +161,7 @@ class GpuBackend final : public Backend, public gpu::GpuBackendContext {
   void gather_batch(const BackendDataset& data, const int32_t* perm, const int32_t* first, int rows,
                     bool binarize, RngState rng, float* out) override {
     gpu::gather_batch(data.u8, data.f32, data.dim, perm, first, rows, data.scale, data.offset,
-                      binarize, rng, out, stream_);
+                      binarize, rng, out, stream_, data.clip_to_unit);
   }
   void advance_batch_start(int32_t* first, int rows) override {
     gpu::advance_batch_start(first, rows, stream_);
