@@ -87,8 +87,9 @@ double VehicleScores::mean() const {
 
 double VehicleScores::robust(int h_per_mille) const {
   if (snippets.empty()) return 0.0;
-  const double wanted = std::round(h_per_mille / 1000.0 * static_cast<double>(snippets.size()));
-  const size_t top = std::max<size_t>(1, static_cast<size_t>(wanted));
+  // round(h / 1000 * n) half up, in integers (in floating point 350 / 1000 * 10 is 3.4999...).
+  const size_t n = snippets.size();
+  const size_t top = std::max<size_t>(1, (static_cast<size_t>(h_per_mille) * n + 500) / 1000);
   std::vector<double> sorted = snippets;
   std::sort(sorted.begin(), sorted.end(), std::greater<double>());
   double sum = 0;

@@ -28,7 +28,7 @@ struct VehicleScores {
   bool faulty = false;
   std::vector<double> snippets;
   double mean() const;
-  // Mean of the top max(round(h / 1000 * n), 1) snippet scores.
+  // Mean of the top max(round(h / 1000 * n), 1) snippet scores (rounded half up).
   double robust(int h_per_mille) const;
 };
 
