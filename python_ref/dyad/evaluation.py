@@ -127,7 +127,8 @@ def robust_score(scores, h):
 
 
 def vehicle_robust(snippet_scores, vehicles, h):
-    """{vehicle: robust score with this h} (DyAD's vehicle score: a fault shows in some snippets)."""
+    """{vehicle: robust score with this h} (DyAD's vehicle score: a fault shows in a share of the
+    vehicle's snippets, which the mean dilutes)."""
     return {v: robust_score(s, h) for v, s in _by_vehicle(snippet_scores, vehicles).items()}
 
 
