@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The simple baselines a fault detector must beat, on a snippet fleet, with DyAD's five folds:
 a vehicle's mean cell-voltage spread (max_single_volt - min_single_volt) and mean temperature
-spread (max_temp - min_temp), each averaged over its snippets and steps.
+spread (max_temp - min_temp), each averaged over its snippets and steps; AUROC on each fold's
+test vehicles.
 
     python3 python_ref/dyad/baseline.py fleet/fleet.json [--seed 0]
 """
@@ -34,7 +35,8 @@ def baselines(snippets, seed=0):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("manifest")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the five-fold shuffle")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the fold hash (docs/dyad_model.md)")
     args = parser.parse_args()
     for name, folds in baselines(read_snippets(args.manifest), args.seed).items():
         per_fold = " ".join(f"{a:.3f}" for a in folds)
