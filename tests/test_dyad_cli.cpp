@@ -2,6 +2,7 @@
 // fleet_sim.py), their bad inputs, and DyAD's evaluation (host/eval/fault_detection.h): AUROC and
 // the robust score on hand examples, and the five folds against python_ref/dyad/evaluation.py.
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -63,8 +64,7 @@ TEST(FaultDetection, FoldsAgreeWithThePythonEvaluation) {
     py << "import json, sys\nsys.path.insert(0, "
        << nlohmann::json(test::source_dir() + "/python_ref")
        << ")\nfrom dyad.evaluation import five_fold_split\n"
-       << "vehicles = " << nlohmann::json(vehicles).dump() << "\n"
-       << "vehicles = {k: bool(v) for k, v in vehicles.items()}\n"
+       << "vehicles = json.loads(" << nlohmann::json(nlohmann::json(vehicles).dump()) << ")\n"
        << "folds = five_fold_split(vehicles, seed=" << seed << ")\n"
        << "json.dump([[f.train, f.tuning, f.test] for f in folds], open(" << nlohmann::json(out)
        << ", 'w'))\n";
@@ -96,9 +96,8 @@ class DyadCli : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     // (fresh_test_dir names its folder after the running test; none runs yet here.)
-    dir_ = new std::string((fs::temp_directory_path() /
-                            ("fusedvae_dyad_cli_" + std::to_string(::getpid())))
-                               .string());
+    dir_ = new std::string(
+        (fs::temp_directory_path() / ("fusedvae_dyad_cli_" + std::to_string(::getpid()))).string());
     fs::remove_all(*dir_);
     fs::create_directories(*dir_);
     // 30 vehicles, 9 of them faulty, 3 sessions of 2 snippets of 16 steps: seconds to train.
@@ -182,6 +181,13 @@ TEST_F(DyadCli, FiveFoldsWriteModelsScoresAndPictures) {
   ASSERT_EQ(rescored.size(), snippets.size());
   for (size_t i = 1; i < rescored.size(); ++i)
     EXPECT_EQ(rescored[i].back(), snippets[i].back()) << "snippet " << i - 1;
+
+  // PyTorch loads the fold's checkpoint (names, shapes, channels, normalisation) and scores the
+  // same (tests/scripts/check_dyad_model.py; exit 77 without torch).
+  const std::string check = std::string(FUSEDVAE_PYTHON) + " " + test::source_dir() +
+                            "/tests/scripts/check_dyad_model.py " + run_dir + "/fold2 " + fleet();
+  const int status = std::system(check.c_str());
+  if (!(WIFEXITED(status) && WEXITSTATUS(status) == 77)) EXPECT_EQ(status, 0) << check;
 
   // The same seed gives the same scores, bit for bit (printed with 9 digits).
   const std::string again = *dir_ + "/again";
