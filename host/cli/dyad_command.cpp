@@ -535,7 +535,7 @@ DyadSummary run_dyad(const DyadRunConfig& config, std::ostream& out) {
     trainer->set_train_data({train_data.x.data(), train_data.mileage.data(), train_data.count()});
     out << "fold " << f << ": training on " << train_data.count() << " snippets of "
         << fold.train_normal.size() << " normal vehicles (" << trainer->param_count()
-        << " parameters, " << trainer->device_name() << ")\n";
+        << " parameters, " << trainer->device_name() << ")" << std::endl;
 
     const auto start = std::chrono::steady_clock::now();
     for (int epoch = 0; epoch < config.epochs; ++epoch) {
@@ -559,7 +559,7 @@ DyadSummary run_dyad(const DyadRunConfig& config, std::ostream& out) {
           << " (SmoothL1 " << fixed(l.recon, 4) << ", mileage " << fixed(l.mileage, 4) << ", KL "
           << fixed(l.kl, 3) << " x " << l.kl_weight << "), lr " << l.lr << ", "
           << fixed((epoch + 1.0) * trainer->batches_per_epoch() * config.batch_size / seconds, 0)
-          << " snippets/s\n";
+          << " snippets/s" << std::endl;  // flushed: progress shows through a pipe
     }
     FoldResult result;
     result.fold = f;
@@ -595,7 +595,7 @@ DyadSummary run_dyad(const DyadRunConfig& config, std::ostream& out) {
     out << "fold " << f << ": test AUROC " << fixed(result.auroc_robust, 3)
         << " (robust score, h = " << result.h << " per mille, chosen on the tuning set), "
         << fixed(result.auroc_mean, 3) << " (mean score); " << test.faulty.size()
-        << " test vehicles; " << fixed(result.seconds, 1) << " s\n";
+        << " test vehicles; " << fixed(result.seconds, 1) << " s" << std::endl;
     summary.folds.push_back(result);
     tests.push_back(test);
   }
