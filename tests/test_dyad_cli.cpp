@@ -89,6 +89,42 @@ TEST(FaultDetection, FoldsAgreeWithThePythonEvaluation) {
   fs::remove_all(dir);
 }
 
+// The presets of the CLI and of the PyTorch peer are DyAD's same four configurations (the peer's
+// table needs torch to import; without it the test reports skipped).
+TEST(DyadPresets, AgreeWithThePyTorchPeer) {
+  const std::string dir = test::fresh_test_dir("fusedvae_presets");
+  const std::string out = dir + "/presets.json";
+  const std::string command = std::string(FUSEDVAE_PYTHON) +
+                              " -c \"import json, sys; sys.path.insert(0, '" + test::source_dir() +
+                              "/python_ref'); from dyad import dyad_torch; json.dump(" +
+                              "dyad_torch.PRESETS, open('" + out + "', 'w'))\" 2> /dev/null";
+  if (std::system(command.c_str()) != 0) {
+    fs::remove_all(dir);
+    GTEST_SKIP() << "python_ref/dyad/dyad_torch.py does not import (no torch?)";
+  }
+  const nlohmann::json python = nlohmann::json::parse(std::ifstream(out));
+  ASSERT_EQ(python.size(), cli::dyad_presets().size());
+  for (const cli::DyadPreset& p : cli::dyad_presets()) {
+    SCOPED_TRACE(p.name);
+    const nlohmann::json& q = python.at(p.name);
+    EXPECT_EQ(q.at("hidden"), p.hidden);
+    EXPECT_EQ(q.at("layers"), p.layers);
+    EXPECT_EQ(q.at("latent"), p.latent);
+    EXPECT_EQ(q.at("batch"), p.batch_size);
+    EXPECT_EQ(q.at("epochs"), p.epochs);
+    for (const auto& [key, value] :
+         std::vector<std::pair<const char*, float>>{{"lr", p.lr},
+                                                    {"noise_scale", p.noise_scale},
+                                                    {"anneal0", p.anneal0},
+                                                    {"nll_weight", p.nll_weight},
+                                                    {"label_weight", p.label_weight},
+                                                    {"cosine_factor", p.cosine_factor}})
+      EXPECT_EQ(static_cast<float>(q.at(key).get<double>()), value) << key;
+    EXPECT_EQ(q.at("decoder_input").get<std::vector<std::string>>(), p.decoder_channels);
+  }
+  fs::remove_all(dir);
+}
+
 // ---------------------------------------------------------------------------------------------
 // The commands
 

@@ -450,6 +450,21 @@ DyadCommands add_dyad_commands(CLI::App& app, DyadRunConfig* c, DyadScoreRequest
                 "normalise with the first N training snippets only, as the original (0: all)")
       ->capture_default_str();
 
+  std::ostringstream footer;
+  footer << "Model and training flags not given take the preset's values:";
+  for (const DyadPreset& p : dyad_presets()) {
+    footer << "\n  " << p.name << ": hidden " << p.hidden << ", layers " << p.layers << ", latent "
+           << p.latent << ", batch-size " << p.batch_size << ", epochs " << p.epochs << ", lr "
+           << p.lr << ", noise-scale " << p.noise_scale << ", kl-weight " << p.anneal0
+           << ", nll-weight " << p.nll_weight << ", label-weight " << p.label_weight
+           << ", cosine-factor " << p.cosine_factor << ", decoder-channels ";
+    for (size_t i = 0; i < p.decoder_channels.size(); ++i)
+      footer << (i ? "," : "") << p.decoder_channels[i];
+  }
+  footer << "\n(DyAD's own configurations, noise-scale included: --noise-scale 1 samples z from the "
+            "q(z|x) that the KL term scores.)";
+  d->footer(footer.str());
+
   CLI::App* s = app.add_subcommand(
       "dyad-score", "score a fleet's snippets and vehicles with one fold of a dyad run");
   commands.score = s;
