@@ -218,6 +218,16 @@ TEST_F(DyadCli, FiveFoldsWriteModelsScoresAndPictures) {
   for (size_t i = 1; i < rescored.size(); ++i)
     EXPECT_EQ(rescored[i].back(), snippets[i].back()) << "snippet " << i - 1;
 
+  // `fusedvae eval` on the run re-scores every fold from its checkpoint: the same AUROCs.
+  const std::string evaluated = run({"eval", "--run-dir", run_dir, "--device", "cpu"});
+  EXPECT_NE(evaluated.find("AUROC over 5 folds"), std::string::npos) << evaluated;
+  const nlohmann::json eval_json = nlohmann::json::parse(std::ifstream(run_dir + "/eval.json"));
+  for (size_t f = 0; f < 5; ++f) {
+    EXPECT_EQ(eval_json.at("folds")[f].at("auroc_robust"),
+              summary.at("folds")[f].at("auroc_robust"));
+    EXPECT_EQ(eval_json.at("folds")[f].at("h"), summary.at("folds")[f].at("h"));
+  }
+
   // PyTorch loads the fold's checkpoint (names, shapes, channels, normalisation) and scores the
   // same (tests/scripts/check_dyad_model.py; exit 77 without torch).
   const std::string check = std::string(FUSEDVAE_PYTHON) + " " + test::source_dir() +

@@ -211,7 +211,8 @@ CommandLine parse_unescaped(const std::vector<std::string>& args) {
   flags.add_to(*train, defaults);
 
   // ---- eval
-  CLI::App* eval = app.add_subcommand("eval", "evaluate a trained run: recon, KL, ELBO, IWAE");
+  CLI::App* eval = app.add_subcommand(
+      "eval", "evaluate a trained run: recon, KL, ELBO, IWAE (a dyad run: AUROC per fold)");
   eval->add_option("--run-dir", result.eval.run_dir, "the run to evaluate")->required();
   eval->add_option("--split", result.eval.split, "test | train | validation")
       ->check(CLI::IsMember({"test", "train", "validation"}))
@@ -342,6 +343,8 @@ int run_cli(const std::vector<std::string>& args, std::ostream& out, bool termin
   if (line.command == "train") {
     line.train.terminal = terminal;
     train(line.train, loader, out);
+  } else if (line.command == "eval" && is_dyad_run(line.eval.run_dir)) {
+    evaluate_dyad_run(line.eval.run_dir, line.eval.device, out);
   } else if (line.command == "eval") {
     evaluate_run(line.eval, loader, out);
   } else if (line.command == "sample") {

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <ctime>
 #include <filesystem>
+#include <fstream>
 #include <iomanip>
 #include <iostream>
 #include <map>
@@ -320,8 +321,8 @@ void write_pictures(const std::string& run_dir, const std::vector<FoldResult>& r
   }
   curves.push_back({"chance", {160, 160, 160}, {0.0, 1.0}, {0.0, 1.0}});
   io::draw_line_chart(roc, 0, 0, roc.width, roc.height, curves,
-                      {"ROC of the robust vehicle score (test vehicles)",
-                       "false positive rate", "true positive rate"});
+                      {"ROC of the robust vehicle score (test vehicles)", "false positive rate",
+                       "true positive rate"});
   io::write_png(run_dir + "/roc.png", roc);
 
   // Histogram of log10 robust scores of the test vehicles, by label, pooled over folds.
@@ -383,6 +384,117 @@ void prepare_run_dir(const DyadRunConfig& config, std::string* run_dir) {
   fs::create_directories(*run_dir, ec);
   if (ec)
     throw std::runtime_error(*run_dir + ": cannot create the run directory (" + ec.message() + ")");
+}
+
+std::map<std::string, Role> roles_of(const eval::Fold& fold) {
+  std::map<std::string, Role> roles;
+  for (const auto& v : fold.train_normal) roles[v] = Role::kTrain;
+  for (const auto& v : fold.tuning_faulty) roles[v] = Role::kTuning;
+  for (const auto* list : {&fold.test_normal, &fold.test_faulty})
+    for (const auto& v : *list) roles[v] = Role::kTest;
+  return roles;
+}
+
+// A fold's evaluation: every snippet scored at z = mu, the vehicle scores, h chosen on the tuning
+// set (training normals and the fold's tuning faulty vehicles), the test AUROCs.
+struct FoldScores {
+  std::vector<float> snippet;
+  std::vector<eval::VehicleScores> vehicles;
+  TestVehicles test;
+  int h = 0;
+  double auroc_robust = 0, auroc_mean = 0;
+};
+
+FoldScores score_fold(DyadTrainer& trainer, const data::SnippetSet& set,
+                      const data::SnippetNormalisation& norm,
+                      const std::map<std::string, Role>& roles) {
+  std::vector<size_t> all(set.count);
+  for (size_t i = 0; i < set.count; ++i) all[i] = i;
+  const data::NormalisedSnippets every = data::normalise(set, all, norm);
+  FoldScores s;
+  s.snippet = trainer.score({every.x.data(), nullptr, every.count()}).score;
+  s.vehicles = vehicle_scores(set, s.snippet);
+  std::vector<const eval::VehicleScores*> tuning;
+  for (const eval::VehicleScores& v : s.vehicles)
+    if (roles.at(v.vehicle) != Role::kTest) tuning.push_back(&v);
+  s.h = eval::choose_h(tuning);
+  for (const eval::VehicleScores& v : s.vehicles)
+    if (roles.at(v.vehicle) == Role::kTest) {
+      s.test.robust.push_back(v.robust(s.h));
+      s.test.mean.push_back(v.mean());
+      s.test.faulty.push_back(v.faulty);
+    }
+  s.auroc_robust = eval::auroc(s.test.robust, s.test.faulty);
+  s.auroc_mean = eval::auroc(s.test.mean, s.test.faulty);
+  return s;
+}
+
+void print_fold(std::ostream& out, int fold, const FoldScores& s, const std::string& tail) {
+  out << "fold " << fold << ": test AUROC " << fixed(s.auroc_robust, 3)
+      << " (robust score, h = " << s.h << " per mille, chosen on the tuning set), "
+      << fixed(s.auroc_mean, 3) << " (mean score); " << s.test.faulty.size() << " test vehicles"
+      << tail << std::endl;
+}
+
+// summary.json, the pictures and the closing lines.
+void finish_summary(const DyadSummary& summary, const DyadRunConfig& config,
+                    const std::vector<TestVehicles>& tests, const std::string& stem,
+                    std::ostream& out) {
+  std::vector<double> robust, mean;
+  nlohmann::ordered_json j;
+  j["config"] = to_json(config);
+  for (const FoldResult& r : summary.folds) {
+    robust.push_back(r.auroc_robust);
+    mean.push_back(r.auroc_mean);
+    j["folds"].push_back({{"fold", r.fold},
+                          {"auroc_robust", r.auroc_robust},
+                          {"auroc_mean", r.auroc_mean},
+                          {"h", r.h},
+                          {"seconds", r.seconds},
+                          {"snippets_per_second", r.snippets_per_second}});
+  }
+  j["auroc_robust_mean"] = mean_of(robust);
+  j["auroc_robust_std"] = std_of(robust);
+  j["auroc_mean_mean"] = mean_of(mean);
+  j["auroc_mean_std"] = std_of(mean);
+  write_text(summary.run_dir + "/" + stem + ".json", j.dump(1) + "\n");
+  write_pictures(summary.run_dir, summary.folds, tests);
+  out << "AUROC over " << summary.folds.size() << " fold" << (summary.folds.size() > 1 ? "s" : "")
+      << ": " << fixed(mean_of(robust), 3) << " +- " << fixed(std_of(robust), 3)
+      << " (robust score), " << fixed(mean_of(mean), 3) << " +- " << fixed(std_of(mean), 3)
+      << " (mean score)\n"
+      << "wrote " << summary.run_dir << "/{" << stem
+      << ".json, roc.png, vehicle_scores.png, fold*/}\n";
+}
+
+// A fold's trainer with the fold's trained parameters, for a set whose channels are put in the
+// model's order by name.
+struct FoldModel {
+  LoadedDyadModel model;
+  data::SnippetSet set;
+  std::unique_ptr<DyadTrainer> trainer;
+};
+
+FoldModel load_fold(const std::string& fold_dir, const std::string& manifest,
+                    const std::string& device) {
+  FoldModel f;
+  const std::string path = fold_dir + "/model.safetensors";
+  f.model = load_model(path);
+  f.set = reorder_channels(data::read_snippets(manifest), f.model.channels);
+  const DyadTrainConfig train = train_config(f.model.config, f.set);
+  f.trainer = make_dyad_trainer(train, make_backend(device));
+  const ParamLayout layout = make_param_layout(dyad_architecture(train.model).modules());
+  std::vector<float> params(layout.total);
+  for (const ParamTensor& t : layout.tensors) {
+    const io::Tensor& tensor = f.model.file.at(t.name, path);
+    if (tensor.shape != t.shape)
+      throw std::runtime_error(path + ": " + t.name +
+                               " has the wrong shape for the model its metadata describes");
+    const std::vector<float> values = tensor.to_floats();
+    std::copy(values.begin(), values.end(), params.begin() + t.offset);
+  }
+  f.trainer->set_params(params);
+  return f;
 }
 
 }  // namespace
@@ -461,8 +573,9 @@ DyadCommands add_dyad_commands(CLI::App& app, DyadRunConfig* c, DyadScoreRequest
     for (size_t i = 0; i < p.decoder_channels.size(); ++i)
       footer << (i ? "," : "") << p.decoder_channels[i];
   }
-  footer << "\n(DyAD's own configurations, noise-scale included: --noise-scale 1 samples z from the "
-            "q(z|x) that the KL term scores.)";
+  footer
+      << "\n(DyAD's own configurations, noise-scale included: --noise-scale 1 samples z from the "
+         "q(z|x) that the KL term scores.)";
   d->footer(footer.str());
 
   CLI::App* s = app.add_subcommand(
@@ -534,11 +647,7 @@ DyadSummary run_dyad(const DyadRunConfig& config, std::ostream& out) {
   for (int f = 0; f < config.folds; ++f) {
     if (config.fold >= 0 && f != config.fold) continue;
     const eval::Fold& fold = folds[f];
-    std::map<std::string, Role> roles;
-    for (const auto& v : fold.train_normal) roles[v] = Role::kTrain;
-    for (const auto& v : fold.tuning_faulty) roles[v] = Role::kTuning;
-    for (const auto* list : {&fold.test_normal, &fold.test_faulty})
-      for (const auto& v : *list) roles[v] = Role::kTest;
+    const std::map<std::string, Role> roles = roles_of(fold);
     std::vector<size_t> train_rows;
     for (size_t i = 0; i < set.count; ++i)
       if (roles.at(set.table[i].vehicle) == Role::kTrain) train_rows.push_back(i);
@@ -583,94 +692,88 @@ DyadSummary run_dyad(const DyadRunConfig& config, std::ostream& out) {
     result.snippets_per_second = config.epochs * static_cast<double>(trainer->batches_per_epoch()) *
                                  config.batch_size / std::max(result.seconds, 1e-9);
 
-    const data::NormalisedSnippets every = data::normalise(set, all, norm);
-    const DyadScores scores = trainer->score({every.x.data(), nullptr, every.count()});
-    const std::vector<eval::VehicleScores> vehicles = vehicle_scores(set, scores.score);
-    std::vector<const eval::VehicleScores*> tuning;
-    TestVehicles test;
-    for (const eval::VehicleScores& v : vehicles) {
-      const Role r = roles.at(v.vehicle);
-      if (r != Role::kTest) tuning.push_back(&v);
-    }
-    result.h = eval::choose_h(tuning);
-    for (const eval::VehicleScores& v : vehicles)
-      if (roles.at(v.vehicle) == Role::kTest) {
-        test.robust.push_back(v.robust(result.h));
-        test.mean.push_back(v.mean());
-        test.faulty.push_back(v.faulty);
-      }
-    result.auroc_robust = eval::auroc(test.robust, test.faulty);
-    result.auroc_mean = eval::auroc(test.mean, test.faulty);
-
+    const FoldScores scores = score_fold(*trainer, set, norm, roles);
+    result.h = scores.h;
+    result.auroc_robust = scores.auroc_robust;
+    result.auroc_mean = scores.auroc_mean;
     const std::string fold_dir = summary.run_dir + "/fold" + std::to_string(f);
     fs::create_directories(fold_dir);
     save_model(fold_dir + "/model.safetensors", *trainer, config, set, norm, f, result.h);
-    write_snippet_csv(fold_dir + "/snippet_scores.csv", set, scores.score, &roles);
-    write_vehicle_csv(fold_dir + "/vehicle_scores.csv", vehicles, &roles, result.h);
-    out << "fold " << f << ": test AUROC " << fixed(result.auroc_robust, 3)
-        << " (robust score, h = " << result.h << " per mille, chosen on the tuning set), "
-        << fixed(result.auroc_mean, 3) << " (mean score); " << test.faulty.size()
-        << " test vehicles; " << fixed(result.seconds, 1) << " s" << std::endl;
+    write_snippet_csv(fold_dir + "/snippet_scores.csv", set, scores.snippet, &roles);
+    write_vehicle_csv(fold_dir + "/vehicle_scores.csv", scores.vehicles, &roles, result.h);
+    print_fold(out, f, scores, "; " + fixed(result.seconds, 1) + " s");
     summary.folds.push_back(result);
-    tests.push_back(test);
+    tests.push_back(scores.test);
   }
 
-  std::vector<double> robust, mean;
-  nlohmann::ordered_json j;
-  j["config"] = to_json(config);
-  for (const FoldResult& r : summary.folds) {
-    robust.push_back(r.auroc_robust);
-    mean.push_back(r.auroc_mean);
-    j["folds"].push_back({{"fold", r.fold},
-                          {"auroc_robust", r.auroc_robust},
-                          {"auroc_mean", r.auroc_mean},
-                          {"h", r.h},
-                          {"seconds", r.seconds},
-                          {"snippets_per_second", r.snippets_per_second}});
-  }
-  j["auroc_robust_mean"] = mean_of(robust);
-  j["auroc_robust_std"] = std_of(robust);
-  j["auroc_mean_mean"] = mean_of(mean);
-  j["auroc_mean_std"] = std_of(mean);
-  write_text(summary.run_dir + "/summary.json", j.dump(1) + "\n");
-  write_pictures(summary.run_dir, summary.folds, tests);
-  out << "AUROC over " << summary.folds.size() << " fold" << (summary.folds.size() > 1 ? "s" : "")
-      << ": " << fixed(mean_of(robust), 3) << " +- " << fixed(std_of(robust), 3)
-      << " (robust score), " << fixed(mean_of(mean), 3) << " +- " << fixed(std_of(mean), 3)
-      << " (mean score)\n"
-      << "wrote " << summary.run_dir << "/{summary.json, roc.png, vehicle_scores.png, fold*/}\n";
+  finish_summary(summary, config, tests, "summary", out);
   return summary;
 }
 
 void run_dyad_score(const DyadScoreRequest& request, std::ostream& out) {
-  const LoadedDyadModel model = load_model(request.fold_dir + "/model.safetensors");
-  const data::SnippetSet set = reorder_channels(data::read_snippets(request.data), model.channels);
-  DyadTrainConfig train = train_config(model.config, set);
-  auto trainer = make_dyad_trainer(train, make_backend(request.device));
-  const ParamLayout layout = make_param_layout(dyad_architecture(train.model).modules());
-  std::vector<float> params(layout.total);
-  for (const ParamTensor& t : layout.tensors) {
-    const io::Tensor& tensor = model.file.at(t.name, request.fold_dir + "/model.safetensors");
-    if (tensor.shape != t.shape)
-      throw std::runtime_error(request.fold_dir + "/model.safetensors: " + t.name +
-                               " has the wrong shape for the model its metadata describes");
-    const std::vector<float> values = tensor.to_floats();
-    std::copy(values.begin(), values.end(), params.begin() + t.offset);
-  }
-  trainer->set_params(params);
-  std::vector<size_t> all(set.count);
-  for (size_t i = 0; i < set.count; ++i) all[i] = i;
-  const data::NormalisedSnippets every = data::normalise(set, all, model.norm);
-  const DyadScores scores = trainer->score({every.x.data(), nullptr, every.count()});
-  const std::vector<eval::VehicleScores> vehicles = vehicle_scores(set, scores.score);
   std::error_code ec;
-  fs::create_directories(request.out_dir, ec);
+  fs::create_directories(request.out_dir, ec);  // checked before the work, not after
   if (ec) throw std::runtime_error(request.out_dir + ": cannot create it (" + ec.message() + ")");
+  FoldModel f = load_fold(request.fold_dir, request.data, request.device);
+  std::vector<size_t> all(f.set.count);
+  for (size_t i = 0; i < f.set.count; ++i) all[i] = i;
+  const data::NormalisedSnippets every = data::normalise(f.set, all, f.model.norm);
+  const DyadScores scores = f.trainer->score({every.x.data(), nullptr, every.count()});
+  const std::vector<eval::VehicleScores> vehicles = vehicle_scores(f.set, scores.score);
   // The robust score with the h its fold chose on its tuning set.
-  write_snippet_csv(request.out_dir + "/snippet_scores.csv", set, scores.score, nullptr);
-  write_vehicle_csv(request.out_dir + "/vehicle_scores.csv", vehicles, nullptr, model.robust_h);
-  out << "scored " << set.count << " snippets of " << vehicles.size() << " vehicles; wrote "
+  write_snippet_csv(request.out_dir + "/snippet_scores.csv", f.set, scores.score, nullptr);
+  write_vehicle_csv(request.out_dir + "/vehicle_scores.csv", vehicles, nullptr, f.model.robust_h);
+  out << "scored " << f.set.count << " snippets of " << vehicles.size() << " vehicles; wrote "
       << request.out_dir << "/{snippet_scores.csv, vehicle_scores.csv}\n";
+}
+
+bool is_dyad_run(const std::string& run_dir) {
+  std::ifstream in(run_dir + "/config.json");
+  if (!in) return false;
+  try {
+    const nlohmann::json j = nlohmann::json::parse(in);
+    return j.is_object() && j.contains("decoder_channels") && j.contains("preset");
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+
+DyadSummary evaluate_dyad_run(const std::string& run_dir, const std::string& device,
+                              std::ostream& out) {
+  DyadRunConfig config;
+  try {
+    config = config_from_json(nlohmann::json::parse(std::ifstream(run_dir + "/config.json")));
+  } catch (const std::exception& e) {
+    throw std::runtime_error(run_dir + "/config.json: not a dyad run's configuration (" + e.what() +
+                             ")");
+  }
+  DyadSummary summary;
+  summary.run_dir = run_dir;
+  std::vector<TestVehicles> tests;
+  for (int f = 0; f < config.folds; ++f) {
+    const std::string fold_dir = run_dir + "/fold" + std::to_string(f);
+    if (!fs::exists(fold_dir + "/model.safetensors")) continue;
+    FoldModel model = load_fold(fold_dir, config.data, device);
+    std::map<std::string, bool> vehicle_faulty;
+    for (const data::SnippetInfo& info : model.set.table)
+      vehicle_faulty[info.vehicle] = info.faulty;
+    const std::vector<eval::Fold> folds =
+        eval::five_fold_split(vehicle_faulty, config.seed, config.folds);
+    const FoldScores scores =
+        score_fold(*model.trainer, model.set, model.model.norm, roles_of(folds[f]));
+    print_fold(out, f, scores, "");
+    FoldResult result;
+    result.fold = f;
+    result.h = scores.h;
+    result.auroc_robust = scores.auroc_robust;
+    result.auroc_mean = scores.auroc_mean;
+    summary.folds.push_back(result);
+    tests.push_back(scores.test);
+  }
+  if (summary.folds.empty())
+    throw std::runtime_error(run_dir + ": no trained fold (foldK/model.safetensors) to evaluate");
+  finish_summary(summary, config, tests, "eval", out);
+  return summary;
 }
 
 }  // namespace fusedvae::cli

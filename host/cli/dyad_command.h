@@ -76,4 +76,10 @@ struct DyadSummary {
 DyadSummary run_dyad(const DyadRunConfig& config, std::ostream& out);
 void run_dyad_score(const DyadScoreRequest& request, std::ostream& out);
 
+// `fusedvae eval --run-dir` on a dyad run: each trained fold re-scored from its checkpoint on the
+// run's data, its test AUROC and the mean +- std (eval.json and the pictures in the run folder).
+bool is_dyad_run(const std::string& run_dir);
+DyadSummary evaluate_dyad_run(const std::string& run_dir, const std::string& device,
+                              std::ostream& out);
+
 }  // namespace fusedvae::cli
