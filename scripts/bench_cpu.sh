@@ -31,5 +31,8 @@ else
   echo "== PyTorch peer skipped: torch is not importable (python3 -m pip install torch)"
 fi
 
+echo "== bench_dyad (DyAD's training step per preset against the PyTorch peer, $threads threads)"
+OMP_NUM_THREADS="$threads" ./build/bench/bench_dyad --device cpu --out "$out"
+
 echo "== report"
 python3 bench/report.py "$out"

@@ -5,7 +5,7 @@
 #
 #   bash scripts/bench_gpu.sh                          # build here (needs the set-up's packages)
 #   bash scripts/bench_gpu.sh --carried device_carry   # a build made by scripts/prepare_gpu_carry.sh
-#   ... --stage kernels|train|torch|gru|report|all     # one part (each fits a 10-minute slot)
+#   ... --stage kernels|train|torch|gru|dyad|report|all     # one part (each fits a 10-minute slot)
 #
 # Results: bench/results/<date>-<gpu>/ (kernels.json/.md, train_step.json/.md, torch_peer.json,
 # summary.md, summary.png), copied to $OUT when set. The latest CPU rows measured on a development
@@ -30,11 +30,11 @@ while [ $# -gt 0 ]; do
       carry="${2:?--carried needs a directory}"
       use_carried_build "$carry" || exit 2
       shift 2 ;;
-    --stage) stage="${2:?--stage needs kernels, train, torch, gru, report or all}"; shift 2 ;;
+    --stage) stage="${2:?--stage needs kernels, train, torch, gru, dyad, report or all}"; shift 2 ;;
     *) echo "bench_gpu: unknown argument $1" >&2; exit 2 ;;
   esac
 done
-case "$stage" in kernels|train|torch|gru|report|all) ;; *) echo "bench_gpu: bad stage $stage" >&2; exit 2 ;; esac
+case "$stage" in kernels|train|torch|gru|dyad|report|all) ;; *) echo "bench_gpu: bad stage $stage" >&2; exit 2 ;; esac
 
 if [ -z "${carry:-}" ] && [ "$stage" != report ] && [ "$stage" != torch ]; then
   bash scripts/build.sh || { echo "bench_gpu: build failed" >&2; exit 1; }
@@ -107,6 +107,14 @@ if run_stage gru; then
   echo "== GRU, PyTorch nn.GRU eager and torch.compile"
   timeout 420 python3 bench/bench_gru_gpu_torch.py --json "$results/gru_gpu_torch.json" 2>&1 |
     tee "$results/bench_gru_gpu_torch.log"
+  [ "${PIPESTATUS[0]}" = 0 ] || status=1
+  sync_out
+fi
+if run_stage dyad; then
+  # DyAD's training step per preset against the PyTorch peer with cuDNN (bench/bench_dyad_torch.py).
+  echo "== DyAD training speed (ours against PyTorch + cuDNN)"
+  timeout 420 "$build_dir/bench/bench_dyad" --device gpu --out "$results" 2>&1 |
+    tee "$results/bench_dyad_gpu.log"
   [ "${PIPESTATUS[0]}" = 0 ] || status=1
   sync_out
 fi
