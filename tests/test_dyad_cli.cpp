@@ -264,6 +264,8 @@ TEST_F(DyadCli, BadInputsAreOneLineErrorsThatSayWhatToDo) {
   std::ofstream(*dir_ + "/taken/keep.txt") << "a user's file";
   EXPECT_NE(error_of(small_run(*dir_ + "/taken")).find("--overwrite"), std::string::npos);
   EXPECT_TRUE(fs::exists(*dir_ + "/taken/keep.txt"));
+  // A user who reads "--model dyad" somewhere is sent to the command.
+  EXPECT_NE(error_of({"train", "--model", "dyad"}).find("fusedvae dyad"), std::string::npos);
   EXPECT_NE(error_of({"dyad-score", "--fold-dir", *dir_ + "/nowhere", "--data", fleet(), "--out",
                       *dir_ + "/x"})
                 .find("nowhere"),

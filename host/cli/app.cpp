@@ -113,16 +113,17 @@ std::string explain_parse_error(const CLI::App& app, const std::vector<std::stri
   for (const CLI::App* sub : app.get_subcommands([](const CLI::App*) { return true; }))
     commands.push_back(sub->get_name());
   if (args.empty())
-    return "give a command: train, eval, sample or reconstruct (see fusedvae --help)";
+    return "give a command: train, eval, sample, reconstruct, dyad or dyad-score (see fusedvae "
+           "--help)";
   const std::string& first = args[0];
   if (std::find(commands.begin(), commands.end(), first) == commands.end()) {
     if (!first.empty() && first[0] == '-' && first != "-h" && first != "--help")
-      return "the command comes first: fusedvae train|eval|sample|reconstruct [flags] (see "
-             "fusedvae --help)";
+      return "the command comes first: fusedvae train|eval|sample|reconstruct|dyad|dyad-score "
+             "[flags] (see fusedvae --help)";
     const std::string guess = closest(first, commands);
     return "unknown command '" + first + "'" +
            (guess.empty() ? "" : "; did you mean '" + guess + "'?") +
-           " (commands: train, eval, sample, reconstruct; see fusedvae --help)";
+           " (commands: train, eval, sample, reconstruct, dyad, dyad-score; see fusedvae --help)";
   }
   const CLI::App* command = app.get_subcommand(first);
   std::vector<std::string> flags;
@@ -132,6 +133,9 @@ std::string explain_parse_error(const CLI::App& app, const std::vector<std::stri
     const std::string typed = args[i].substr(0, args[i].find('='));
     if (typed.size() < 3 || typed.compare(0, 2, "--") != 0) continue;
     if (std::find(flags.begin(), flags.end(), typed) != flags.end()) continue;
+    if (first == "train" && typed == "--model")
+      return "fusedvae train trains the image VAE (an MLP); DyAD's GRU sequence VAE trains with "
+             "its own command: fusedvae dyad (see fusedvae dyad --help)";
     const std::string guess = closest(typed, flags);
     return "unknown flag " + typed + " for " + first +
            (guess.empty() ? "" : "; did you mean " + guess + "?") + " (see fusedvae " + first +
