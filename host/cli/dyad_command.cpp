@@ -146,19 +146,27 @@ DyadTrainConfig train_config(const DyadRunConfig& c, const data::SnippetSet& set
   return t;
 }
 
-std::unique_ptr<Backend> make_backend(const std::string& device) {
-  if (device == "cpu") return make_cpu_backend();
-  if (device == "gpu") return make_gpu_backend(false, true);
+// auto | cpu | gpu -> cpu | gpu: auto takes the GPU when one starts, and otherwise says on stderr
+// (a notice, not a result) why it runs on the CPU.
+std::string resolve_device(const std::string& device) {
+  if (device != "auto") return device;
   std::string reason;
   if (cuda_device_present(&reason)) {
     try {
-      return make_gpu_backend(false, true);
+      make_gpu_backend(false, true);
+      return "gpu";
     } catch (const std::exception& e) {
-      reason = std::string("the GPU backend did not start: ") + e.what();
+      reason = std::string("the GPU backend did not start: ") + e.what() +
+               "; --device gpu makes this an error";
     }
   }
   std::cerr << "fusedvae: running on the CPU (" << reason << ")\n";
-  return make_cpu_backend();
+  return "cpu";
+}
+
+std::unique_ptr<Backend> make_backend(const std::string& device) {
+  const std::string resolved = resolve_device(device);
+  return resolved == "gpu" ? make_gpu_backend(false, true) : make_cpu_backend();
 }
 
 std::string utc_stamp() {
@@ -640,8 +648,7 @@ DyadSummary run_dyad(const DyadRunConfig& config, std::ostream& out) {
       << config.preset << ", H " << config.hidden << ", layers " << config.layers << ", latent "
       << config.latent << ", " << config.epochs << " epochs a fold\n";
 
-  std::vector<size_t> all(set.count);
-  for (size_t i = 0; i < set.count; ++i) all[i] = i;
+  const std::string device = resolve_device(config.device);  // says once where it runs
   std::vector<TestVehicles> tests;
   StopSignals signals;
   for (int f = 0; f < config.folds; ++f) {
@@ -655,7 +662,7 @@ DyadSummary run_dyad(const DyadRunConfig& config, std::ostream& out) {
     const data::SnippetNormalisation norm =
         data::fit_normalisation(set, train_rows, config.norm_first);
     const data::NormalisedSnippets train_data = data::normalise(set, train_rows, norm);
-    auto trainer = make_dyad_trainer(train, make_backend(config.device));
+    auto trainer = make_dyad_trainer(train, make_backend(device));
     trainer->set_train_data({train_data.x.data(), train_data.mileage.data(), train_data.count()});
     out << "fold " << f << ": training on " << train_data.count() << " snippets of "
         << fold.train_normal.size() << " normal vehicles (" << trainer->param_count()
