@@ -757,10 +757,11 @@ DyadSummary evaluate_dyad_run(const std::string& run_dir, const std::string& dev
   DyadSummary summary;
   summary.run_dir = run_dir;
   std::vector<TestVehicles> tests;
+  const std::string resolved = resolve_device(device);
   for (int f = 0; f < config.folds; ++f) {
     const std::string fold_dir = run_dir + "/fold" + std::to_string(f);
     if (!fs::exists(fold_dir + "/model.safetensors")) continue;
-    FoldModel model = load_fold(fold_dir, config.data, device);
+    FoldModel model = load_fold(fold_dir, config.data, resolved);
     std::map<std::string, bool> vehicle_faulty;
     for (const data::SnippetInfo& info : model.set.table)
       vehicle_faulty[info.vehicle] = info.faulty;
