@@ -80,7 +80,9 @@ nlohmann::ordered_json to_json(const DyadRunConfig& c) {
   j["lr"] = c.lr;
   j["noise_scale"] = c.noise_scale;
   j["anneal0"] = c.anneal0;
+  j["kl_anneal"] = c.kl_anneal;
   j["kl_x0"] = c.kl_x0;
+  j["kl_k"] = c.kl_k;
   j["nll_weight"] = c.nll_weight;
   j["label_weight"] = c.label_weight;
   j["cosine_factor"] = c.cosine_factor;
@@ -106,7 +108,9 @@ DyadRunConfig config_from_json(const nlohmann::json& j) {
   c.lr = j.at("lr");
   c.noise_scale = j.at("noise_scale");
   c.anneal0 = j.at("anneal0");
+  c.kl_anneal = j.at("kl_anneal");
   c.kl_x0 = j.at("kl_x0");
+  c.kl_k = j.at("kl_k");
   c.nll_weight = j.at("nll_weight");
   c.label_weight = j.at("label_weight");
   c.cosine_factor = j.at("cosine_factor");
@@ -140,9 +144,10 @@ DyadTrainConfig train_config(const DyadRunConfig& c, const data::SnippetSet& set
   t.optimizer.schedule = LrSchedule::kCosine;
   t.optimizer.min_lr = c.cosine_factor * c.lr;
   t.optimizer.lr_stairs = c.epochs;  // CosineAnnealingLR stepped once per epoch
-  t.kl.kind = KlScheduleKind::kLinear;
+  t.kl.kind = c.kl_anneal == "logistic" ? KlScheduleKind::kLogistic : KlScheduleKind::kLinear;
   t.kl.weight = c.anneal0;
   t.kl.x0 = c.kl_x0;
+  t.kl.k = c.kl_k;
   return t;
 }
 
@@ -553,8 +558,16 @@ DyadCommands add_dyad_commands(CLI::App& app, DyadRunConfig* c, DyadScoreRequest
       ->check(CLI::NonNegativeNumber);
   d->add_option("--kl-weight", c->anneal0, "final KL weight of the linear annealing (anneal0)")
       ->check(CLI::NonNegativeNumber);
-  d->add_option("--kl-x0", c->kl_x0, "steps of the KL weight's linear ramp")
+  d->add_option("--kl-anneal", c->kl_anneal,
+                "the KL weight per step s: linear, anneal0 min(1, s / x0), or logistic, "
+                "anneal0 / (1 + exp(-k (s - x0)))")
+      ->check(CLI::IsMember({"linear", "logistic"}))
+      ->capture_default_str();
+  d->add_option("--kl-x0", c->kl_x0, "steps of the linear ramp; the logistic's midpoint")
       ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  d->add_option("--kl-k", c->kl_k, "the logistic's slope")
+      ->check(CLI::PositiveNumber)
       ->capture_default_str();
   d->add_option("--nll-weight", c->nll_weight, "weight of the SmoothL1 reconstruction")
       ->check(CLI::NonNegativeNumber);

@@ -37,6 +37,8 @@ struct DyadRunConfig {
   int hidden = 0, layers = 0, latent = 0, batch_size = 0, epochs = 0;
   bool bidirectional = true;
   float lr = 0, noise_scale = 1, anneal0 = 0, kl_x0 = 500, nll_weight = 0, label_weight = 0;
+  std::string kl_anneal = "linear";  // linear: anneal0 min(1, s / x0); logistic (DyAD's other)
+  float kl_k = 0.0025f;              // logistic: anneal0 / (1 + exp(-k (s - x0)))
   float cosine_factor = 1, weight_decay = 1e-6f;
   size_t norm_first = 0;  // 0: normalise with the whole training split
   int folds = 5;
