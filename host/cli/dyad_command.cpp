@@ -20,6 +20,7 @@
 #include "host/data/snippet_normalisation.h"
 #include "host/data/snippets.h"
 #include "host/eval/fault_detection.h"
+#include "host/io/memory_check.h"
 #include "host/io/plot.h"
 #include "host/io/png.h"
 #include "host/io/safetensors.h"
@@ -672,6 +673,14 @@ DyadSummary run_dyad(const DyadRunConfig& config, std::ostream& out) {
     for (size_t i = 0; i < set.count; ++i)
       if (roles.at(set.table[i].vehicle) == Role::kTrain) train_rows.push_back(i);
 
+    // Before allocating: the normalised training split, the trainer's resident copies of it (all
+    // channels, the decoder's, the responses': twice its size again on the CPU) and the normalised
+    // set that scoring reads.
+    const uint64_t snippet_bytes = set.steps * set.channel_count() * sizeof(float);
+    io::check_fits_in_memory(
+        config.data,
+        snippet_bytes * (train_rows.size() * (device == "cpu" ? 3 : 1) + set.count),
+        "training and scoring a fold");
     const data::SnippetNormalisation norm =
         data::fit_normalisation(set, train_rows, config.norm_first);
     const data::NormalisedSnippets train_data = data::normalise(set, train_rows, norm);
