@@ -678,8 +678,7 @@ DyadSummary run_dyad(const DyadRunConfig& config, std::ostream& out) {
     // set that scoring reads.
     const uint64_t snippet_bytes = set.steps * set.channel_count() * sizeof(float);
     io::check_fits_in_memory(
-        config.data,
-        snippet_bytes * (train_rows.size() * (device == "cpu" ? 3 : 1) + set.count),
+        config.data, snippet_bytes * (train_rows.size() * (device == "cpu" ? 3 : 1) + set.count),
         "training and scoring a fold");
     const data::SnippetNormalisation norm =
         data::fit_normalisation(set, train_rows, config.norm_first);
@@ -695,10 +694,15 @@ DyadSummary run_dyad(const DyadRunConfig& config, std::ostream& out) {
       trainer->start_epoch(epoch);
       for (int b = 0; b < trainer->batches_per_epoch(); ++b) {
         if (StopSignals::requested())
-          throw Stopped("stopped by " + std::string(signal_name(StopSignals::requested())) +
-                            " in fold " + std::to_string(f) + ", epoch " + std::to_string(epoch) +
-                            "; the folds finished before are in " + summary.run_dir,
-                        StopSignals::requested());
+          throw Stopped(
+              "stopped by " + std::string(signal_name(StopSignals::requested())) + " in fold " +
+                  std::to_string(f) + ", epoch " + std::to_string(epoch) + "; " +
+                  (summary.folds.empty()
+                       ? std::string("no fold had finished")
+                       : std::to_string(summary.folds.size()) + " finished fold(s) are in " +
+                             summary.run_dir + " (fusedvae eval --run-dir " + summary.run_dir +
+                             " scores them)"),
+              StopSignals::requested());
         trainer->train_step(b);
       }
       const DyadLosses l = trainer->last_losses();
