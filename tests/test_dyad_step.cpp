@@ -236,9 +236,9 @@ TEST(DyadStepCpu, SameSeedTrainsToTheSameBits) {
   EXPECT_NE(first, other);
 }
 
-// The resident path (set_train_data, the gathers of the shuffled batch, Philox eps) trains exactly as
-// train_step_on given the same snippets in the shuffle's order: the gathers hand the standardised
-// values over unchanged (no clipping to [0, 1], negative values and all).
+// The resident path (set_train_data, the gathers of the shuffled batch, Philox eps) trains exactly
+// as train_step_on given the same snippets in the shuffle's order: the gathers hand the
+// standardised values over unchanged (no clipping to [0, 1], negative values and all).
 TEST(DyadStepCpu, ResidentBatchesTrainAsTheSameSnippetsGiven) {
   DyadTrainConfig config = small_config(6);
   config.noise_scale = 0.3f;

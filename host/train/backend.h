@@ -54,8 +54,7 @@ class LayerRun {
 class SequenceRun {
  public:
   virtual ~SequenceRun() = default;
-  virtual int out() const = 0;                    // features per step of y
-  virtual int state_floats(int batch) const = 0;  // floats of h0 or h_n
+  virtual int out() const = 0;  // features per step of y
   // Host-side preparation (plans, memory) for batches of `batch` sequences of `steps`; outside
   // the step, may allocate.
   virtual void prepare(int batch, int steps) = 0;

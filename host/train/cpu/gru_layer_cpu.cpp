@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "host/ops/gru_cpu.h"
+#include "host/train/gru_layer_shape.h"
 #include "host/train/module_registry.h"
 
 namespace fusedvae {
@@ -19,23 +20,10 @@ class CpuGru final : public SequenceRun {
       : module_(module), params_(params), grads_(grads) {}
 
   int out() const override { return module_.out; }
-  int state_floats(int batch) const override {
-    return module_.layers * (module_.bidirectional ? 2 : 1) * batch * module_.hidden;
-  }
 
   void prepare(int batch, int steps) override {
-    if (steps_ != 0 && steps != steps_)
-      throw std::logic_error("GRU " + module_.name + ": prepared for " + std::to_string(steps_) +
-                             " steps, asked for " + std::to_string(steps));
-    steps_ = steps;
+    const cpu::GruShape shape = gru_layer_shape(module_, batch, steps, &steps_);
     if (runs_.count(batch) != 0) return;
-    cpu::GruShape shape;
-    shape.batch = batch;
-    shape.steps = steps;
-    shape.input = module_.in;
-    shape.hidden = module_.hidden;
-    shape.layers = module_.layers;
-    shape.bidirectional = module_.bidirectional;
     Run run{cpu::GruPlan(shape), std::vector<float>(cpu::gru_reserve_floats(shape))};
     scratch_.resize(std::max(scratch_.size(), cpu::gru_scratch_floats(shape)));
     runs_.emplace(batch, std::move(run));

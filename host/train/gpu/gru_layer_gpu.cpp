@@ -7,6 +7,7 @@
 
 #include "host/train/gpu/gpu_backend.h"
 #include "host/train/gpu/gru_gpu.h"
+#include "host/train/gru_layer_shape.h"
 #include "host/train/module_registry.h"
 
 namespace fusedvae {
@@ -23,23 +24,10 @@ class GpuGruLayer final : public SequenceRun {
         grads_(grads) {}
 
   int out() const override { return module_.out; }
-  int state_floats(int batch) const override {
-    return module_.layers * (module_.bidirectional ? 2 : 1) * batch * module_.hidden;
-  }
 
   void prepare(int batch, int steps) override {
-    if (steps_ != 0 && steps != steps_)
-      throw std::logic_error("GRU " + module_.name + ": prepared for " + std::to_string(steps_) +
-                             " steps, asked for " + std::to_string(steps));
-    steps_ = steps;
+    const gpu::GruShape shape = gru_layer_shape(module_, batch, steps, &steps_);
     if (runs_.count(batch) != 0) return;
-    gpu::GruShape shape;
-    shape.batch = batch;
-    shape.steps = steps;
-    shape.input = module_.in;
-    shape.hidden = module_.hidden;
-    shape.layers = module_.layers;
-    shape.bidirectional = module_.bidirectional;
     gpu::GruGpuOptions options;
     options.tf32 = tf32_;
     runs_.emplace(batch, std::make_unique<gpu::GruGpu>(shape, options));
