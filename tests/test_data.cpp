@@ -364,6 +364,21 @@ TEST(DataMemory, TooMuchDataIsRefusedWithTheSizes) {
   EXPECT_NO_THROW(io::check_fits_in_memory("small.npy", 1024, "reading the array"));
 }
 
+// The GPU's check (train's, before the upload) with the free memory its runtime reports: here the
+// figure is given, so the rule and the message are tested without a GPU.
+TEST(DataMemory, TooMuchDataForTheGpuIsRefusedWithTheSizes) {
+  const uint64_t mib = uint64_t{1} << 20;
+  try {
+    io::check_fits_in_device_memory("train.npy", 3000 * mib, 2048 * mib, "NVIDIA H100");
+    FAIL() << "no exception";
+  } catch (const std::runtime_error& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "train.npy: the data needs 3000 MiB of GPU memory, 2048 MiB are free on NVIDIA "
+              "H100; train with --device cpu, or on less data");
+  }
+  EXPECT_NO_THROW(io::check_fits_in_device_memory("train.npy", 2048 * mib, 2048 * mib, "gpu"));
+}
+
 // ----------------------------------------------------------------------------------------------
 // CSV
 

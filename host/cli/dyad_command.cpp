@@ -2,6 +2,7 @@
 #include "host/cli/dyad_command.h"
 
 #include <CLI/CLI.hpp>
+#include <cuda_runtime_api.h>
 
 #include <chrono>
 #include <cmath>
@@ -680,6 +681,12 @@ DyadSummary run_dyad(const DyadRunConfig& config, std::ostream& out) {
     io::check_fits_in_memory(
         config.data, snippet_bytes * (train_rows.size() * (device == "cpu" ? 3 : 1) + set.count),
         "training and scoring a fold");
+    if (device == "gpu") {  // the resident split on the device: all channels, then the two parts
+      size_t free_bytes = 0, total_bytes = 0;
+      if (cudaMemGetInfo(&free_bytes, &total_bytes) == cudaSuccess)
+        io::check_fits_in_device_memory(config.data, 2 * snippet_bytes * train_rows.size(),
+                                        free_bytes, "the GPU");
+    }
     const data::SnippetNormalisation norm =
         data::fit_normalisation(set, train_rows, config.norm_first);
     const data::NormalisedSnippets train_data = data::normalise(set, train_rows, norm);

@@ -17,6 +17,7 @@
 #include "host/cli/pictures.h"
 #include "host/cli/progress.h"
 #include "host/cli/stop_signals.h"
+#include "host/io/memory_check.h"
 #include "host/io/safetensors.h"
 
 namespace fusedvae::cli {
@@ -138,11 +139,7 @@ void check_fits_on_device(const Trainer& trainer, const Dataset& data) {
   size_t free_bytes = 0, total_bytes = 0;
   if (cudaMemGetInfo(&free_bytes, &total_bytes) != cudaSuccess) return;
   const size_t bytes = data.is_u8() ? data.u8.size() : data.f32.size() * sizeof(float);
-  if (bytes > free_bytes)
-    throw std::runtime_error(data.source + ": the data needs " + std::to_string(bytes >> 20) +
-                             " MiB of GPU memory, " + std::to_string(free_bytes >> 20) +
-                             " MiB are free on " + trainer.device_name() +
-                             "; train with --device cpu, or on less data");
+  io::check_fits_in_device_memory(data.source, bytes, free_bytes, trainer.device_name());
 }
 
 }  // namespace

@@ -21,4 +21,13 @@ void check_fits_in_memory(const std::string& source, uint64_t bytes, const std::
     }
 }
 
+void check_fits_in_device_memory(const std::string& source, uint64_t bytes, uint64_t free_bytes,
+                                 const std::string& device) {
+  if (bytes > free_bytes)
+    throw std::runtime_error(source + ": the data needs " + std::to_string(bytes >> 20) +
+                             " MiB of GPU memory, " + std::to_string(free_bytes >> 20) +
+                             " MiB are free on " + device +
+                             "; train with --device cpu, or on less data");
+}
+
 }  // namespace fusedvae::io
