@@ -56,16 +56,22 @@ def param_count(shape: GruShape) -> int:
     return sum(math.prod(s) for _, s in param_tensors(shape))
 
 
-def param_views(shape: GruShape, flat: np.ndarray) -> dict[str, np.ndarray]:
-    """{name: view of flat} (writes go through to flat)."""
-    if flat.shape != (param_count(shape),):
-        raise ValueError(f"flat parameters of shape {flat.shape}, the GRU has "
-                         f"{param_count(shape)}")
+def carve(tensors, flat: np.ndarray, what: str) -> dict[str, np.ndarray]:
+    """{name: view of flat} for [(name, shape)] carved in order (writes go through to flat); any
+    flat buffer laid out as a list of tensors (the GRU's, DyAD's model's)."""
+    count = sum(math.prod(s) for _, s in tensors)
+    if flat.shape != (count,):
+        raise ValueError(f"flat parameters of shape {flat.shape}, the {what} has {count}")
     views, cursor = {}, 0
-    for name, s in param_tensors(shape):
+    for name, s in tensors:
         views[name] = flat[cursor:cursor + math.prod(s)].reshape(s)
         cursor += math.prod(s)
     return views
+
+
+def param_views(shape: GruShape, flat: np.ndarray) -> dict[str, np.ndarray]:
+    """{name: view of flat} (writes go through to flat)."""
+    return carve(param_tensors(shape), flat, "GRU")
 
 
 def _suffix(layer: int, d: int) -> str:

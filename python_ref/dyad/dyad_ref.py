@@ -115,14 +115,7 @@ def param_count(shape: DyadShape) -> int:
 
 def param_views(shape: DyadShape, flat: np.ndarray) -> dict[str, np.ndarray]:
     """{name: view of flat} (writes go through to flat)."""
-    if flat.shape != (param_count(shape),):
-        raise ValueError(f"flat parameters of shape {flat.shape}, the model has "
-                         f"{param_count(shape)}")
-    views, cursor = {}, 0
-    for name, s in param_tensors(shape):
-        views[name] = flat[cursor:cursor + math.prod(s)].reshape(s)
-        cursor += math.prod(s)
-    return views
+    return gru_ref.carve(param_tensors(shape), flat, "model")
 
 
 def _gru_part(shape: DyadShape, flat: np.ndarray, prefix: str) -> np.ndarray:
