@@ -32,6 +32,10 @@ TEST(CpuTrainStep, SameSeedIsBitwiseIdentical) {
   check_same_seed_bitwise(make_cpu_trainer);
 }
 
+TEST(CpuTrainStep, LayerwiseUpdateGivesTheWholeBufferBits) {
+  check_layerwise_update_matches_whole_buffer(make_cpu_trainer);
+}
+
 TEST(CpuTrainStep, ResumeIsBitwiseIdentical) {
   check_resume_bitwise(make_cpu_trainer);
 }

@@ -72,6 +72,14 @@ size_t ParamLayout::offset_of(const Module& module) const {
   throw std::invalid_argument("parameter layout: module " + module.name + " owns no tensor");
 }
 
+ParamSlice ParamLayout::slice_of(const Module& module) const {
+  const std::string prefix = module.name + ".";
+  ParamSlice slice{offset_of(module), 0};
+  for (const ParamTensor& t : tensors)
+    if (t.name.compare(0, prefix.size(), prefix) == 0) slice.count += t.size();
+  return slice;
+}
+
 const ParamTensor& ParamLayout::at(const std::string& name) const {
   for (const ParamTensor& t : tensors)
     if (t.name == name) return t;

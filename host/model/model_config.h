@@ -50,11 +50,18 @@ struct ParamTensor {
   size_t size() const;
 };
 
+// A module's tensors in the flat buffer: [offset, offset + count), carved one after another.
+struct ParamSlice {
+  size_t offset = 0;
+  size_t count = 0;
+};
+
 struct ParamLayout {
   std::vector<ParamTensor> tensors;  // carving order
   size_t total = 0;                  // floats in the flat buffer
   // Offset of the module's first tensor (for a Linear: the weight, then the bias after it).
   size_t offset_of(const Module& module) const;
+  ParamSlice slice_of(const Module& module) const;
   const ParamTensor& at(const std::string& name) const;
 };
 

@@ -98,4 +98,12 @@ std::vector<std::unique_ptr<LayerRun>> build_stack(Backend& backend,
   return layers;
 }
 
+std::vector<ParamSlice> stack_param_slices(const std::vector<Module>& modules,
+                                           const ParamLayout& layout) {
+  std::vector<ParamSlice> slices;
+  for (const Module& module : modules)  // activations are fused into the layer before them
+    if (!module.is(activation_definition())) slices.push_back(layout.slice_of(module));
+  return slices;
+}
+
 }  // namespace fusedvae

@@ -28,6 +28,10 @@ std::vector<std::unique_ptr<LayerRun>> build_stack(Backend& backend,
                                                    const ParamLayout& layout, float* params,
                                                    float* grads, bool input_needs_grad);
 
+// The parameters of each layer build_stack makes of `modules`, in the same order.
+std::vector<ParamSlice> stack_param_slices(const std::vector<Module>& modules,
+                                           const ParamLayout& layout);
+
 // One layer with an explicit context (the VAE's heads, which share their input).
 std::unique_ptr<LayerRun> build_layer(Backend& backend, const Module& module,
                                       const LayerContext& context, const ParamLayout& layout,

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -256,6 +257,30 @@ inline void check_same_seed_bitwise(TrainerFactory make) {
   expect_bitwise_equal(params[0], params[1], "params, same seed");
   expect_bitwise_equal(losses[0], losses[1], "losses, same seed");
   EXPECT_NE(params[0], params[2]) << "another seed gave the same parameters";
+}
+
+// Without clipping the trainer updates each layer right after its backward; with clipping, the
+// whole buffer after the global norm. A clipping bound no gradient reaches must give the same bits
+// as no clipping: parameters, Adam moments and losses after a dozen steps.
+inline void check_layerwise_update_matches_whole_buffer(TrainerFactory make) {
+  const Dataset data = synthetic_dataset(40, small_run_config().model.input_dim, 7);
+  std::vector<std::vector<float>> losses(2);
+  std::vector<OptimizerState> states;
+  std::vector<std::vector<float>> params;
+  for (const float max_grad_norm : {0.0f, std::numeric_limits<float>::max()}) {
+    TrainConfig c = small_run_config();
+    c.optimizer.max_grad_norm = max_grad_norm;
+    auto trainer = make(c);
+    trainer->set_train_data(data);
+    run_steps(*trainer, 0, 12, &losses[params.size()]);
+    params.push_back(trainer->params());
+    states.push_back(trainer->optimizer_state());
+  }
+  expect_all_finite(params[0], "params");
+  expect_bitwise_equal(params[0], params[1], "params, layer by layer vs whole buffer");
+  expect_bitwise_equal(states[0].m, states[1].m, "m, layer by layer vs whole buffer");
+  expect_bitwise_equal(states[0].v, states[1].v, "v, layer by layer vs whole buffer");
+  expect_bitwise_equal(losses[0], losses[1], "losses, layer by layer vs whole buffer");
 }
 
 // Parameters + optimizer state restored into a new trainer -> the next steps are bitwise those
