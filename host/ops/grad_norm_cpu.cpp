@@ -5,35 +5,11 @@
 #include <cmath>
 #include <vector>
 
+#include "host/ops/lane_sum.h"
 #include "host/ops/parallel_cpu.h"
 #include "kernels/grad_norm_math.cuh"
 
 namespace fusedvae::cpu {
-
-namespace {
-
-// Sum of squares of one block in double: kLanes interleaved partial sums (element i goes to lane
-// i % kLanes), added up lane by lane at the end, so the additions do not wait on each other (one
-// chain made this 8% of the CPU trainer's main thread).
-double block_sum_of_squares(const float* g, size_t count) {
-  constexpr size_t kLanes = 8;
-  double lanes[kLanes] = {};
-  size_t i = 0;
-  for (; i + kLanes <= count; i += kLanes)
-    for (size_t k = 0; k < kLanes; ++k) {
-      const double x = g[i + k];
-      lanes[k] += x * x;
-    }
-  for (size_t k = 0; i < count; ++i, ++k) {
-    const double x = g[i];
-    lanes[k] += x * x;
-  }
-  double sum = 0.0;
-  for (const double lane : lanes) sum += lane;
-  return sum;
-}
-
-}  // namespace
 
 void global_grad_norm(const float* grads, size_t count, float max_norm, float* grad_norm,
                       float* grad_scale) {
@@ -48,7 +24,11 @@ void global_grad_norm(const float* grads, size_t count, float max_norm, float* g
 #pragma omp parallel for schedule(static) if (worth_threads(count))
   for (size_t b = 0; b < blocks; ++b) {
     const size_t first = b * kBlock;
-    sums[b] = block_sum_of_squares(grads + first, std::min(kBlock, count - first));
+    const float* block = grads + first;
+    sums[b] = lane_sum(std::min(kBlock, count - first), [block](size_t i) {
+      const double x = block[i];
+      return x * x;
+    });
   }
   double sum = 0.0;
   for (size_t b = 0; b < blocks; ++b) sum += sums[b];

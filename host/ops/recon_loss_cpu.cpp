@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include "host/ops/lane_sum.h"
 #include "host/ops/parallel_cpu.h"
 #include "host/ops/vector_math.h"
 #include "kernels/recon_loss_math.cuh"
@@ -18,9 +19,9 @@ void recon_loss_forward_backward(const float* output, const float* target, int b
   const float batch_scale = batch_reduction_scale(reduction, batch);
   const float grad_scale = loss_scale * batch_scale;
   // A chunk of a row's terms first (a loop without a reduction, which the compiler vectorises),
-  // then their sum in double, in column order. The chunk lives on the stack: no allocation per
-  // call, which is once per training step. Rows run on the pool; the batch's sum is taken after,
-  // in row order.
+  // then their sum in double, in the fixed lanes of lane_sum, chunk after chunk. The chunk lives on
+  // the stack: no allocation per call, which is once per training step. Rows run on the pool; the
+  // batch's sum is taken after, in row order.
   constexpr int kChunk = 256;
   math::with_recon_kind(loss.kind, [&](auto kind) {
 #pragma omp parallel for schedule(static) if (worth_threads(batch, dim))
@@ -38,7 +39,7 @@ void recon_loss_forward_backward(const float* output, const float* target, int b
           grad[first + col] = grad_scale * term.grad;
           term_loss[col] = term.loss;
         }
-        for (int col = 0; col < count; ++col) row_loss += term_loss[col];
+        row_loss += lane_sum(count, [&term_loss](size_t col) { return double{term_loss[col]}; });
       }
       loss_per_sample[row] = static_cast<float>(row_loss);
     }
