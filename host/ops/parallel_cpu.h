@@ -21,4 +21,11 @@ inline bool worth_threads(int rows, int cols) {
   return worth_threads(static_cast<size_t>(rows) * static_cast<size_t>(cols));
 }
 
+// Elements that each draw a Philox normal (cuRAND's host Box-Muller: about 20 ns each, against
+// well under 1 ns for a plain elementwise op) count as this many plain ones.
+constexpr size_t kPhiloxElementCost = 32;
+inline bool worth_threads_drawing(int rows, int cols) {
+  return worth_threads(static_cast<size_t>(rows) * static_cast<size_t>(cols) * kPhiloxElementCost);
+}
+
 }  // namespace fusedvae::cpu

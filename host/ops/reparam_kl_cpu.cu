@@ -24,7 +24,7 @@ void forward(const float* mu, const float* logvar, int batch, int dim, EpsSource
   check_logvar_clamp(clamp, "reparam_kl_forward");
   const int groups = static_cast<int>(philox_groups_per_row(dim));
   const uint64_t draw = eps_source.draw();
-#pragma omp parallel for schedule(static) if (worth_threads(batch, dim))
+#pragma omp parallel for schedule(static) if (worth_threads_drawing(batch, dim))
   for (int row = 0; row < batch; ++row) {
     const size_t base = static_cast<size_t>(row) * dim;
     double row_kl = 0.0;
@@ -54,7 +54,7 @@ void backward(const float* dz, const float* mu, const float* logvar, int batch, 
   const float w = *kl_weight * (loss_scale * batch_reduction_scale(reduction, batch));
   const int groups = static_cast<int>(philox_groups_per_row(dim));
   const uint64_t draw = eps_source.draw();
-#pragma omp parallel for schedule(static) if (worth_threads(batch, dim))
+#pragma omp parallel for schedule(static) if (worth_threads_drawing(batch, dim))
   for (int row = 0; row < batch; ++row) {
     const size_t base = static_cast<size_t>(row) * dim;
     for (int g = 0; g < groups; ++g) {
