@@ -12,6 +12,7 @@
 #include "host/data/dataset.h"
 #include "host/model/model_config.h"
 #include "host/train/backend_arena.h"
+#include "host/train/flat_parameters.h"
 #include "host/train/module_registry.h"
 #include "kernels/rng_streams.cuh"
 #include "kernels/step_state_math.cuh"
@@ -64,20 +65,17 @@ struct DyadScalars {
 class BackendDyadTrainer final : public DyadTrainer {
  public:
   BackendDyadTrainer(const DyadTrainConfig& config, std::unique_ptr<Backend> backend)
-      : config_(config), backend_(std::move(backend)), arena_(*backend_) {
+      : config_(config),
+        backend_(std::move(backend)),
+        flat_(*backend_, config_.optimizer),
+        arena_(*backend_) {
     validate(config_);
     const DyadModelConfig& m = config_.model;
     arch_ = dyad_architecture(m);
     layout_ = make_param_layout(arch_.modules());
     response_ = m.response_channels();
-    const size_t bytes = layout_.total * sizeof(float);
-    for (std::shared_ptr<void>* s : {&params_storage_, &grads_storage_, &m_storage_, &v_storage_})
-      *s = backend_->allocate(bytes);
+    flat_.allocate(layout_.total);
     scalars_storage_ = backend_->allocate(sizeof(DyadScalars));
-    params_ = static_cast<float*>(params_storage_.get());
-    grads_ = static_cast<float*>(grads_storage_.get());
-    m_ = static_cast<float*>(m_storage_.get());
-    v_ = static_cast<float*>(v_storage_.get());
     scalars_ = static_cast<DyadScalars*>(scalars_storage_.get());
 
     std::vector<float> init(layout_.total);
@@ -182,13 +180,10 @@ class BackendDyadTrainer final : public DyadTrainer {
     return out;
   }
 
-  std::vector<float> params() const override { return download(params_, layout_.total); }
-  std::vector<float> gradients() const override { return download(grads_, layout_.total); }
+  std::vector<float> params() const override { return flat_.download_params(); }
+  std::vector<float> gradients() const override { return flat_.download_grads(); }
   void set_params(const std::vector<float>& params) override {
-    if (params.size() != layout_.total)
-      throw std::invalid_argument("set_params: " + std::to_string(params.size()) +
-                                  " values, the model has " + std::to_string(layout_.total));
-    backend_->upload(params_, params.data(), params.size() * sizeof(float));
+    flat_.upload_params(params, "set_params: parameters");
   }
 
   DyadScores score(const SnippetBatch& data) override;
@@ -259,24 +254,29 @@ class BackendDyadTrainer final : public DyadTrainer {
     // Backward: the decoder, latent2hidden, z, then the mileage head adds into dmu, the heads
     // into the encoder's final states, the encoder.
     output_layer_->backward(rows * steps(), buf_.grad_pred, buf_.dec_out, nullptr, buf_.d_dec_out);
+    update(slices_.output);
     decoder_->backward(rows, buf_.u, buf_.d_dec_out, nullptr, nullptr, buf_.d_dec_h0);
+    update(slices_.decoder);
     states_to_rows(buf_.d_dec_h0, buf_.d_dec_h0_rows, rows);
     latent2hidden_->backward(rows, buf_.d_dec_h0_rows, buf_.z, nullptr, buf_.dz);
+    update(slices_.latent2hidden);
     b.reparam_kl_backward_given_eps(buf_.dz, buf_.mu, buf_.logvar, buf_.eps, rows, d,
                                     &scalars_->state.kl_weight, 1.0f, config_.clamp, mean, buf_.dmu,
                                     buf_.dlogvar);
     mileage_head_[1]->backward(rows, buf_.grad_mileage, buf_.mileage_hidden, buf_.mileage_aux,
                                buf_.d_mileage_hidden);
+    update(slices_.mileage[1]);
     mileage_head_[0]->backward(rows, buf_.d_mileage_hidden, buf_.mu, nullptr, buf_.dmu);
+    update(slices_.mileage[0]);
     mean_head_->backward(rows, buf_.dmu, buf_.hidden, nullptr, buf_.d_hidden);
+    update(slices_.mean);
     logvar_head_->backward(rows, buf_.dlogvar, buf_.hidden, nullptr, buf_.d_hidden);
+    update(slices_.logvar);
     rows_to_states(buf_.d_hidden, buf_.d_enc_states, rows);
     encoder_->backward(rows, buf_.x, nullptr, buf_.d_enc_states, nullptr, nullptr);
+    update(slices_.encoder);
 
-    b.global_grad_norm(grads_, layout_.total, config_.optimizer.max_grad_norm, &scalars_->grad_norm,
-                       &scalars_->grad_scale);
-    b.adamw_update(params_, m_, v_, grads_, layout_.total, &scalars_->state, config_.optimizer,
-                   &scalars_->grad_scale);
+    flat_.finish_step({&scalars_->state, &scalars_->grad_norm, &scalars_->grad_scale});
     b.copy(&scalars_->last_state, &scalars_->state, sizeof(StepState));
     b.advance_step_state(&scalars_->state, config_.kl, config_.optimizer, total_steps_);
   }
@@ -326,23 +326,36 @@ class BackendDyadTrainer final : public DyadTrainer {
 
   void build_layers() {
     Backend& b = *backend_;
-    encoder_ = build_sequence_layer(b, arch_.encoder_rnn, layout_, params_, grads_);
-    decoder_ = build_sequence_layer(b, arch_.decoder_rnn, layout_, params_, grads_);
+    encoder_ = build_sequence_layer(b, arch_.encoder_rnn, layout_, flat_.params(), flat_.grads());
+    decoder_ = build_sequence_layer(b, arch_.decoder_rnn, layout_, flat_.params(), flat_.grads());
     LayerContext head;  // the heads share their input: logvar's gradient adds to mu's
-    mean_head_ = build_layer(b, arch_.hidden2mean, head, layout_, params_, grads_);
+    mean_head_ = build_layer(b, arch_.hidden2mean, head, layout_, flat_.params(), flat_.grads());
     head.accumulate_input_grad = true;
-    logvar_head_ = build_layer(b, arch_.hidden2log_v, head, layout_, params_, grads_);
-    latent2hidden_ = build_layer(b, arch_.latent2hidden, LayerContext{}, layout_, params_, grads_);
-    output_layer_ =
-        build_layer(b, arch_.outputs2response, LayerContext{}, layout_, params_, grads_);
+    logvar_head_ = build_layer(b, arch_.hidden2log_v, head, layout_, flat_.params(), flat_.grads());
+    latent2hidden_ =
+        build_layer(b, arch_.latent2hidden, LayerContext{}, layout_, flat_.params(), flat_.grads());
+    output_layer_ = build_layer(b, arch_.outputs2response, LayerContext{}, layout_, flat_.params(),
+                                flat_.grads());
     // mean2mileage: Linear + ReLU (fused), Linear; its input gradient adds to the KL's dmu.
     LayerContext first, second;
     first.output_act = Activation::kRelu;
     first.accumulate_input_grad = true;
     second.input_act = Activation::kRelu;
-    mileage_head_[0] = build_layer(b, arch_.mean2mileage[0], first, layout_, params_, grads_);
-    mileage_head_[1] = build_layer(b, arch_.mean2mileage[2], second, layout_, params_, grads_);
+    mileage_head_[0] =
+        build_layer(b, arch_.mean2mileage[0], first, layout_, flat_.params(), flat_.grads());
+    mileage_head_[1] =
+        build_layer(b, arch_.mean2mileage[2], second, layout_, flat_.params(), flat_.grads());
+    slices_ = {layout_.slice_of(arch_.encoder_rnn),
+               layout_.slice_of(arch_.decoder_rnn),
+               layout_.slice_of(arch_.hidden2mean),
+               layout_.slice_of(arch_.hidden2log_v),
+               layout_.slice_of(arch_.latent2hidden),
+               layout_.slice_of(arch_.outputs2response),
+               {layout_.slice_of(arch_.mean2mileage[0]), layout_.slice_of(arch_.mean2mileage[2])}};
   }
+
+  // AdamW on a layer whose backward is done (flat_parameters.h; a no-op when clipping).
+  void update(const ParamSlice& slice) { flat_.update_layer(slice, &scalars_->state); }
 
   void reserve_rows(int rows) {
     encoder_->prepare(rows, steps());
@@ -429,19 +442,13 @@ class BackendDyadTrainer final : public DyadTrainer {
   }
   template <typename T>
   void set_scalar(T* in_backend, T value) {
-    backend_->upload(in_backend, &value, sizeof(T));
+    upload_value(*backend_, in_backend, value);
   }
   std::vector<float> download(const float* src, size_t count) const {
-    std::vector<float> host(count);
-    backend_->download(host.data(), src, count * sizeof(float));
-    return host;
+    return download_floats(*backend_, src, count);
   }
-  StepState read_state() const {
-    StepState s;
-    backend_->download(&s, &scalars_->state, sizeof(s));
-    return s;
-  }
-  void write_state(const StepState& s) { backend_->upload(&scalars_->state, &s, sizeof(s)); }
+  StepState read_state() const { return download_value(*backend_, &scalars_->state); }
+  void write_state(const StepState& s) { upload_value(*backend_, &scalars_->state, s); }
 
   DyadTrainConfig config_;
   std::unique_ptr<Backend> backend_;
@@ -449,9 +456,8 @@ class BackendDyadTrainer final : public DyadTrainer {
   ParamLayout layout_;
   std::vector<int> response_;
 
-  std::shared_ptr<void> params_storage_, grads_storage_, m_storage_, v_storage_;
+  FlatParameters flat_;  // parameters, gradients, Adam moments
   std::shared_ptr<void> scalars_storage_, perm_storage_;
-  float *params_ = nullptr, *grads_ = nullptr, *m_ = nullptr, *v_ = nullptr;
   DyadScalars* scalars_ = nullptr;
   int32_t* perm_ = nullptr;
   TrainData train_;
@@ -462,6 +468,9 @@ class BackendDyadTrainer final : public DyadTrainer {
   std::unique_ptr<SequenceRun> encoder_, decoder_;
   std::unique_ptr<LayerRun> mean_head_, logvar_head_, latent2hidden_, output_layer_;
   std::unique_ptr<LayerRun> mileage_head_[2];
+  struct LayerSlices {  // each layer's parameters in flat_
+    ParamSlice encoder, decoder, mean, logvar, latent2hidden, output, mileage[2];
+  } slices_;
 
   int capacity_ = 0;
   Arena arena_;

@@ -20,6 +20,7 @@
 
 #include "host/train/backend.h"
 #include "host/train/backend_arena.h"
+#include "host/train/flat_parameters.h"
 #include "host/train/module_registry.h"
 #include "host/train/trainer.h"
 #include "host/train/trainer_common.h"
@@ -59,21 +60,16 @@ Activation output_activation(const std::vector<Module>& stack) {
 class VaeTrainer final : public Trainer {
  public:
   VaeTrainer(const TrainConfig& config, std::unique_ptr<Backend> backend)
-      : config_(config), backend_(std::move(backend)), arena_(*backend_) {
+      : config_(config),
+        backend_(std::move(backend)),
+        flat_(*backend_, config_.optimizer),
+        arena_(*backend_) {
     check_train_config(config);
     architecture_ = mlp_vae(config.model);
     layout_ = make_param_layout(architecture_);
-    const size_t bytes = layout_.total * sizeof(float);
-    params_storage_ = backend_->allocate(bytes);
-    grads_storage_ = backend_->allocate(bytes);
-    m_storage_ = backend_->allocate(bytes);
-    v_storage_ = backend_->allocate(bytes);
+    flat_.allocate(layout_.total);
     scalars_storage_ = backend_->allocate(sizeof(StepScalars));
     kl_dim_mean_storage_ = backend_->allocate(config.model.latent_dim * sizeof(float));
-    params_ = static_cast<float*>(params_storage_.get());
-    grads_ = static_cast<float*>(grads_storage_.get());
-    m_ = static_cast<float*>(m_storage_.get());
-    v_ = static_cast<float*>(v_storage_.get());
     scalars_ = static_cast<StepScalars*>(scalars_storage_.get());
     kl_dim_mean_ = static_cast<float*>(kl_dim_mean_storage_.get());
 
@@ -151,23 +147,19 @@ class VaeTrainer final : public Trainer {
     last_rows_ = rows;
   }
 
-  std::vector<float> params() const override { return download(params_, layout_.total); }
-  std::vector<float> gradients() const override { return download(grads_, layout_.total); }
+  std::vector<float> params() const override { return flat_.download_params(); }
+  std::vector<float> gradients() const override { return flat_.download_grads(); }
 
   void set_params(const std::vector<float>& params) override {
-    require_size("set_params: parameters", params.size());
-    backend_->upload(params_, params.data(), params.size() * sizeof(float));
+    flat_.upload_params(params, "set_params: parameters");
   }
 
   OptimizerState optimizer_state() const override {
-    return {download(m_, layout_.total), download(v_, layout_.total), read_state()};
+    return {flat_.download_m(), flat_.download_v(), read_state()};
   }
 
   void set_optimizer_state(const OptimizerState& state) override {
-    require_size("set_optimizer_state: m", state.m.size());
-    require_size("set_optimizer_state: v", state.v.size());
-    backend_->upload(m_, state.m.data(), state.m.size() * sizeof(float));
-    backend_->upload(v_, state.v.data(), state.v.size() * sizeof(float));
+    flat_.upload_moments(state.m, state.v);
     write_state(state.step_state);
   }
 
@@ -248,31 +240,13 @@ class VaeTrainer final : public Trainer {
                            buf_.dmu, buf_.dlogvar);
     encoder_backward(rows);
 
-    // The norm is reported even when it clips nothing.
-    b.global_grad_norm(grads_, layout_.total, config_.optimizer.max_grad_norm, &scalars_->grad_norm,
-                       &scalars_->grad_scale);
-    if (clips())
-      b.adamw_update(params_, m_, v_, grads_, layout_.total, &scalars_->state, config_.optimizer,
-                     &scalars_->grad_scale);
+    flat_.finish_step({&scalars_->state, &scalars_->grad_norm, &scalars_->grad_scale});
     // Keep the KL weight and learning rate this step ran with, for last_losses().
     b.copy(&scalars_->last_state, &scalars_->state, sizeof(StepState));
     b.advance_step_state(&scalars_->state, config_.kl, config_.optimizer, total_steps_);
   }
 
-  bool clips() const { return config_.optimizer.max_grad_norm > 0.0f; }
-
-  // AdamW on one layer's parameters, called right after its backward has written their gradients
-  // and read its weights for the last time this step, while both are still in cache: on the CPU
-  // (784-400-20, batch 128, 2 threads) the update then takes about half of its time over the
-  // whole buffer after the backward, where the products have evicted them. Clipping needs the norm
-  // of every gradient first, so with clipping the whole buffer is updated after the norm instead.
-  // AdamW is elementwise: both orders give the same bits (test_train_step).
-  void update_layer(const ParamSlice& slice) {
-    if (clips()) return;
-    backend_->adamw_update(params_ + slice.offset, m_ + slice.offset, v_ + slice.offset,
-                           grads_ + slice.offset, slice.count, &scalars_->state, config_.optimizer,
-                           nullptr);
-  }
+  void update_layer(const ParamSlice& slice) { flat_.update_layer(slice, &scalars_->state); }
 
   // A stack's forward from `input`; returns its output (or `input` when it is empty).
   static const float* stack_forward(const Layers& layers, const std::vector<float*>& acts,
@@ -330,14 +304,17 @@ class VaeTrainer final : public Trainer {
   // Set-up
 
   void build_layers() {
-    encoder_ = build_stack(*backend_, architecture_.encoder, layout_, params_, grads_, false);
+    encoder_ = build_stack(*backend_, architecture_.encoder, layout_, flat_.params(), flat_.grads(),
+                           false);
     LayerContext mu, logvar;
     mu.needs_input_grad = logvar.needs_input_grad = !encoder_.empty();
     logvar.accumulate_input_grad = true;
     logvar.input_act = output_activation(architecture_.encoder);
-    mu_head_ = build_layer(*backend_, architecture_.mu, mu, layout_, params_, grads_);
-    logvar_head_ = build_layer(*backend_, architecture_.logvar, logvar, layout_, params_, grads_);
-    decoder_ = build_stack(*backend_, architecture_.decoder, layout_, params_, grads_, true);
+    mu_head_ = build_layer(*backend_, architecture_.mu, mu, layout_, flat_.params(), flat_.grads());
+    logvar_head_ = build_layer(*backend_, architecture_.logvar, logvar, layout_, flat_.params(),
+                               flat_.grads());
+    decoder_ =
+        build_stack(*backend_, architecture_.decoder, layout_, flat_.params(), flat_.grads(), true);
     encoder_slices_ = stack_param_slices(architecture_.encoder, layout_);
     decoder_slices_ = stack_param_slices(architecture_.decoder, layout_);
     mu_slice_ = layout_.slice_of(architecture_.mu);
@@ -403,34 +380,21 @@ class VaeTrainer final : public Trainer {
     if (perm_ == nullptr) throw std::logic_error(std::string(what) + ": call set_train_data first");
   }
 
-  void require_size(const char* what, size_t size) const {
-    if (size != layout_.total)
-      throw std::invalid_argument(std::string(what) + " has " + std::to_string(size) +
-                                  " values, the model has " + std::to_string(layout_.total));
-  }
-
   template <typename T>
   void set_scalar(T* in_backend, T value) {
-    backend_->upload(in_backend, &value, sizeof(T));
+    upload_value(*backend_, in_backend, value);
   }
 
   std::vector<float> download(const float* src, size_t count) const {
-    std::vector<float> host(count);
-    backend_->download(host.data(), src, count * sizeof(float));
-    return host;
+    return download_floats(*backend_, src, count);
   }
 
   void upload_rows(float* dst, const float* host, int rows, int cols) {
     backend_->upload(dst, host, static_cast<size_t>(rows) * cols * sizeof(float));
   }
 
-  StepState read_state() const {
-    StepState s;
-    backend_->download(&s, &scalars_->state, sizeof(StepState));
-    return s;
-  }
-
-  void write_state(const StepState& s) { backend_->upload(&scalars_->state, &s, sizeof(s)); }
+  StepState read_state() const { return download_value(*backend_, &scalars_->state); }
+  void write_state(const StepState& s) { upload_value(*backend_, &scalars_->state, s); }
 
   // Calls f(first, count) over [0, rows) in chunks of batch_size rows (trainer.h).
   template <typename F>
@@ -449,9 +413,8 @@ class VaeTrainer final : public Trainer {
   VaeArchitecture architecture_;
   ParamLayout layout_;
 
-  std::shared_ptr<void> params_storage_, grads_storage_, m_storage_, v_storage_;
+  FlatParameters flat_;  // parameters, gradients, Adam moments
   std::shared_ptr<void> scalars_storage_, kl_dim_mean_storage_, perm_storage_;
-  float *params_ = nullptr, *grads_ = nullptr, *m_ = nullptr, *v_ = nullptr;
   StepScalars* scalars_ = nullptr;
   float* kl_dim_mean_ = nullptr;  // [latent], free bits only
   uint64_t total_steps_ = 0;      // 0 until set_train_data: the run length is unknown
