@@ -18,16 +18,7 @@ from dyad.evaluation import (auroc, choose_h, five_fold_auroc, five_fold_split, 
 from dyad.fleet_sim import FleetConfig, write_fleet  # noqa: E402
 from dyad.snippets import (DYAD_CHANNELS, label_is_faulty, read_snippets,  # noqa: E402
                            write_snippets)
-
-
-def raises(fn, text):
-    """fn() must raise ValueError whose message holds `text`."""
-    try:
-        fn()
-    except ValueError as e:
-        assert text in str(e), f"{text!r} not in {e}"
-        return
-    raise AssertionError(f"no error; expected {text!r}")
+from script_checks import raises  # noqa: E402
 
 
 def test_snippets_round_trip(folder):

@@ -29,17 +29,9 @@ from dyad import dyad_torch  # noqa: E402
 from dyad.dyad_torch import (PRESETS, DyadModel, apply_normalisation, epoch_lr,  # noqa: E402
                              kl_weight, normalisation, param_layout, train)
 from dyad.snippets import DYAD_CHANNELS, write_snippets  # noqa: E402
+from script_checks import raises  # noqa: E402
 
 torch.set_num_threads(1)
-
-
-def raises(fn, text):
-    try:
-        fn()
-    except ValueError as e:
-        assert text in str(e), f"{text!r} not in {e}"
-        return
-    raise AssertionError(f"no error; expected {text!r}")
 
 
 def small_model(bidirectional=True, layers=2, mix=False, seed=0):
