@@ -8,8 +8,9 @@
 // float64 model reference (step_validation.h); a trainer that fails is not timed.
 //
 // CPU rows also time the step's GEMM floor (its matrix products alone, between the steps) and
-// report the step as a share of it ("share_of_gemm_floor"), and an epoch against the time its steps
-// predict ("epoch_over_predicted").
+// report the step as a share of it ("share_of_gemm_floor"), an epoch against the time its steps
+// predict ("epoch_over_predicted"), and the step's profile: its ops (everything but the layers)
+// timed one by one in a second run ("step_profile", "step_ops_ms").
 //
 // The GPU trainer is measured with its step captured as one CUDA graph and replayed ("cuda graph",
 // the default of training runs) and launching its kernels one by one ("kernel launches"): rows
@@ -31,7 +32,9 @@
 
 #include "bench/bench_results.h"
 #include "bench/step_validation.h"
+#include "bench/timed_backend.h"
 #include "host/ops/matmul_cpu.h"
+#include "host/train/backend.h"
 #include "host/train/trainer.h"
 
 namespace fusedvae::bench {
@@ -275,6 +278,50 @@ nlohmann::json bench_trainer(Trainer* trainer, const TrainShape& shape, bool gpu
   return row;
 }
 
+// Where the CPU step's time goes besides its layers: the same step on a trainer whose backend times
+// each op (bench/timed_backend.h), per step, over `steps` steps after `warmup`. The layers' work
+// (the products with their fused bias and ReLU, the bias gradients, the activation derivatives,
+// the per-layer AdamW excluded) is the rest of the step. A run of its own, after the timed one, so
+// that the timing of the step above carries no clock reads between ops.
+nlohmann::json profile_cpu_step(const TrainConfig& config, const Dataset& data,
+                                const TrainShape& shape, int steps, int warmup) {
+  auto timed = std::make_unique<TimedBackend>(make_cpu_backend());
+  TimedBackend* ops = timed.get();
+  auto trainer = make_trainer(config, std::move(timed));
+  trainer->set_train_data(data);
+  const int per_epoch = trainer->batches_per_epoch();
+  int batch = 0;
+  auto next_step = [&] {
+    trainer->train_step(batch);
+    batch = (batch + 1) % per_epoch;
+  };
+  for (int i = 0; i < warmup; ++i) next_step();
+  ops->reset();
+  const auto t0 = Clock::now();
+  for (int i = 0; i < steps; ++i) next_step();
+  const double step_ms = ms_since(t0) / steps;
+  nlohmann::json profile = nlohmann::json::object();
+  double ops_ms = 0.0;
+  std::string line;
+  for (const auto& [name, total_ms] : ops->op_ms()) {
+    const double ms = total_ms / steps;
+    profile[name] = ms;
+    ops_ms += ms;
+    char part[96];
+    std::snprintf(part, sizeof(part), "%s %.3f, ", name.c_str(), ms);
+    line += part;
+  }
+  std::printf(
+      "%-18s step profile (ms per step, mean of %d): %sall ops %.3f; the layers (the rest) %.3f "
+      "of a %.3f ms step\n",
+      shape.name.c_str(), steps, line.c_str(), ops_ms, step_ms - ops_ms, step_ms);
+  return {{"ops_ms", profile},
+          {"ops_total_ms", ops_ms},
+          {"layers_ms", step_ms - ops_ms},
+          {"step_mean_ms", step_ms},
+          {"steps", steps}};
+}
+
 const std::vector<Column> kColumns = {
     {"config", "config"},
     {"batch", "batch"},
@@ -287,6 +334,7 @@ const std::vector<Column> kColumns = {
     {"TFLOP/s", "tflops", 3},
     {"GEMM floor ms", "gemm_floor_ms", 3},
     {"share of floor", "share_of_gemm_floor", 2},
+    {"ops ms (profile)", "step_ops_ms", 3},
     {"epoch s", "epoch_s", 2},
     {"epoch / predicted", "epoch_over_predicted", 2},
     {"steps timed", "steps_timed"},
@@ -352,6 +400,11 @@ int run(const Options& options) {
       results.rows.push_back(bench_trainer(trainer.get(), shape, gpu, options.tf32, cuda_graph,
                                            steps, warmup, epoch, &ok));
       results.rows.back()["validation_worst_share"] = validation.worst_share();
+      if (!gpu) {
+        const nlohmann::json profile = profile_cpu_step(config, data, shape, steps, warmup);
+        results.rows.back()["step_profile"] = profile;
+        results.rows.back()["step_ops_ms"] = profile["ops_total_ms"];
+      }
     }
   }
   const std::string dir =

@@ -272,6 +272,18 @@ def cpu_floor_section(rows, lines, verdicts):
                         "epoch / predicted", "PyTorch fastest", "its step ms", "its share",
                         "fusedvae speed-up"], table_rows))
     lines.append("")
+    profiled = [f for f in fused if f.get("step_profile")]
+    if profiled:
+        lines.append("Where the step's time goes besides its layers (bench_train_step's profile: "
+                     "the ops timed one by one in a run of their own, ms per step):\n")
+    for f in profiled:
+        p = f["step_profile"]
+        ops = ", ".join(f"{name} {ms:.3f}" for name, ms in
+                        sorted(p["ops_ms"].items(), key=lambda kv: -kv[1]) if ms >= 0.0005)
+        lines.append(f"- {f['config']}, batch {f['batch']}: {ops}; all ops {p['ops_total_ms']:.3f}, "
+                     f"the layers {p['layers_ms']:.3f}, of a {p['step_mean_ms']:.3f} ms step")
+    if profiled:
+        lines.append("")
 
 
 def graph_section(fused_gpu_rows, lines):

@@ -95,6 +95,10 @@ class Trainer {
 };
 
 std::unique_ptr<Trainer> make_cpu_trainer(const TrainConfig& config);
+// The same trainer on any backend (host/train/backend.h): a wrapped one, as the benchmark's
+// op timer (bench/timed_backend.h).
+class Backend;
+std::unique_ptr<Trainer> make_trainer(const TrainConfig& config, std::unique_ptr<Backend> backend);
 // Throws std::runtime_error when no CUDA device is usable.
 std::unique_ptr<Trainer> make_gpu_trainer(const TrainConfig& config);
 bool cuda_device_present(std::string* reason);

@@ -548,6 +548,11 @@ std::unique_ptr<Trainer> make_cpu_trainer(const TrainConfig& config) {
   return std::make_unique<VaeTrainer>(config, make_cpu_backend());
 }
 
+std::unique_ptr<Trainer> make_trainer(const TrainConfig& config, std::unique_ptr<Backend> backend) {
+  check_train_config(config);
+  return std::make_unique<VaeTrainer>(config, std::move(backend));
+}
+
 std::unique_ptr<Trainer> make_gpu_trainer(const TrainConfig& config) {
   check_train_config(config);
   return std::make_unique<VaeTrainer>(config, make_gpu_backend(config.tf32, config.cuda_graph));
