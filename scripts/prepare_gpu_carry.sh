@@ -10,7 +10,8 @@ cd "$(dirname "$0")/.."
 export PATH="/usr/local/cuda/bin:$PATH"
 carry=device_carry
 rm -rf "$carry" && mkdir -p "$carry/lib"
-# Portable host code (no glibc >= 2.35 vector math: the GPU machine's C library is its own), and a
+# Portable host code (no glibc >= 2.35 vector math: the GPU machine's C library is its own; the
+# default x86-64-v3 level, AVX2 + FMA, which every GPU server's CPU has), and a
 # per-test timeout that lets one hung test fail without taking a 10-minute device call with it.
 FUSEDVAE_BUILD_DIR="$carry/build" bash scripts/build.sh -DFUSEDVAE_CUDA_ARCHITECTURES=90 \
   -DFUSEDVAE_VECTOR_MATH=OFF -DFUSEDVAE_TEST_TIMEOUT=240
