@@ -24,6 +24,9 @@ BackendKind TimedBackend::kind() const {
 std::string TimedBackend::device_name() const {
   return inner_->device_name();
 }
+bool TimedBackend::updates_by_layer() const {
+  return inner_->updates_by_layer();
+}
 std::shared_ptr<void> TimedBackend::allocate(size_t bytes) {
   return inner_->allocate(bytes);
 }

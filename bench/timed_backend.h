@@ -22,6 +22,7 @@ class TimedBackend final : public Backend {
 
   BackendKind kind() const override;
   std::string device_name() const override;
+  bool updates_by_layer() const override;
   std::shared_ptr<void> allocate(size_t bytes) override;
   void upload(void* dst, const void* host_src, size_t bytes) override;
   void download(void* host_dst, const void* src, size_t bytes) const override;

@@ -84,6 +84,10 @@ class Backend {
   virtual ~Backend() = default;
   virtual BackendKind kind() const = 0;
   virtual std::string device_name() const = 0;
+  // Whether a step without clipping should run AdamW on each layer right after its backward
+  // (flat_parameters.h) rather than once over the whole buffer: where that keeps the operands in
+  // cache (the CPU), not where it only adds launches (the GPU).
+  virtual bool updates_by_layer() const = 0;
 
   // ---- memory: allocation, and copies between host and backend (these synchronise)
   virtual std::shared_ptr<void> allocate(size_t bytes) = 0;  // zero-filled, 256-byte aligned

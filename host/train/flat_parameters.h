@@ -67,14 +67,17 @@ class FlatParameters {
   // ---- inside the step (no synchronisation)
 
   // Clipping scales every gradient by a factor of the norm of all of them, so it can only update
-  // once the whole backward is done. Without it, each layer is updated right after its backward
-  // has written its gradients and read its weights for the last time in the step, while both are
-  // still in cache: on the CPU (784-400-20, batch 128, 2 threads) that took the step from 74-76%
-  // to 79-80% of its GEMM floor. AdamW is elementwise: both orders give the same bits
-  // (LayerwiseUpdateGivesTheWholeBufferBits).
-  bool updates_by_layer() const { return !(optimizer_.max_grad_norm > 0.0f); }
+  // once the whole backward is done. Without it, on a backend that asks for it (the CPU), each
+  // layer is updated right after its backward has written its gradients and read its weights for
+  // the last time in the step, while both are still in cache: on the CPU (784-400-20, batch 128,
+  // 2 threads) that took the step from 74-76% to 79-80% of its GEMM floor. AdamW is elementwise:
+  // both orders give the same bits (LayerwiseUpdateGivesTheWholeBufferBits).
+  bool updates_by_layer() const {
+    return !(optimizer_.max_grad_norm > 0.0f) && backend_.updates_by_layer();
+  }
 
-  // AdamW on one layer's parameters; a no-op when clipping (finish_step updates them then).
+  // AdamW on one layer's parameters; a no-op unless updates_by_layer() (finish_step updates them
+  // all then).
   void update_layer(const ParamSlice& slice, const StepState* state) {
     if (!updates_by_layer()) return;
     const size_t o = slice.offset;
@@ -83,7 +86,7 @@ class FlatParameters {
   }
 
   // The end of a step's backward: the global norm (reported even when it clips nothing), then,
-  // when clipping, AdamW over the whole buffer with the clipped gradients.
+  // unless the layers were updated one by one, AdamW over the whole buffer (clipped gradients).
   void finish_step(const UpdateScalars& s) {
     backend_.global_grad_norm(grads(), count_, optimizer_.max_grad_norm, s.grad_norm, s.grad_scale);
     if (!updates_by_layer())

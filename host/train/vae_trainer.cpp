@@ -4,8 +4,8 @@
 //   gather + normalise the batch -> encoder -> reparameterization + KL -> decoder ->
 //   reconstruction loss and its gradient -> decoder backward -> reparameterization + KL backward
 //   -> encoder backward -> global-norm clipping -> AdamW -> advance the schedules.
-// Without clipping, each layer's AdamW runs right after that layer's backward instead (see
-// update_layer).
+// Without clipping, the CPU runs each layer's AdamW right after that layer's backward instead
+// (host/train/flat_parameters.h).
 // The architecture comes from host/model (a list of modules); the arithmetic from the backend
 // (host/train/backend.h): the CPU twins and OpenBLAS, or the kernels and cuBLASLt. Everything that
 // changes from step to step (the batch position, the Philox draw, the step, the KL weight and the

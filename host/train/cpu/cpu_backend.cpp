@@ -23,6 +23,7 @@ namespace {
 class CpuBackend final : public Backend {
  public:
   BackendKind kind() const override { return BackendKind::kCpu; }
+  bool updates_by_layer() const override { return true; }
   std::string device_name() const override {
     return "cpu (" + cpu::matmul_library_description() + ")";
   }

@@ -82,6 +82,9 @@ class GpuBackend final : public Backend, public gpu::GpuBackendContext {
   }
 
   BackendKind kind() const override { return BackendKind::kGpu; }
+  // The parameters (a few MB) stay in the GPU's L2 either way; per layer would only add launches
+  // to a step that is launch-bound at small batches.
+  bool updates_by_layer() const override { return false; }
   std::string device_name() const override { return device_name_; }
   gpu::LinearEngine& linear_engine() override { return *engine_; }
   cudaStream_t stream() const override { return stream_; }
