@@ -1,5 +1,5 @@
 // @brief What the one training step (vae_trainer.cpp) needs from a device: memory, the fused ops
-// and the layers' products. Two implementations: the CPU (CPU twins + OpenBLAS, host/train/cpu/)
+// and the layers' products. Two implementations: the CPU (CPU twins + oneDNN, host/train/cpu/)
 // and the GPU (kernels + cuBLASLt on one stream, host/train/gpu/).
 //
 // Every op has the name and argument order of its CPU twin (host/ops/) and GPU launcher

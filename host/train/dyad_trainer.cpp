@@ -354,7 +354,8 @@ class BackendDyadTrainer final : public DyadTrainer {
                {layout_.slice_of(arch_.mean2mileage[0]), layout_.slice_of(arch_.mean2mileage[2])}};
   }
 
-  // AdamW on a layer whose backward is done (flat_parameters.h; a no-op when clipping).
+  // AdamW on a layer whose backward is done (flat_parameters.h: on the CPU without clipping;
+  // otherwise a no-op, and finish_step updates the whole buffer).
   void update(const ParamSlice& slice) { flat_.update_layer(slice, &scalars_->state); }
 
   void reserve_rows(int rows) {

@@ -46,6 +46,7 @@ struct UpdateScalars {
 
 class FlatParameters {
  public:
+  // `optimizer`: the owning trainer's configuration, which outlives this object.
   FlatParameters(Backend& backend, const OptimizerConfig& optimizer)
       : backend_(backend), optimizer_(optimizer) {}
 
@@ -117,7 +118,7 @@ class FlatParameters {
   }
 
   Backend& backend_;
-  OptimizerConfig optimizer_;
+  const OptimizerConfig& optimizer_;
   size_t count_ = 0;
   std::shared_ptr<void> storage_[4];
   float* buffers_[4] = {};

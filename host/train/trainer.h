@@ -1,5 +1,5 @@
 // @brief The training loop's backend interface: one implementation on the CPU (CPU twins +
-// OpenBLAS), one on the GPU (kernels + cuBLASLt). The CLI drives either through this interface.
+// oneDNN), one on the GPU (kernels + cuBLASLt). The CLI drives either through this interface.
 //
 // One step, in the order the data flows: gather + normalise the batch, encoder, reparameterize +
 // KL, decoder, reconstruction loss (+ its gradient), decoder backward, reparameterize + KL
@@ -54,7 +54,7 @@ class Trainer {
  public:
   virtual ~Trainer() = default;
   virtual std::string device_name()
-      const = 0;  // "cpu (OpenBLAS SkylakeX, N threads)", "NVIDIA H100 ..."
+      const = 0;  // "cpu (oneDNN 2.6.3 (avx2), N threads)", "NVIDIA H100 ..."
   virtual const TrainConfig& config() const = 0;
 
   // The training set stays resident (on the device for the GPU trainer). Leaves epoch 0's order

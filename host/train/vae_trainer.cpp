@@ -7,7 +7,7 @@
 // Without clipping, the CPU runs each layer's AdamW right after that layer's backward instead
 // (host/train/flat_parameters.h).
 // The architecture comes from host/model (a list of modules); the arithmetic from the backend
-// (host/train/backend.h): the CPU twins and OpenBLAS, or the kernels and cuBLASLt. Everything that
+// (host/train/backend.h): the CPU twins and oneDNN, or the kernels and cuBLASLt. Everything that
 // changes from step to step (the batch position, the Philox draw, the step, the KL weight and the
 // learning rate) lives in the backend's memory, so the GPU records the step once as a CUDA graph.
 #include <algorithm>

@@ -259,9 +259,10 @@ inline void check_same_seed_bitwise(TrainerFactory make) {
   EXPECT_NE(params[0], params[2]) << "another seed gave the same parameters";
 }
 
-// Without clipping the CPU trainer updates each layer right after its backward; with clipping (and
-// on the GPU always), the whole buffer after the global norm. A clipping bound no gradient reaches
-// must give the same bits as no clipping: parameters, Adam moments and losses after a dozen steps.
+// Without clipping the CPU trainer updates each layer right after its backward; with clipping, the
+// whole buffer after the global norm. A clipping bound no gradient reaches must give the same bits
+// as no clipping: parameters, Adam moments and losses after a dozen steps. (The GPU updates the
+// whole buffer both ways, so the check is the CPU's.)
 inline void check_layerwise_update_matches_whole_buffer(TrainerFactory make) {
   const Dataset data = synthetic_dataset(40, small_run_config().model.input_dim, 7);
   std::vector<std::vector<float>> losses(2);
