@@ -122,6 +122,7 @@ class VaeTrainer final : public Trainer {
 
   StepLosses last_losses() override {
     if (last_rows_ == 0) return StepLosses{};
+    flat_.settle_grad_norm(update_scalars());
     StepScalars s{};
     backend_->download(&s, scalars_, sizeof(s));
     const std::vector<float> recon = download(buf_.recon_per_sample, last_rows_);
@@ -240,13 +241,17 @@ class VaeTrainer final : public Trainer {
                            buf_.dmu, buf_.dlogvar);
     encoder_backward(rows);
 
-    flat_.finish_step({&scalars_->state, &scalars_->grad_norm, &scalars_->grad_scale});
+    flat_.finish_step(update_scalars());
     // Keep the KL weight and learning rate this step ran with, for last_losses().
     b.copy(&scalars_->last_state, &scalars_->state, sizeof(StepState));
     b.advance_step_state(&scalars_->state, config_.kl, config_.optimizer, total_steps_);
   }
 
   void update_layer(const ParamSlice& slice) { flat_.update_layer(slice, &scalars_->state); }
+
+  UpdateScalars update_scalars() const {
+    return {&scalars_->state, &scalars_->grad_norm, &scalars_->grad_scale};
+  }
 
   // A stack's forward from `input`; returns its output (or `input` when it is empty).
   static const float* stack_forward(const Layers& layers, const std::vector<float*>& acts,

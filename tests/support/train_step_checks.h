@@ -261,11 +261,11 @@ inline void check_same_seed_bitwise(TrainerFactory make) {
 
 // Without clipping the CPU trainer updates each layer right after its backward; with clipping, the
 // whole buffer after the global norm. A clipping bound no gradient reaches must give the same bits
-// as no clipping: parameters, Adam moments and losses after a dozen steps. (The GPU updates the
-// whole buffer both ways, so the check is the CPU's.)
+// as no clipping: parameters, Adam moments, losses and reported gradient norms after a dozen steps.
+// (The GPU updates the whole buffer both ways, so the check is the CPU's.)
 inline void check_layerwise_update_matches_whole_buffer(TrainerFactory make) {
   const Dataset data = synthetic_dataset(40, small_run_config().model.input_dim, 7);
-  std::vector<std::vector<float>> losses(2);
+  std::vector<std::vector<float>> losses(2), grad_norms(2);
   std::vector<OptimizerState> states;
   std::vector<std::vector<float>> params;
   for (const float max_grad_norm : {0.0f, std::numeric_limits<float>::max()}) {
@@ -273,7 +273,14 @@ inline void check_layerwise_update_matches_whole_buffer(TrainerFactory make) {
     c.optimizer.max_grad_norm = max_grad_norm;
     auto trainer = make(c);
     trainer->set_train_data(data);
-    run_steps(*trainer, 0, 12, &losses[params.size()]);
+    const int per_epoch = trainer->batches_per_epoch();
+    for (int s = 0; s < 12; ++s) {
+      if (s % per_epoch == 0) trainer->start_epoch(s / per_epoch);
+      trainer->train_step(s % per_epoch);
+      const StepLosses l = trainer->last_losses();
+      losses[params.size()].push_back(l.loss);
+      grad_norms[params.size()].push_back(l.grad_norm);
+    }
     params.push_back(trainer->params());
     states.push_back(trainer->optimizer_state());
   }
@@ -282,6 +289,8 @@ inline void check_layerwise_update_matches_whole_buffer(TrainerFactory make) {
   expect_bitwise_equal(states[0].m, states[1].m, "m, layer by layer vs whole buffer");
   expect_bitwise_equal(states[0].v, states[1].v, "v, layer by layer vs whole buffer");
   expect_bitwise_equal(losses[0], losses[1], "losses, layer by layer vs whole buffer");
+  // The norm is then taken when last_losses() asks for it, from the same gradients.
+  expect_bitwise_equal(grad_norms[0], grad_norms[1], "grad norms, layer by layer vs whole buffer");
 }
 
 // Parameters + optimizer state restored into a new trainer -> the next steps are bitwise those
