@@ -151,12 +151,12 @@ def on_cpu(row):
 
 
 def fastest_fused(rows, cpu):
-    """fusedvae's fastest variant per (batch, precision) on the CPU or on the GPU."""
+    """fusedvae's fastest variant per (config, batch, precision) on the CPU or on the GPU."""
     best = {}
     for r in rows:
         if r["who"] != "fusedvae" or r["failed"] or on_cpu(r) != cpu:
             continue
-        key = (r["batch"], r.get("precision", "fp32"))
+        key = (r["config"], r["batch"], r.get("precision", "fp32"))
         if key not in best or r["step_median_ms"] < best[key]["step_median_ms"]:
             best[key] = r
     return best
@@ -172,7 +172,7 @@ def speedup_rows(rows, cpu):
         if peer["who"] == "fusedvae" or peer["failed"] or on_cpu(peer) != cpu:
             continue
         precision = "fp32" if peer["who"] == "numpy" else peer.get("precision", "fp32")
-        f = fused.get((peer["batch"], precision))
+        f = fused.get((peer["config"], peer["batch"], precision))
         if not f:
             continue
         epoch = None
@@ -221,16 +221,19 @@ def train_section(rows, lines, verdicts):
                                [[r["config"], str(r["batch"]), r["precision"], r["fused"],
                                  r["peer"], r["step"], r["epoch"]] for r in sp]))
             lines.append("")
-    precisions = sorted({p for _, p in gpu_fused} | {t.get("precision", "fp32") for t in torch_cuda}
-                        | {"fp32"})
+    precisions = sorted({p for _, _, p in gpu_fused} |
+                        {t.get("precision", "fp32") for t in torch_cuda} | {"fp32"})
     for precision in precisions:
         tag = "" if precision == "fp32" else f" ({precision})"
         for batch, targets in TRAIN_TARGETS.items():
-            f = gpu_fused.get((batch, precision))
+            # The fastest fusedvae configuration measured at this batch stands for it (a results
+            # folder holds one configuration per batch: bench_train_step's defaults).
+            at_batch = [r for (_, b, p), r in gpu_fused.items() if b == batch and p == precision]
+            f = min(at_batch, key=lambda r: r["step_median_ms"]) if at_batch else None
             for family, minimum in targets:
                 peers = [t for t in torch_cuda if t["batch"] == batch and
                          t.get("precision", "fp32") == precision and
-                         t["variant"].startswith(family)]
+                         t["variant"].startswith(family) and (not f or t["config"] == f["config"])]
                 if not f or not peers:
                     if precision == "fp32":  # the targets are judged at the default precision
                         verdicts.append((f"train step batch {batch} >= {minimum}x torch {family}: "

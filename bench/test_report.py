@@ -131,6 +131,25 @@ def main():
         expect(bad.returncode != 0 and "does not parse" in (bad.stderr + bad.stdout),
                "a corrupt results file is an error naming the file")
 
+    # Two configurations at the same batch (bench_train_step --batch): each fusedvae row is paired
+    # with the PyTorch rows of its own configuration, not with the other's.
+    with tempfile.TemporaryDirectory() as folder:
+        write(folder, "train_step.json", {"header": {}, "rows": [
+            {"config": "a", "batch": 128, "implementation": "fusedvae", "device": "cpu fixture",
+             "step_median_ms": 2.0, "images_per_s": 6.4e4, "gemm_floor_ms": 1.8},
+            {"config": "b", "batch": 128, "implementation": "fusedvae", "device": "cpu fixture",
+             "step_median_ms": 10.0, "images_per_s": 1.3e4, "gemm_floor_ms": 7.0}]})
+        write(folder, "torch_peer.json", {"header": {"device": "cpu (x86_64)"}, "rows": [
+            {"config": "a", "batch": 128, "variant": "eager", "step_median_ms": 3.0},
+            {"config": "b", "batch": 128, "variant": "eager", "step_median_ms": 12.0}]})
+        out = run(folder).stdout
+        expect("| a | 128 | fp32 | fusedvae | torch eager | 1.50 | - |" in out and
+               "| b | 128 | fp32 | fusedvae | torch eager | 1.20 | - |" in out,
+               "configurations sharing a batch are paired with their own PyTorch rows")
+        expect("- MISSED: CPU step batch 128 (b): 70% of its GEMM floor" in out and
+               "- met: CPU step batch 128 (a): 90% of its GEMM floor" in out,
+               "each configuration at a shared batch has its own floor verdict")
+
     for f in failures:
         print(f"FAIL: {f}")
     print(f"test_report: {'FAIL' if failures else 'PASS'} ({len(failures)} failing checks)")

@@ -237,8 +237,14 @@ def synchronize(torch, device):
         torch.cuda.synchronize()
 
 
+def batch_size(config_name, args):
+    """--batch when given, else the configuration's own batch size."""
+    return args.batch or CONFIGS[config_name][2]
+
+
 def bench_variant(torch, device, images, config_name, variant, args):
-    hidden, latent, batch = CONFIGS[config_name]
+    hidden, latent, _ = CONFIGS[config_name]
+    batch = batch_size(config_name, args)
     torch.manual_seed(args.seed)
     model = build(torch, hidden, latent).to(device)
     step = make_step(torch, variant, model)
@@ -322,6 +328,9 @@ def parse_args(argv):
     p.add_argument("--steps", type=int, default=200, help="timed steps per variant")
     p.add_argument("--warmup", type=int, default=20, help="untimed steps (30 at least when compiled)")
     p.add_argument("--no-epoch", dest="epoch", action="store_false", help="skip the epoch timing")
+    p.add_argument("--batch", type=int, default=0,
+                   help="batch size for every configuration (0: 128 for 784-400-20, 4096 for "
+                        "784-1024-512-64)")
     p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: default)")
     p.add_argument("--tf32", action="store_true", help="allow TF32 matrix products (off, as fusedvae)")
     p.add_argument("--seed", type=int, default=0)
@@ -332,6 +341,8 @@ def parse_args(argv):
     p.add_argument("--dry-run", action="store_true",
                    help="check the arguments and the data, without torch")
     args = p.parse_args(argv)
+    if args.batch < 0:
+        p.error(f"--batch must be >= 1 (or 0 for each configuration's own), got {args.batch}")
     args.configs = [c for c in args.configs.split(",") if c]
     args.variants = [v for v in args.variants.split(",") if v]
     for c in args.configs:
@@ -364,7 +375,8 @@ def merge_rows(path, doc):
             old = json.load(f)
     except (OSError, ValueError):
         return doc
-    key = lambda r: (r.get("config"), r.get("variant"), r.get("precision", "fp32"))  # noqa: E731
+    key = lambda r: (r.get("config"), r.get("batch"), r.get("variant"),  # noqa: E731
+                     r.get("precision", "fp32"))
     done = {key(r) for r in doc["rows"]}
     kept = [r for r in old.get("rows", []) if key(r) not in done]
     return dict(doc, rows=kept + doc["rows"])
@@ -397,7 +409,8 @@ def main(argv=None):
         print(f"torch_peer dry run: {images.shape[0]} images of {images.shape[1]} from {args.data}"
               f" (uint8, {images.min()}..{images.max()}, mean {images.mean() / 255:.4f})")
         for c in args.configs:
-            hidden, latent, batch = CONFIGS[c]
+            hidden, latent, _ = CONFIGS[c]
+            batch = batch_size(c, args)
             print(f"  {c} batch {batch}: {parameter_count(hidden, latent)} parameters, "
                   f"{step_flops(hidden, latent, batch) / 1e9:.2f} GFLOP per step, "
                   f"{images.shape[0] // batch} steps per epoch; variants {', '.join(args.variants)}")
@@ -446,7 +459,7 @@ def main(argv=None):
                       f"  loss {row['final_loss']:.2f}", flush=True)
             except Exception as e:  # a variant that fails (e.g. no compiler) is recorded, not fatal
                 failures += 1
-                row = {"config": config, "batch": CONFIGS[config][2], "variant": variant,
+                row = {"config": config, "batch": batch_size(config, args), "variant": variant,
                        "precision": "tf32" if args.tf32 else "fp32",
                        "error": f"{type(e).__name__}: {e}"[:500]}
                 print(f"{config:>16} {variant:<24} FAILED: {row['error']}", flush=True)
