@@ -7,6 +7,7 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
@@ -143,6 +144,34 @@ std::vector<std::string> write_results(const ResultsFile& results,
     if (!out) throw std::runtime_error("write failed: " + md_path);
   }
   return {json_path, md_path};
+}
+
+std::string keep_earlier_rows(const std::string& dir, const std::string& stem,
+                              const std::vector<std::string>& key, ResultsFile* results) {
+  const std::string json_path = dir + "/" + stem + ".json";
+  std::ifstream in(json_path);
+  if (!in) return "";
+  nlohmann::json earlier;
+  try {
+    earlier = nlohmann::json::parse(in);
+  } catch (const std::exception&) {
+    return json_path + " does not parse: replaced by this run's rows";
+  }
+  if (!earlier.contains("rows") || !earlier["rows"].is_array())
+    return json_path + " has no rows array: replaced by this run's rows";
+  auto key_of = [&key](const nlohmann::json& row) {
+    nlohmann::json values = nlohmann::json::array();
+    for (const std::string& field : key)
+      values.push_back(row.contains(field) ? row[field] : nlohmann::json(nullptr));
+    return values.dump();
+  };
+  std::set<std::string> measured;
+  for (const nlohmann::json& row : results->rows) measured.insert(key_of(row));
+  std::vector<nlohmann::json> kept;
+  for (const nlohmann::json& row : earlier["rows"])
+    if (row.is_object() && !measured.count(key_of(row))) kept.push_back(row);
+  results->rows.insert(results->rows.begin(), kept.begin(), kept.end());
+  return kept.empty() ? "" : "kept " + std::to_string(kept.size()) + " rows of " + json_path;
 }
 
 std::string check_written_results(const std::string& dir, const std::string& stem,

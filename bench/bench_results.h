@@ -42,6 +42,14 @@ std::vector<std::string> write_results(const ResultsFile& results,
                                        const std::vector<Column>& columns, const std::string& dir,
                                        const std::string& stem, const std::string& title);
 
+// Appends to results->rows the rows of an earlier dir/stem.json that this run does not measure
+// again (a row is measured again when a new row has the same value, or the same absence, in every
+// field of `key`), so that shapes run by separate commands land in one file. The new header
+// stands. Returns what it did, for the log: nothing (no earlier file), the number of rows kept, or
+// that an earlier file which does not parse is replaced.
+std::string keep_earlier_rows(const std::string& dir, const std::string& stem,
+                              const std::vector<std::string>& key, ResultsFile* results);
+
 // Reads back what write_results wrote and checks it: the JSON parses and holds the header and the
 // rows; the markdown table has a header row, a separator and one row per result, all with the
 // same number of cells. Returns an empty string when fine, else the first problem found.

@@ -415,6 +415,9 @@ int run(const Options& options) {
   const std::string dir =
       !options.out.empty() ? options.out : default_results_dir(have_gpu ? "gpu" : "cpu");
   const std::string stem = options.tf32 ? "train_step_tf32" : "train_step";
+  const std::string kept =
+      keep_earlier_rows(dir, stem, {"config", "batch", "device", "variant", "precision"}, &results);
+  if (!kept.empty()) std::printf("%s\n", kept.c_str());
   const auto paths = write_results(results, kColumns, dir, stem,
                                    "fusedvae training step (through the Trainer interface)");
   const std::string problem = check_written_results(dir, stem, results.rows.size());
