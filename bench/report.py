@@ -269,7 +269,7 @@ def cpu_floor_section(rows, lines, verdicts):
                            best["step_median_ms"] if best else None,
                            floor / best["step_median_ms"] if best else None,
                            best["step_median_ms"] / f["step_median_ms"] if best else None])
-        verdicts.append((f"CPU step batch {f['batch']} ({f['config']}): {share:.0%} of its GEMM "
+        verdicts.append((f"CPU step batch {f['batch']} ({f['config']}): {share:.1%} of its GEMM "
                          f"floor (target >= {CPU_FLOOR_SHARE:.0%})", share >= CPU_FLOOR_SHARE))
     lines.append(table(["config", "batch", "step ms", "GEMM floor ms", "share of floor",
                         "epoch / predicted", "PyTorch fastest", "its step ms", "its share",

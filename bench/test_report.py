@@ -115,9 +115,9 @@ def main():
                "the GPU speed-up table pairs the fastest fusedvae variant with each torch one")
         expect("1.00x torch" not in out, "a CPU row is not judged against the GPU targets")
         # The CPU step against its GEMM floor: 3 / 4 = 75% (MISSED), 95 / 100 = 95% (met).
-        expect("- MISSED: CPU step batch 128 (a): 75% of its GEMM floor (target >= 90%)" in out,
+        expect("- MISSED: CPU step batch 128 (a): 75.0% of its GEMM floor (target >= 90%)" in out,
                "a CPU step below 90% of its floor is MISSED")
-        expect("- met: CPU step batch 4096 (b): 95% of its GEMM floor" in out,
+        expect("- met: CPU step batch 4096 (b): 95.0% of its GEMM floor" in out,
                "a CPU step above 90% of its floor is met")
         expect("| a | 128 | 4.00 | 3.00 | 0.75 | 1.50 |" in out, "the floor table row")
         expect(os.path.exists(os.path.join(folder, "summary.md")), "summary.md is written")
@@ -138,7 +138,9 @@ def main():
             {"config": "a", "batch": 128, "implementation": "fusedvae", "device": "cpu fixture",
              "step_median_ms": 2.0, "images_per_s": 6.4e4, "gemm_floor_ms": 1.8},
             {"config": "b", "batch": 128, "implementation": "fusedvae", "device": "cpu fixture",
-             "step_median_ms": 10.0, "images_per_s": 1.3e4, "gemm_floor_ms": 7.0}]})
+             "step_median_ms": 10.0, "images_per_s": 1.3e4, "gemm_floor_ms": 7.0},
+            {"config": "c", "batch": 128, "implementation": "fusedvae", "device": "cpu fixture",
+             "step_median_ms": 10.0, "images_per_s": 1.3e4, "gemm_floor_ms": 8.96}]})
         write(folder, "torch_peer.json", {"header": {"device": "cpu (x86_64)"}, "rows": [
             {"config": "a", "batch": 128, "variant": "eager", "step_median_ms": 3.0},
             {"config": "b", "batch": 128, "variant": "eager", "step_median_ms": 12.0}]})
@@ -146,9 +148,11 @@ def main():
         expect("| a | 128 | fp32 | fusedvae | torch eager | 1.50 | - |" in out and
                "| b | 128 | fp32 | fusedvae | torch eager | 1.20 | - |" in out,
                "configurations sharing a batch are paired with their own PyTorch rows")
-        expect("- MISSED: CPU step batch 128 (b): 70% of its GEMM floor" in out and
-               "- met: CPU step batch 128 (a): 90% of its GEMM floor" in out,
+        expect("- MISSED: CPU step batch 128 (b): 70.0% of its GEMM floor" in out and
+               "- met: CPU step batch 128 (a): 90.0% of its GEMM floor" in out,
                "each configuration at a shared batch has its own floor verdict")
+        expect("- MISSED: CPU step batch 128 (c): 89.6% of its GEMM floor" in out,
+               "a share just under the target is not printed rounded up to it")
 
     for f in failures:
         print(f"FAIL: {f}")
