@@ -1,10 +1,15 @@
 // @brief DyAD's training speed: snippets per second of fusedvae's training step (host/train/
 // dyad_trainer.h: forward, backward, AdamW) for each preset's model against the PyTorch peer
-// (bench/bench_dyad_torch.py, python_ref/dyad/dyad_torch.py) on the same device, timed right after
-// it so that both see the same machine load. speed-up = fusedvae's snippets/s / PyTorch's.
+// (bench/bench_dyad_torch.py, python_ref/dyad/dyad_torch.py) on the same device.
+// speed-up = fusedvae's snippets/s / PyTorch's.
 //
 //   bench_dyad [--device cpu|gpu] [--presets dyad-fivefold,...] [--steps 8] [--warmup 2]
-//              [--torch auto|on|off] [--smoke] [--out DIR]
+//              [--rounds R] [--torch auto|on|off] [--smoke] [--out DIR]
+//
+// A shared machine's load comes and goes within a minute: each preset is timed in R rounds, each
+// round fusedvae and then PyTorch, one right after the other, and the speed-up reported is the
+// median of the rounds' own ratios (their range in the JSON), not a ratio of two medians taken
+// minutes apart. R defaults to 3 on the CPU and 1 on a (dedicated) GPU.
 //
 // Data: random normal snippets of the default fleet's shape (T = 128, C = 7, the decoder input the
 // preset names), as bench_dyad_torch.py's: a GRU's cost does not depend on the values. The CPU
@@ -41,6 +46,7 @@ struct Options {
   std::string device = "cpu";
   std::vector<std::string> presets;
   int steps = 8, warmup = 2;
+  int rounds = 0;  // 0: 3 on the CPU, 1 on the GPU
   std::string torch = "auto";
   bool smoke = false;
   std::string out;
@@ -97,10 +103,10 @@ Timing time_fusedvae(const DyadTrainConfig& config, const std::string& device, i
   return {seconds[seconds.size() / 2], seconds.front()};
 }
 
-// PyTorch's rows ({preset, device} -> row) from one bench_dyad_torch.py run; empty with `why`.
-std::map<std::string, nlohmann::json> time_torch(const Options& o, int threads, std::string* why) {
-  std::string presets;
-  for (const std::string& p : o.presets) presets += (presets.empty() ? "" : ",") + p;
+// PyTorch's row for `preset` from one bench_dyad_torch.py run; null with `why`.
+nlohmann::json time_torch(const Options& o, const std::string& preset, int threads,
+                          std::string* why) {
+  const std::string& presets = preset;
   const std::string json_path = "/tmp/bench_dyad_torch_" + std::to_string(::getpid()) + ".json";
   const std::string command = shell_quote(python_interpreter()) + " " +
                               shell_quote(source_file("bench/bench_dyad_torch.py")) +
@@ -113,15 +119,23 @@ std::map<std::string, nlohmann::json> time_torch(const Options& o, int threads, 
     *why = "torch is not importable";
     return {};
   }
-  std::map<std::string, nlohmann::json> rows;
+  nlohmann::json row;
   try {
     const nlohmann::json result = nlohmann::json::parse(std::ifstream(json_path));
-    for (const nlohmann::json& row : result.at("rows")) rows[row.at("preset")] = row;
+    for (const nlohmann::json& r : result.at("rows"))
+      if (r.at("preset") == preset) row = r;
+    if (row.is_null()) *why = command + " gave no row for " + preset;
   } catch (const std::exception& e) {
     *why = command + " gave no readable JSON (" + e.what() + ")";
   }
   std::remove(json_path.c_str());
-  return rows;
+  return row;
+}
+
+double median_of(std::vector<double> values) {
+  std::sort(values.begin(), values.end());
+  const size_t n = values.size();
+  return n % 2 ? values[n / 2] : 0.5 * (values[n / 2 - 1] + values[n / 2]);
 }
 
 const std::vector<Column> kColumns = {
@@ -139,47 +153,73 @@ int run(const Options& options) {
   if (o.presets.empty())
     for (const cli::DyadPreset& p : cli::dyad_presets()) o.presets.push_back(p.name);
   if (o.smoke) o.steps = 2, o.warmup = 1;
+  const int rounds = o.smoke ? 1 : o.rounds > 0 ? o.rounds : (o.device == "gpu" ? 1 : 3);
   const int threads = cpu::cpu_threads();
-  std::printf("bench_dyad on %s (%d threads); speed-up = fusedvae snippets/s / PyTorch's\n",
-              o.device.c_str(), threads);
-  std::string why;
-  std::map<std::string, nlohmann::json> torch;
-  if (o.torch != "off" && !o.smoke) torch = time_torch(o, threads, &why);
-  if (o.torch == "on" && torch.empty()) {
-    std::fprintf(stderr, "bench_dyad: PyTorch did not run: %s\n", why.c_str());
-    return 1;
-  }
+  std::printf(
+      "bench_dyad on %s (%d threads, %d round%s per preset); speed-up = fusedvae "
+      "snippets/s / PyTorch's\n",
+      o.device.c_str(), threads, rounds, rounds == 1 ? "" : "s");
+  std::string why = o.smoke ? "not in the smoke mode" : "--torch off";
+  bool with_torch = o.torch != "off" && !o.smoke;
   ResultsFile results;
   results.header = host_header("bench_dyad", o.smoke);
   results.header["device"] = o.device;
-  results.header["torch_note"] = torch.empty() ? why : "bench/bench_dyad_torch.py, same threads";
+  results.header["rounds"] = rounds;
   for (const std::string& name : o.presets) {
     const cli::DyadPreset& p = cli::dyad_preset(name);
     const DyadTrainConfig config = config_of(p, o.smoke);
-    const Timing t = time_fusedvae(config, o.device, o.warmup, o.steps);
-    nlohmann::json row = {{"preset", name},
-                          {"shape", std::to_string(p.hidden) + " x " + std::to_string(p.layers)},
-                          {"batch", config.batch_size},
-                          {"threads", threads},
-                          {"fusedvae_median_step_s", t.median_s},
-                          {"fusedvae_min_step_s", t.min_s},
-                          {"fusedvae_snippets_per_s", config.batch_size / t.median_s},
-                          {"fusedvae_epoch_s", (7421 / config.batch_size) * t.median_s}};
-    const auto it = torch.find(name);
-    if (it != torch.end()) {
-      const double torch_rate = it->second.at("snippets_per_s");
-      row["torch_snippets_per_s"] = torch_rate;
-      row["speedup"] = config.batch_size / t.median_s / torch_rate;
+    std::vector<double> fused_rates, torch_rates, ratios, fused_median_s, fused_min_s;
+    for (int round = 0; round < rounds; ++round) {
+      const Timing t = time_fusedvae(config, o.device, o.warmup, o.steps);
+      fused_median_s.push_back(t.median_s);
+      fused_min_s.push_back(t.min_s);
+      fused_rates.push_back(config.batch_size / t.median_s);
+      if (!with_torch) continue;
+      const nlohmann::json torch_row = time_torch(o, name, threads, &why);
+      if (torch_row.is_null()) {  // not importable, or no result: no PyTorch column at all
+        with_torch = false;
+        if (o.torch == "on") {
+          std::fprintf(stderr, "bench_dyad: PyTorch did not run: %s\n", why.c_str());
+          return 1;
+        }
+        continue;
+      }
+      torch_rates.push_back(torch_row.at("snippets_per_s").get<double>());
+      ratios.push_back(fused_rates.back() / torch_rates.back());
+    }
+    const double median_s = median_of(fused_median_s);
+    nlohmann::json row = {
+        {"preset", name},
+        {"shape", std::to_string(p.hidden) + " x " + std::to_string(p.layers)},
+        {"batch", config.batch_size},
+        {"threads", threads},
+        {"rounds", rounds},
+        {"fusedvae_median_step_s", median_s},
+        {"fusedvae_min_step_s", *std::min_element(fused_min_s.begin(), fused_min_s.end())},
+        {"fusedvae_snippets_per_s", median_of(fused_rates)},
+        {"fusedvae_epoch_s", (7421 / config.batch_size) * median_s}};
+    if (with_torch && !ratios.empty()) {
+      row["torch_snippets_per_s"] = median_of(torch_rates);
+      row["speedup"] = median_of(ratios);
+      row["speedup_rounds"] = ratios;
     }
     std::printf("%-14s %5s  batch %3d: fusedvae %8.0f snippets/s", name.c_str(),
                 row["shape"].get<std::string>().c_str(), config.batch_size,
-                config.batch_size / t.median_s);
-    if (row.contains("speedup"))
+                row["fusedvae_snippets_per_s"].get<double>());
+    if (row.contains("speedup")) {
       std::printf(", PyTorch %8.0f, speed-up %.2fx", row["torch_snippets_per_s"].get<double>(),
                   row["speedup"].get<double>());
+      if (ratios.size() > 1)
+        std::printf(" (rounds %.2f to %.2f)", *std::min_element(ratios.begin(), ratios.end()),
+                    *std::max_element(ratios.begin(), ratios.end()));
+    }
     std::printf("\n");
+    std::fflush(stdout);
     results.rows.push_back(row);
   }
+  results.header["torch_note"] =
+      with_torch ? "bench/bench_dyad_torch.py, same threads, right after fusedvae in each round"
+                 : why;
   if (!o.out.empty()) {
     write_results(results, kColumns, o.out, "bench_dyad_" + o.device,
                   "DyAD training speed, fusedvae vs PyTorch (" + o.device + ")");
@@ -204,6 +244,9 @@ int main(int argc, char** argv) {
       ->delimiter(',');
   app.add_option("--steps", options.steps, "timed steps")->check(CLI::Range(1, 100000));
   app.add_option("--warmup", options.warmup, "untimed steps first")->check(CLI::Range(0, 1000));
+  app.add_option("--rounds", options.rounds,
+                 "rounds per preset, each fusedvae then PyTorch (default 3 on the CPU, 1 on a GPU)")
+      ->check(CLI::Range(1, 100));
   app.add_option("--torch", options.torch, "time PyTorch too: auto, on, off")
       ->check(CLI::IsMember({"auto", "on", "off"}));
   app.add_flag("--smoke", options.smoke,
