@@ -16,23 +16,11 @@
 #include <exception>
 #include <vector>
 
+#include "bench/bench_support.h"
 #include "host/ops/adamw_cpu.h"
 #include "host/ops/matmul_cpu.h"
 
-namespace {
-
 using Clock = std::chrono::steady_clock;
-
-struct Times {
-  double best_ms, median_ms;
-};
-
-Times summarize(std::vector<double> ms) {
-  std::sort(ms.begin(), ms.end());
-  return {ms.front(), ms[ms.size() / 2]};
-}
-
-}  // namespace
 
 int main(int argc, char** argv) {
   using namespace fusedvae;
@@ -71,12 +59,12 @@ int main(int argc, char** argv) {
         const double t = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
         if (r > 0) ms.push_back(t);  // the first one warms the pool and the pages
       }
-      const Times t = summarize(ms);
+      const bench::TimeStats t = bench::summarize(ms);
       if (mb == 0) hot_median = t.median_ms;
       std::printf(
           "after touching %2zu MB of other memory: best %.3f ms, median %.3f ms (%.2fx the "
           "update right after itself)\n",
-          mb, t.best_ms, t.median_ms, t.median_ms / hot_median);
+          mb, t.min_ms, t.median_ms, t.median_ms / hot_median);
     }
     return 0;
   } catch (const std::exception& e) {

@@ -23,7 +23,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <map>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <string>
@@ -106,11 +105,10 @@ Timing time_fusedvae(const DyadTrainConfig& config, const std::string& device, i
 // PyTorch's row for `preset` from one bench_dyad_torch.py run; null with `why`.
 nlohmann::json time_torch(const Options& o, const std::string& preset, int threads,
                           std::string* why) {
-  const std::string& presets = preset;
   const std::string json_path = "/tmp/bench_dyad_torch_" + std::to_string(::getpid()) + ".json";
   const std::string command = shell_quote(python_interpreter()) + " " +
                               shell_quote(source_file("bench/bench_dyad_torch.py")) +
-                              " --threads " + std::to_string(threads) + " --presets " + presets +
+                              " --threads " + std::to_string(threads) + " --presets " + preset +
                               " --devices " + (o.device == "gpu" ? "cuda" : "cpu") + " --steps " +
                               std::to_string(o.steps) + " --warmup " + std::to_string(o.warmup) +
                               " --json " + json_path + " > /dev/null";
@@ -130,12 +128,6 @@ nlohmann::json time_torch(const Options& o, const std::string& preset, int threa
   }
   std::remove(json_path.c_str());
   return row;
-}
-
-double median_of(std::vector<double> values) {
-  std::sort(values.begin(), values.end());
-  const size_t n = values.size();
-  return n % 2 ? values[n / 2] : 0.5 * (values[n / 2 - 1] + values[n / 2]);
 }
 
 const std::vector<Column> kColumns = {
@@ -168,12 +160,12 @@ int run(const Options& options) {
   for (const std::string& name : o.presets) {
     const cli::DyadPreset& p = cli::dyad_preset(name);
     const DyadTrainConfig config = config_of(p, o.smoke);
-    std::vector<double> fused_rates, torch_rates, ratios, fused_median_s, fused_min_s;
+    // Each round's median step and its fastest; with PyTorch, its rate and the round's ratio.
+    std::vector<double> step_s, min_step_s, torch_rates, ratios;
     for (int round = 0; round < rounds; ++round) {
       const Timing t = time_fusedvae(config, o.device, o.warmup, o.steps);
-      fused_median_s.push_back(t.median_s);
-      fused_min_s.push_back(t.min_s);
-      fused_rates.push_back(config.batch_size / t.median_s);
+      step_s.push_back(t.median_s);
+      min_step_s.push_back(t.min_s);
       if (!with_torch) continue;
       const nlohmann::json torch_row = time_torch(o, name, threads, &why);
       if (torch_row.is_null()) {  // not importable, or no result: no PyTorch column at all
@@ -185,23 +177,25 @@ int run(const Options& options) {
         continue;
       }
       torch_rates.push_back(torch_row.at("snippets_per_s").get<double>());
-      ratios.push_back(fused_rates.back() / torch_rates.back());
+      ratios.push_back(config.batch_size / t.median_s / torch_rates.back());
     }
-    const double median_s = median_of(fused_median_s);
-    nlohmann::json row = {
-        {"preset", name},
-        {"shape", std::to_string(p.hidden) + " x " + std::to_string(p.layers)},
-        {"batch", config.batch_size},
-        {"threads", threads},
-        {"rounds", rounds},
-        {"fusedvae_median_step_s", median_s},
-        {"fusedvae_min_step_s", *std::min_element(fused_min_s.begin(), fused_min_s.end())},
-        {"fusedvae_snippets_per_s", median_of(fused_rates)},
-        {"fusedvae_epoch_s", (7421 / config.batch_size) * median_s}};
+    const double median_s = summarize(step_s).median_ms;  // summarize is unit-agnostic
+    nlohmann::json row = {{"preset", name},
+                          {"shape", std::to_string(p.hidden) + " x " + std::to_string(p.layers)},
+                          {"batch", config.batch_size},
+                          {"threads", threads},
+                          {"rounds", rounds},
+                          {"fusedvae_median_step_s", median_s},
+                          {"fusedvae_min_step_s", summarize(min_step_s).min_ms},
+                          {"fusedvae_snippets_per_s", config.batch_size / median_s},
+                          {"fusedvae_epoch_s", (7421 / config.batch_size) * median_s}};
     if (with_torch && !ratios.empty()) {
-      row["torch_snippets_per_s"] = median_of(torch_rates);
-      row["speedup"] = median_of(ratios);
+      const TimeStats speedup = summarize(ratios);
+      row["torch_snippets_per_s"] = summarize(torch_rates).median_ms;
+      row["speedup"] = speedup.median_ms;
       row["speedup_rounds"] = ratios;
+      row["speedup_min"] = speedup.min_ms;
+      row["speedup_max"] = speedup.max_ms;
     }
     std::printf("%-14s %5s  batch %3d: fusedvae %8.0f snippets/s", name.c_str(),
                 row["shape"].get<std::string>().c_str(), config.batch_size,
@@ -210,8 +204,8 @@ int run(const Options& options) {
       std::printf(", PyTorch %8.0f, speed-up %.2fx", row["torch_snippets_per_s"].get<double>(),
                   row["speedup"].get<double>());
       if (ratios.size() > 1)
-        std::printf(" (rounds %.2f to %.2f)", *std::min_element(ratios.begin(), ratios.end()),
-                    *std::max_element(ratios.begin(), ratios.end()));
+        std::printf(" (rounds %.2f to %.2f)", row["speedup_min"].get<double>(),
+                    row["speedup_max"].get<double>());
     }
     std::printf("\n");
     std::fflush(stdout);
