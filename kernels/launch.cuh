@@ -114,6 +114,32 @@ void launch(const char* kernel_name, void (*kernel)(Params...), dim3 grid, dim3 
   const cudaError_t err = cudaGetLastError();
   if (err != cudaSuccess) throw_launch_error(err, kernel_name, grid, block, shared_bytes);
 }
+
+// The same in thread-block clusters of `cluster` blocks (sm_90; kernels/cluster.cuh), by
+// cudaLaunchKernelEx with the cluster dimension as a launch attribute (graph-capturable); a
+// cluster of one block is a plain launch. The grid must be a whole number of clusters.
+template <typename... Params, typename... Args>
+void launch_cluster(const char* kernel_name, void (*kernel)(Params...), dim3 grid, dim3 block,
+                    dim3 cluster, size_t shared_bytes, cudaStream_t stream, Args&&... args) {
+  if (cluster.x * cluster.y * cluster.z == 1) {
+    launch(kernel_name, kernel, grid, block, shared_bytes, stream, std::forward<Args>(args)...);
+    return;
+  }
+  cudaLaunchAttribute attribute{};
+  attribute.id = cudaLaunchAttributeClusterDimension;
+  attribute.val.clusterDim.x = cluster.x;
+  attribute.val.clusterDim.y = cluster.y;
+  attribute.val.clusterDim.z = cluster.z;
+  cudaLaunchConfig_t config{};
+  config.gridDim = grid;
+  config.blockDim = block;
+  config.dynamicSmemBytes = shared_bytes;
+  config.stream = stream;
+  config.attrs = &attribute;
+  config.numAttrs = 1;
+  const cudaError_t err = cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...);
+  if (err != cudaSuccess) throw_launch_error(err, kernel_name, grid, block, shared_bytes);
+}
 #elif defined(FUSEDVAE_SIMT_SHIM)
 // Under the CPU SIMT harness (tests/simt/, a test-only build that compiles the op files as host
 // C++ with its shim header included first), the same launch runs the kernel on the harness's
@@ -125,6 +151,15 @@ void launch(const char* kernel_name, void (*kernel)(Params...), dim3 grid, dim3 
             size_t shared_bytes, cudaStream_t stream, Args&&... args) {
   const cudaError_t err = ::fusedvae::simt::launch(kernel_name, kernel, grid, block, shared_bytes,
                                                    stream, std::forward<Args>(args)...);
+  if (err != cudaSuccess) throw_launch_error(err, kernel_name, grid, block, shared_bytes);
+}
+
+template <typename... Params, typename... Args>
+void launch_cluster(const char* kernel_name, void (*kernel)(Params...), dim3 grid, dim3 block,
+                    dim3 cluster, size_t shared_bytes, cudaStream_t stream, Args&&... args) {
+  const cudaError_t err =
+      ::fusedvae::simt::launch_cluster(kernel_name, kernel, grid, block, cluster, shared_bytes,
+                                       stream, std::forward<Args>(args)...);
   if (err != cudaSuccess) throw_launch_error(err, kernel_name, grid, block, shared_bytes);
 }
 #endif

@@ -1,11 +1,12 @@
 // @brief The SIMT harness's emulator and host-memory CUDA runtime (see tests/simt/simt.h).
 //
-// Execution model. A launch runs its blocks one after another; the threads of a block are fibers
-// (own stacks, switched by hand) on the calling OS thread. A scheduler sweeps the runnable fibers
+// Execution model. A launch runs its blocks one after another (a cluster's blocks together, as
+// one set of fibers); the threads are fibers (own stacks, switched by hand) on the calling OS
+// thread. A scheduler sweeps the runnable fibers
 // in the schedule's order, each running until it reaches a synchronisation point: a block barrier,
 // a warp intrinsic, an atomic or a fence (where it may yield), or its end. A warp intrinsic
 // completes when every lane its mask names has reached a warp intrinsic with the same mask and
-// kind; a barrier, when every thread of the block is at one. What CUDA leaves undefined or would
+// kind; a barrier, when every thread of the block is at one (a cluster barrier: of the cluster). What CUDA leaves undefined or would
 // hang on is an error (simt::Error, out of gpu::launch): a mask naming a lane that has exited or
 // does not exist, lanes disagreeing on the mask, a shuffle reading a lane outside the mask, a
 // barrier some threads of the block never reach, threads at a barrier while others wait at a warp
@@ -17,7 +18,9 @@
 // Each allocation sits between guard bands: under AddressSanitizer they are poisoned, so any read
 // or write outside an allocation stops the test with ASan's report; without ASan the bands hold a
 // pattern checked after every launch (writes only). New allocations and each block's dynamic
-// shared memory start filled with 0xff bytes (NaN as float), as uninitialised memory.
+// shared memory start filled with 0xff bytes (NaN as float), as uninitialised memory. Under ASan a
+// cluster block's dynamic shared memory is poisoned when its threads have exited, so a peer that
+// still reads or writes it (a missing cluster barrier before exit) stops the test.
 #include "tests/simt/simt.h"
 
 #include <sys/mman.h>
@@ -277,8 +280,11 @@ struct WarpWait {
 };
 
 struct ThreadState {
-  uint3 thread_idx;
-  unsigned linear, warp, lane;
+  uint3 thread_idx, block_idx;
+  unsigned rank;    // of the thread's block in its cluster
+  unsigned linear;  // in the block
+  unsigned warp;    // in the cluster: rank * warps per block + warp in the block
+  unsigned lane;
   State state;
   BarrierKind barrier_kind;
   int predicate;
@@ -292,6 +298,10 @@ Launch g_launch;
 
 const uint3& thread_idx() {
   return g_thread->thread_idx;
+}
+
+const uint3& block_idx() {
+  return g_thread->block_idx;
 }
 
 }  // namespace detail
@@ -484,6 +494,8 @@ const char* barrier_name(BarrierKind kind) {
       return "__syncthreads_and";
     case BarrierKind::kOr:
       return "__syncthreads_or";
+    case BarrierKind::kCluster:
+      return "cluster::sync";
   }
   return "?";
 }
@@ -502,30 +514,39 @@ struct Run {
   Order order = Order::kForward;
   uint64_t launch_number = 0;
   std::mt19937_64 rng;
-  std::vector<ThreadState*> threads;  // of the running block
-  unsigned num_threads = 0;
-  unsigned num_warps = 0;
+  std::vector<ThreadState*> threads;  // of the running cluster, block (rank) by block
+  unsigned blocks = 1;                // of a cluster
+  unsigned block_threads = 0, warps_per_block = 0;
+  unsigned num_threads = 0, num_warps = 0;  // of the cluster
+  uint3 first_block{};                      // of the running cluster
   unsigned runnable = 0, at_barrier = 0, at_warp = 0, done = 0;
+  std::vector<unsigned> block_at_barrier, block_done;  // per block of the cluster
   std::vector<unsigned> warp_arrived;  // per warp: lanes waiting at a warp intrinsic
-  std::vector<ThreadState*> sweep;     // the runnable threads, in the schedule's order
+  std::vector<unsigned char*> shared;  // per block of the cluster: its dynamic shared memory
+  size_t shared_bytes = 0;
+  std::vector<ThreadState*> sweep;  // the runnable threads, in the schedule's order
   size_t sweep_next = 0;
 };
 Run g_run;
 
 std::string where() {
-  const uint3 b = g_launch.block_idx;
+  const uint3 b = g_thread != nullptr ? g_thread->block_idx : g_run.first_block;
+  const dim3 c = g_launch.cluster;
   std::ostringstream s;
   s << "SIMT harness: kernel " << g_run.kernel_name << " (grid " << g_launch.grid.x << "x"
     << g_launch.grid.y << "x" << g_launch.grid.z << ", block " << g_launch.block.x << "x"
-    << g_launch.block.y << "x" << g_launch.block.z << "), block (" << b.x << "," << b.y << ","
-    << b.z << "), order " << order_name(g_run.order) << " (launch #" << g_run.launch_number
-    << ", FUSEDVAE_SIMT_SEED=" << options().seed << "): ";
+    << g_launch.block.y << "x" << g_launch.block.z;
+  if (g_run.blocks > 1) s << ", cluster " << c.x << "x" << c.y << "x" << c.z;
+  s << "), block (" << b.x << "," << b.y << "," << b.z << "), order " << order_name(g_run.order)
+    << " (launch #" << g_run.launch_number << ", FUSEDVAE_SIMT_SEED=" << options().seed << "): ";
   return s.str();
 }
 
 std::string thread_name(const ThreadState& t) {
   std::ostringstream s;
-  s << "thread " << t.linear << " (warp " << t.warp << " lane " << t.lane << ")";
+  if (g_run.blocks > 1) s << "block rank " << t.rank << " ";
+  s << "thread " << t.linear << " (warp " << t.warp % g_run.warps_per_block << " lane " << t.lane
+    << ")";
   return s.str();
 }
 
@@ -546,12 +567,8 @@ std::string state_text(const ThreadState& t) {
   return "?";
 }
 
-// "threads 0-31,64-95: at __syncthreads; threads 32-63: exited", a few ranges per state.
-std::string describe_block() {
-  std::map<std::string, std::vector<unsigned>> groups;
-  for (unsigned i = 0; i < g_run.num_threads; ++i)
-    groups[state_text(*g_run.threads[i])].push_back(i);
-  std::ostringstream s;
+void describe_groups(const std::map<std::string, std::vector<unsigned>>& groups,
+                     std::ostringstream& s) {
   bool first_group = true;
   for (const auto& [text, ids] : groups) {
     s << (first_group ? "" : "; ") << "thread" << (ids.size() > 1 ? "s " : " ");
@@ -570,6 +587,19 @@ std::string describe_block() {
     }
     s << ": " << text;
   }
+}
+
+// "threads 0-31,64-95: at __syncthreads; threads 32-63: exited", a few ranges per state (per
+// block of a cluster: "block rank 0: ... | block rank 1: ...").
+std::string describe_block() {
+  std::ostringstream s;
+  for (unsigned rank = 0; rank < g_run.blocks; ++rank) {
+    std::map<std::string, std::vector<unsigned>> groups;
+    for (unsigned i = 0; i < g_run.block_threads; ++i)
+      groups[state_text(*g_run.threads[rank * g_run.block_threads + i])].push_back(i);
+    if (g_run.blocks > 1) s << (rank ? " | " : "") << "block rank " << rank << ": ";
+    describe_groups(groups, s);
+  }
   return s.str();
 }
 
@@ -581,6 +611,11 @@ std::string describe_block() {
 }
 
 void set_state(ThreadState* t, State s) {
+  if (t->state == State::kBarrier) --g_run.block_at_barrier[t->rank];
+  if (s == State::kBarrier) ++g_run.block_at_barrier[t->rank];
+  if (s == State::kDone && ++g_run.block_done[t->rank] == g_run.block_threads &&
+      g_run.blocks > 1 && g_run.shared_bytes > 0)
+    poison(g_run.shared[t->rank], g_run.shared_bytes);  // a peer's later access stops the test
   auto counter = [](State st) -> unsigned* {
     switch (st) {
       case State::kRunnable:
@@ -664,13 +699,15 @@ void fiber_main(ThreadState* t) {
 // ---------------------------------------------------------------------------------------------
 // Warp intrinsics
 
+// `warp` numbers the cluster's warps (ThreadState::warp); a block's last warp may be partial.
 unsigned lanes_in_warp(unsigned warp) {
-  const unsigned first = warp * 32;
-  return std::min(32u, g_run.num_threads - first);
+  const unsigned first = warp % g_run.warps_per_block * 32;
+  return std::min(32u, g_run.block_threads - first);
 }
 
 ThreadState* lane_thread(unsigned warp, unsigned lane) {
-  return g_run.threads[warp * 32 + lane];
+  const unsigned rank = warp / g_run.warps_per_block;
+  return g_run.threads[rank * g_run.block_threads + warp % g_run.warps_per_block * 32 + lane];
 }
 
 [[gnu::cold, gnu::noinline]] std::string inactive_source(const WarpWait& w, unsigned warp,
@@ -820,23 +857,31 @@ void try_complete_exchange(ThreadState* t) {
     if (mask >> k & 1u) set_state(lane_thread(warp, k), State::kRunnable);
 }
 
-// Every thread of the block is at a barrier: release them.
+// Every thread of `last`'s block is at a barrier: release them, or, at a cluster barrier, every
+// thread of the cluster once every block is there.
 void release_barrier(ThreadState* last) {
   const BarrierKind kind = last->barrier_kind;
+  ThreadState** block = g_run.threads.data() + last->rank * g_run.block_threads;
   int count = 0;
-  for (unsigned i = 0; i < g_run.num_threads; ++i) {
-    const ThreadState* t = g_run.threads[i];
+  for (unsigned i = 0; i < g_run.block_threads; ++i) {
+    const ThreadState* t = block[i];
     if (t->barrier_kind != kind)
       fail_in_fiber(std::string("threads disagree on the barrier: ") + thread_name(*last) +
                     " waits at " + barrier_name(kind) + ", " + thread_name(*t) + " at " +
                     barrier_name(t->barrier_kind));
     count += t->predicate;
   }
+  unsigned first = last->rank * g_run.block_threads, end = first + g_run.block_threads;
+  if (kind == BarrierKind::kCluster) {
+    for (unsigned rank = 0; rank < g_run.blocks; ++rank)
+      if (g_run.block_at_barrier[rank] != g_run.block_threads) return;  // that block comes later
+    first = 0, end = g_run.num_threads;
+  }
   int result = 0;
   if (kind == BarrierKind::kCount) result = count;
-  if (kind == BarrierKind::kAnd) result = count == static_cast<int>(g_run.num_threads);
+  if (kind == BarrierKind::kAnd) result = count == static_cast<int>(g_run.block_threads);
   if (kind == BarrierKind::kOr) result = count > 0;
-  for (unsigned i = 0; i < g_run.num_threads; ++i) {
+  for (unsigned i = first; i < end; ++i) {
     g_run.threads[i]->barrier_result = result;
     set_state(g_run.threads[i], State::kRunnable);
   }
@@ -868,7 +913,8 @@ void release_barrier(ThreadState* last) {
   if (g_run.at_warp == 0 && g_run.at_barrier > 0 && g_run.done > 0)
     fail(
         "a barrier that not every thread of the block reaches (a __syncthreads in divergent code, "
-        "or after some threads returned; CUDA requires every thread of the block): " +
+        "or after some threads returned; CUDA requires every thread of the block, and a cluster "
+        "barrier every thread of the cluster): " +
         describe_block());
   fail("deadlock: no thread can proceed: " + describe_block());
 }
@@ -876,18 +922,32 @@ void release_barrier(ThreadState* last) {
 // ---------------------------------------------------------------------------------------------
 // Running a block, a grid, a launch
 
-void run_block() {
+// Runs the cluster whose first block is g_run.first_block (its blocks, rank by rank, x fastest).
+void run_cluster() {
   const unsigned n = g_run.num_threads;
-  const dim3 block = g_launch.block;
+  const dim3 block = g_launch.block, cluster = g_launch.cluster;
   g_run.runnable = n;
   g_run.at_barrier = g_run.at_warp = g_run.done = 0;
+  std::fill(g_run.block_at_barrier.begin(), g_run.block_at_barrier.end(), 0u);
+  std::fill(g_run.block_done.begin(), g_run.block_done.end(), 0u);
   std::fill(g_run.warp_arrived.begin(), g_run.warp_arrived.end(), 0u);
+  for (unsigned rank = 0; rank < g_run.blocks; ++rank)
+    if (g_run.shared_bytes > 0) {
+      unpoison(g_run.shared[rank], g_run.shared_bytes);
+      std::memset(g_run.shared[rank], kUninitialisedByte, g_run.shared_bytes);
+    }
   for (unsigned i = 0; i < n; ++i) {
     ThreadState* t = g_run.threads[i];
-    t->thread_idx = make_uint3(i % block.x, (i / block.x) % block.y, i / (block.x * block.y));
-    t->linear = i;
-    t->warp = i / 32;
-    t->lane = i % 32;
+    const unsigned rank = i / g_run.block_threads, local = i % g_run.block_threads;
+    t->thread_idx =
+        make_uint3(local % block.x, (local / block.x) % block.y, local / (block.x * block.y));
+    t->block_idx = make_uint3(g_run.first_block.x + rank % cluster.x,
+                              g_run.first_block.y + (rank / cluster.x) % cluster.y,
+                              g_run.first_block.z + rank / (cluster.x * cluster.y));
+    t->rank = rank;
+    t->linear = local;
+    t->warp = rank * g_run.warps_per_block + local / 32;
+    t->lane = local % 32;
     t->state = State::kRunnable;
     prepare_fiber(t);
   }
@@ -906,31 +966,35 @@ void run_block() {
     g_thread = g_run.sweep[0];
     g_entering_from_scheduler = !g_thread->fiber.started;  // a fresh fiber learns our stack
     transfer(g_scheduler, g_thread->fiber);
+    g_thread = nullptr;
     g_entering_from_scheduler = false;
     for (ThreadState* t : g_run.threads)
       if (t->state == State::kFailed) {
         t->fiber.dirty = true;
+        g_thread = t;  // where() names its block
         fail(g_fiber_error);
       }
   }
 }
 
-void run_grid(size_t num_blocks) {
-  std::vector<size_t> order(num_blocks);
-  for (size_t b = 0; b < num_blocks; ++b) order[b] = b;
+// The clusters one after another, in the schedule's order.
+void run_grid() {
+  const dim3 grid = g_launch.grid, cluster = g_launch.cluster;
+  const dim3 clusters(grid.x / cluster.x, grid.y / cluster.y, grid.z / cluster.z);
+  const size_t num_clusters = static_cast<size_t>(clusters.x) * clusters.y * clusters.z;
+  std::vector<size_t> order(num_clusters);
+  for (size_t c = 0; c < num_clusters; ++c) order[c] = c;
   if (g_run.order == Order::kReverse)
     std::reverse(order.begin(), order.end());
   else if (g_run.order == Order::kRandom)
     std::shuffle(order.begin(), order.end(), g_run.rng);
-  const dim3 grid = g_launch.grid;
-  for (const size_t b : order) {
-    g_launch.block_idx =
-        make_uint3(static_cast<unsigned>(b % grid.x), static_cast<unsigned>((b / grid.x) % grid.y),
-                   static_cast<unsigned>(b / (static_cast<size_t>(grid.x) * grid.y)));
-    if (g_launch.dynamic_shared_bytes > 0)
-      std::memset(g_launch.dynamic_shared, kUninitialisedByte, g_launch.dynamic_shared_bytes);
-    run_block();
-    ++g_stats.blocks;
+  for (const size_t c : order) {
+    g_run.first_block = make_uint3(
+        static_cast<unsigned>(c % clusters.x) * cluster.x,
+        static_cast<unsigned>((c / clusters.x) % clusters.y) * cluster.y,
+        static_cast<unsigned>(c / (static_cast<size_t>(clusters.x) * clusters.y)) * cluster.z);
+    run_cluster();
+    g_stats.blocks += g_run.blocks;
   }
 }
 
@@ -967,23 +1031,74 @@ void expect_same_memory(const Snapshot& first, Order first_order) {
   }
 }
 
+// One block's dynamic shared memory, between guard bands.
 struct DynamicShared {
   unsigned char* base = nullptr;
   size_t bytes = 0;
+  DynamicShared() = default;
+  DynamicShared(const DynamicShared&) = delete;
+  DynamicShared& operator=(const DynamicShared&) = delete;
   ~DynamicShared() {
     if (base) {
       unpoison(base, bytes + 2 * kGuardBytes);
       std::free(base);
     }
   }
+  bool allocate(size_t n) {
+    bytes = n;
+    if (posix_memalign(reinterpret_cast<void**>(&base), kGuardBytes, n + 2 * kGuardBytes) != 0)
+      return false;
+    std::memset(base, kGuardByte, n + 2 * kGuardBytes);
+    poison(base, kGuardBytes);
+    poison(base + kGuardBytes + n, kGuardBytes);
+    return true;
+  }
+  unsigned char* user() const { return base + kGuardBytes; }
+  bool guards_intact() const {
+    for (size_t i = 0; i < kGuardBytes; ++i)
+      if (base[i] != kGuardByte || base[kGuardBytes + bytes + i] != kGuardByte) return false;
+    return true;
+  }
 };
 
 }  // namespace
 
 void* dynamic_shared_memory(size_t align) {
-  if (reinterpret_cast<uintptr_t>(g_launch.dynamic_shared) % align != 0)
+  void* shared = g_run.shared.empty() ? nullptr : g_run.shared[g_thread->rank];
+  if (reinterpret_cast<uintptr_t>(shared) % align != 0)
     fail_in_fiber("dynamic shared memory is not aligned to " + std::to_string(align) + " bytes");
-  return g_launch.dynamic_shared;
+  return shared;
+}
+
+unsigned cluster_block_rank() {
+  if (g_thread == nullptr) throw Error("SIMT harness: cluster::block_rank outside a kernel");
+  return g_thread->rank;
+}
+
+unsigned cluster_num_blocks() {
+  if (g_thread == nullptr) throw Error("SIMT harness: cluster::num_blocks outside a kernel");
+  return g_run.blocks;
+}
+
+void cluster_barrier() {
+  block_barrier(BarrierKind::kCluster, 0);
+}
+
+void* map_shared_rank(const void* pointer, unsigned rank) {
+  if (g_thread == nullptr) throw Error("SIMT harness: cluster::map_rank outside a kernel");
+  if (rank >= g_run.blocks)
+    fail_in_fiber("cluster::map_rank to rank " + std::to_string(rank) + " of a cluster of " +
+                  std::to_string(g_run.blocks) + " blocks");
+  const auto* p = static_cast<const unsigned char*>(pointer);
+  for (unsigned b = 0; b < g_run.blocks; ++b) {
+    const unsigned char* base = g_run.shared.empty() ? nullptr : g_run.shared[b];
+    if (base != nullptr && p >= base && p < base + g_run.shared_bytes)
+      return g_run.shared[rank] + (p - base);
+  }
+  fail_in_fiber(
+      "cluster::map_rank: the pointer is not in the dynamic shared memory of a block of this "
+      "cluster (static __shared__ is one object for the whole cluster under the harness: keep a "
+      "cluster kernel's shared memory dynamic)");
 }
 
 // Per-block shared memory of H100/H200: 48 KB unless the kernel opts in, up to 227 KB.
@@ -996,14 +1111,23 @@ std::map<const void*, int>& shared_opt_in() {
   return opt_in;
 }
 
+// Most blocks of a cluster CUDA launches without cudaFuncAttributeNonPortableClusterSizeAllowed.
+constexpr uint64_t kMaxPortableClusterBlocks = 8;
+
 cudaError_t run_launch(const char* kernel_name, const void* kernel, dim3 grid, dim3 block,
-                       size_t shared_bytes, const std::vector<PointerArg>& pointers, Body body) {
-  // What CUDA refuses at launch (cudaErrorInvalidConfiguration / InvalidValue).
+                       dim3 cluster, size_t shared_bytes, const std::vector<PointerArg>& pointers,
+                       Body body) {
+  // What CUDA refuses at launch (cudaErrorInvalidConfiguration / InvalidValue /
+  // InvalidClusterSize).
   const uint64_t threads_per_block = static_cast<uint64_t>(block.x) * block.y * block.z;
   if (block.x < 1 || block.y < 1 || block.z < 1 || block.x > 1024 || block.y > 1024 ||
       block.z > 64 || threads_per_block > 1024 || grid.x < 1 || grid.y < 1 || grid.z < 1 ||
       grid.x > 2147483647u || grid.y > 65535 || grid.z > 65535)
     return cudaErrorInvalidConfiguration;
+  const uint64_t cluster_blocks = static_cast<uint64_t>(cluster.x) * cluster.y * cluster.z;
+  if (cluster.x < 1 || cluster.y < 1 || cluster.z < 1 || cluster_blocks > kMaxPortableClusterBlocks ||
+      grid.x % cluster.x != 0 || grid.y % cluster.y != 0 || grid.z % cluster.z != 0)
+    return cudaErrorInvalidClusterSize;
   const auto opt_in = shared_opt_in().find(kernel);
   const size_t shared_limit =
       opt_in != shared_opt_in().end() ? static_cast<size_t>(opt_in->second) : kDefaultSharedBytes;
@@ -1017,6 +1141,7 @@ cudaError_t run_launch(const char* kernel_name, const void* kernel, dim3 grid, d
   g_run.launch_number = ++g_stats.launches;
   g_launch.grid = grid;
   g_launch.block = block;
+  g_launch.cluster = cluster;
   for (const PointerArg& p : pointers)
     if (p.pointer != nullptr && !is_device_pointer(p.pointer)) {
       std::ostringstream s;
@@ -1026,24 +1151,25 @@ cudaError_t run_launch(const char* kernel_name, const void* kernel, dim3 grid, d
       throw Error(s.str());
     }
 
-  // Dynamic shared memory: exactly the launch's bytes, between guard bands.
-  DynamicShared shared;
-  shared.bytes = shared_bytes;
-  if (posix_memalign(reinterpret_cast<void**>(&shared.base), kGuardBytes,
-                     shared_bytes + 2 * kGuardBytes) != 0)
-    return cudaErrorMemoryAllocation;
-  std::memset(shared.base, kGuardByte, shared_bytes + 2 * kGuardBytes);
-  poison(shared.base, kGuardBytes);
-  poison(shared.base + kGuardBytes + shared_bytes, kGuardBytes);
-  g_launch.dynamic_shared = shared.base + kGuardBytes;
-  g_launch.dynamic_shared_bytes = shared_bytes;
+  // Dynamic shared memory: exactly the launch's bytes per block of a cluster, between guard bands.
+  g_run.blocks = static_cast<unsigned>(cluster_blocks);
+  std::vector<DynamicShared> shared(g_run.blocks);
+  for (DynamicShared& block_shared : shared) {
+    if (!block_shared.allocate(shared_bytes)) return cudaErrorMemoryAllocation;
+    g_run.shared.push_back(block_shared.user());
+  }
+  g_run.shared_bytes = shared_bytes;
 
+  g_run.block_threads = static_cast<unsigned>(threads_per_block);
+  g_run.warps_per_block = (g_run.block_threads + 31) / 32;
+  g_run.num_threads = g_run.blocks * g_run.block_threads;
+  g_run.num_warps = g_run.blocks * g_run.warps_per_block;
   auto& pool = thread_pool();
-  while (pool.size() < threads_per_block) pool.push_back(std::make_unique<ThreadState>());
-  g_run.threads.assign(threads_per_block, nullptr);
-  for (size_t i = 0; i < threads_per_block; ++i) g_run.threads[i] = pool[i].get();
-  g_run.num_threads = static_cast<unsigned>(threads_per_block);
-  g_run.num_warps = (g_run.num_threads + 31) / 32;
+  while (pool.size() < g_run.num_threads) pool.push_back(std::make_unique<ThreadState>());
+  g_run.threads.assign(g_run.num_threads, nullptr);
+  for (size_t i = 0; i < g_run.num_threads; ++i) g_run.threads[i] = pool[i].get();
+  g_run.block_at_barrier.assign(g_run.blocks, 0u);
+  g_run.block_done.assign(g_run.blocks, 0u);
   g_run.warp_arrived.assign(g_run.num_warps, 0u);
   g_body = body;
 
@@ -1059,18 +1185,18 @@ cudaError_t run_launch(const char* kernel_name, const void* kernel, dim3 grid, d
     ~Reset() {
       g_thread = nullptr;
       g_run.kernel_name = nullptr;
-      g_launch.dynamic_shared = nullptr;
-      g_launch.dynamic_shared_bytes = 0;
+      g_run.shared.clear();
+      g_run.shared_bytes = 0;
     }
   } reset;
   for (size_t k = 0; k < orders.size(); ++k) {
     g_run.order = orders[k];
     g_run.rng.seed(mix(options().seed ^ mix(g_run.launch_number * 8 + k)));
     if (k > 0) restore(before);
-    run_grid(num_blocks);
+    run_grid();
     ++g_stats.schedules;
-    for (size_t i = 0; i < kGuardBytes && !FUSEDVAE_SIMT_ASAN; ++i)
-      if (shared.base[i] != kGuardByte || shared.base[kGuardBytes + shared_bytes + i] != kGuardByte)
+    for (const DynamicShared& block_shared : shared)
+      if (!FUSEDVAE_SIMT_ASAN && !block_shared.guards_intact())
         fail("wrote outside its " + std::to_string(shared_bytes) +
              " bytes of dynamic shared memory");
     check_guards((std::string("kernel ") + kernel_name).c_str());
@@ -1102,7 +1228,7 @@ int block_barrier(BarrierKind kind, int predicate) {
   t->barrier_kind = kind;
   t->predicate = predicate;
   set_state(t, State::kBarrier);
-  if (g_run.at_barrier == g_run.num_threads) release_barrier(t);
+  if (g_run.block_at_barrier[t->rank] == g_run.block_threads) release_barrier(t);
   switch_away();
   return t->barrier_result;
 }
@@ -1330,6 +1456,8 @@ const char* CUDARTAPI cudaGetErrorName(cudaError_t error) {
       return "cudaErrorInvalidConfiguration";
     case cudaErrorNotSupported:
       return "cudaErrorNotSupported";
+    case cudaErrorInvalidClusterSize:
+      return "cudaErrorInvalidClusterSize";
     default:
       return "cudaErrorUnknown";
   }
@@ -1347,6 +1475,8 @@ const char* CUDARTAPI cudaGetErrorString(cudaError_t error) {
       return "invalid configuration argument";
     case cudaErrorNotSupported:
       return "operation not supported (not emulated by the SIMT harness: GPU only)";
+    case cudaErrorInvalidClusterSize:
+      return "invalid cluster size";
     default:
       return "unknown error";
   }
@@ -1365,7 +1495,7 @@ cudaError_t CUDARTAPI cudaSetDevice(int device) {
 }
 
 // The emulated device: H100/H200's per-block shared memory (48 KB by default, 227 KB opted in),
-// and a few SMs, so that grids sized from the SM count stay small under the emulator.
+// thread-block clusters, and a few SMs, so that grids sized from the SM count stay small under the emulator.
 cudaError_t CUDARTAPI cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int device) {
   if (device != 0) return record(cudaErrorInvalidDevice);
   switch (attr) {
@@ -1377,6 +1507,9 @@ cudaError_t CUDARTAPI cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, in
       return cudaSuccess;
     case cudaDevAttrMultiProcessorCount:
       *value = 4;
+      return cudaSuccess;
+    case cudaDevAttrClusterLaunch:
+      *value = 1;
       return cudaSuccess;
     default:
       return record(cudaErrorNotSupported);

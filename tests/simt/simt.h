@@ -8,6 +8,12 @@
 //   after another on one OS thread, so each block has the shared memory to itself. Dynamic shared
 //   memory is FUSEDVAE_DYNAMIC_SHARED(T, name) (kernels/launch.cuh), a buffer of exactly the
 //   launch's bytes per block.
+// - Thread-block clusters (launch_cluster, kernels/cluster.cuh): the blocks of a cluster run
+//   together, as one set of fibers interleaved by the schedule, each block with its own barriers,
+//   warps and dynamic shared memory; cluster::sync is a barrier over all of them and
+//   cluster::map_rank translates a pointer into a block's dynamic shared memory to the same place
+//   in a peer's (distributed shared memory). Static `__shared__` would be one object for the whole
+//   cluster here, so a cluster kernel keeps its shared memory dynamic.
 // - threadIdx, blockIdx, blockDim, gridDim, warpSize read the running fiber's indices.
 // - __syncthreads (and _count/_and/_or), the warp intrinsics (__shfl*_sync, __ballot_sync,
 //   __any/__all_sync, __match_any_sync, __reduce_*_sync, __syncwarp, __activemask), atomics,
@@ -107,14 +113,21 @@ namespace detail {
 struct ThreadState;
 extern ThreadState* g_thread;  // the running fiber
 struct Launch {
-  dim3 grid, block;
-  uint3 block_idx;
-  unsigned char* dynamic_shared = nullptr;
-  size_t dynamic_shared_bytes = 0;
+  dim3 grid, block, cluster;
 };
 extern Launch g_launch;
 const uint3& thread_idx();
+const uint3& block_idx();
 void* dynamic_shared_memory(size_t align);
+
+// Thread-block clusters, for kernels/cluster.cuh. The rank of the running block in its cluster
+// (x fastest), the cluster's blocks, a barrier over every thread of the cluster (with the memory
+// ordering of cooperative_groups' cluster.sync), and a pointer into the running block's dynamic
+// shared memory moved to the same offset in block `rank`'s.
+unsigned cluster_block_rank();
+unsigned cluster_num_blocks();
+void cluster_barrier();
+void* map_shared_rank(const void* pointer, unsigned rank);
 
 // One argument of a kernel that must point to device memory: pointers, and the pointers inside
 // the kernels' parameter structs (DevicePointers specialisations, tests/simt/simt_kernel_args.h).
@@ -153,12 +166,14 @@ void collect_pointers(const Tuple& params, std::index_sequence<I...>,
   (void)out;
 }
 
-// `kernel` identifies the kernel for its shared-memory opt-in (cudaFuncSetAttribute).
+// `kernel` identifies the kernel for its shared-memory opt-in (cudaFuncSetAttribute); `cluster`
+// is 1x1x1 for a launch without clusters.
 cudaError_t run_launch(const char* kernel_name, const void* kernel, dim3 grid, dim3 block,
-                       size_t shared_bytes, const std::vector<PointerArg>& pointers, Body body);
+                       dim3 cluster, size_t shared_bytes, const std::vector<PointerArg>& pointers,
+                       Body body);
 
 // Synchronisation points (the running fiber blocks until the harness releases it).
-enum class BarrierKind { kSync, kCount, kAnd, kOr };
+enum class BarrierKind { kSync, kCount, kAnd, kOr, kCluster };
 int block_barrier(BarrierKind kind, int predicate);
 enum class WarpOp {
   kShflIdx,
@@ -201,12 +216,14 @@ T from_bits(uint64_t bits) {
 
 }  // namespace detail
 
-// Runs kernel(args...) over grid x block on the emulator, once per schedule of options().orders,
-// and returns CUDA's error for a configuration CUDA would refuse (else cudaSuccess). Arguments
-// convert to the kernel's parameter types as at a <<<>>> launch; every thread gets its copy.
+// Runs kernel(args...) over grid x block, in clusters of `cluster` blocks, on the emulator, once
+// per schedule of options().orders, and returns CUDA's error for a configuration CUDA would refuse
+// (else cudaSuccess). Arguments convert to the kernel's parameter types as at a <<<>>> launch;
+// every thread gets its copy.
 template <typename... Params, typename... Args>
-cudaError_t launch(const char* kernel_name, void (*kernel)(Params...), dim3 grid, dim3 block,
-                   size_t shared_bytes, cudaStream_t /*stream*/, Args&&... args) {
+cudaError_t launch_cluster(const char* kernel_name, void (*kernel)(Params...), dim3 grid,
+                           dim3 block, dim3 cluster, size_t shared_bytes, cudaStream_t /*stream*/,
+                           Args&&... args) {
   static_assert(sizeof...(Params) == sizeof...(Args), "wrong number of kernel arguments");
   using Tuple = std::tuple<std::decay_t<Params>...>;
   struct Context {
@@ -221,7 +238,15 @@ cudaError_t launch(const char* kernel_name, void (*kernel)(Params...), dim3 grid
                     },
                     &context};
   return detail::run_launch(kernel_name, reinterpret_cast<const void*>(kernel), grid, block,
-                            shared_bytes, pointers, body);
+                            cluster, shared_bytes, pointers, body);
+}
+
+// The same without clusters (each block a cluster of one).
+template <typename... Params, typename... Args>
+cudaError_t launch(const char* kernel_name, void (*kernel)(Params...), dim3 grid, dim3 block,
+                   size_t shared_bytes, cudaStream_t stream, Args&&... args) {
+  return launch_cluster(kernel_name, kernel, grid, block, dim3(1, 1, 1), shared_bytes, stream,
+                        std::forward<Args>(args)...);
 }
 
 // The dynamic shared memory of the running block, as FUSEDVAE_DYNAMIC_SHARED declares it.
@@ -236,7 +261,7 @@ T* dynamic_shared() {
 // Built-in variables
 
 #define threadIdx (::fusedvae::simt::detail::thread_idx())
-#define blockIdx (static_cast<const uint3&>(::fusedvae::simt::detail::g_launch.block_idx))
+#define blockIdx (::fusedvae::simt::detail::block_idx())
 #define blockDim (static_cast<const dim3&>(::fusedvae::simt::detail::g_launch.block))
 #define gridDim (static_cast<const dim3&>(::fusedvae::simt::detail::g_launch.grid))
 #define warpSize 32

@@ -1,7 +1,7 @@
 // @brief The SIMT harness's own tests: indices, barriers, the warp intrinsics and their mask and
-// divergence errors, atomics, shared and dynamic shared memory, schedules (orders, seeds, the
-// comparison that catches races), out-of-bounds accesses, launch configuration errors, device
-// pointers, and the host versions of the device math intrinsics against their documented bounds.
+// divergence errors, atomics, shared and dynamic shared memory, thread-block clusters (their
+// barrier and distributed shared memory), schedules (orders, seeds, the comparison that catches
+// races), out-of-bounds accesses, launch configuration errors, device pointers, and the host versions of the device math intrinsics against their documented bounds.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "kernels/block_reduce.cuh"
+#include "kernels/cluster.cuh"
 #include "kernels/launch.cuh"
 
 namespace fusedvae {
@@ -562,6 +563,176 @@ TEST(SimtHarness, DynamicSharedMemoryStartsUninitialisedInEveryBlock) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Thread-block clusters
+
+// Each block fills its dynamic shared memory, then reads the next rank's (a ring) after the
+// cluster barrier; a second barrier keeps every block's shared memory alive until its peers have
+// read it. out[block][thread] = (the block's rank, the peer's value, the block index as read).
+__global__ void cluster_ring(int* out, bool first_barrier) {
+  FUSEDVAE_DYNAMIC_SHARED(int, mine);
+  const unsigned rank = gpu::cluster::block_rank(), blocks = gpu::cluster::num_blocks();
+  const unsigned block = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z);
+  mine[threadIdx.x] = static_cast<int>(block * 1000 + threadIdx.x);
+  if (first_barrier) gpu::cluster::sync();
+  const int* peer = gpu::cluster::map_rank(mine, (rank + 1) % blocks);
+  int* row = out + (block * blockDim.x + threadIdx.x) * 3;
+  row[0] = static_cast<int>(rank);
+  row[1] = peer[threadIdx.x];
+  row[2] = static_cast<int>(block);
+  gpu::cluster::sync();
+}
+
+TEST(SimtCluster, BlocksReadTheirPeersSharedMemoryAfterTheClusterBarrier) {
+  struct Case {
+    dim3 grid, cluster;
+  };
+  for (const Case& c : {Case{dim3(8), dim3(4)}, Case{dim3(4, 4), dim3(2, 2)},
+                        Case{dim3(2, 3, 2), dim3(1, 1, 2)}, Case{dim3(3), dim3(1)}}) {
+    const unsigned threads = 33;  // a partial warp in every block
+    const unsigned blocks = c.grid.x * c.grid.y * c.grid.z;
+    Device<int> out(blocks * threads * 3, -1);
+    gpu::launch_cluster("cluster_ring", cluster_ring, c.grid, threads, c.cluster,
+                        threads * sizeof(int), nullptr, out.get(), true);
+    const std::vector<int> v = out.read();
+    for (unsigned z = 0; z < c.grid.z; ++z)
+      for (unsigned y = 0; y < c.grid.y; ++y)
+        for (unsigned x = 0; x < c.grid.x; ++x) {
+          // Rank: x fastest within the cluster; the peer is the next rank of the same cluster.
+          const unsigned cx = x % c.cluster.x, cy = y % c.cluster.y, cz = z % c.cluster.z;
+          const unsigned rank = cx + c.cluster.x * (cy + c.cluster.y * cz);
+          const unsigned next = (rank + 1) % (c.cluster.x * c.cluster.y * c.cluster.z);
+          const unsigned px = x - cx + next % c.cluster.x,
+                         py = y - cy + next / c.cluster.x % c.cluster.y,
+                         pz = z - cz + next / (c.cluster.x * c.cluster.y);
+          const unsigned block = x + c.grid.x * (y + c.grid.y * z);
+          const unsigned peer = px + c.grid.x * (py + c.grid.y * pz);
+          for (unsigned t = 0; t < threads; ++t) {
+            const int* row = &v[(block * threads + t) * 3];
+            ASSERT_EQ(row[0], static_cast<int>(rank)) << block;
+            ASSERT_EQ(row[1], static_cast<int>(peer * 1000 + t)) << block << " " << t;
+            ASSERT_EQ(row[2], static_cast<int>(block));
+          }
+        }
+  }
+}
+
+TEST(SimtCluster, MissingClusterBarrierIsARaceTheScheduleComparisonCatches) {
+  Device<int> out(4 * 32 * 3, -1);
+  expect_harness_error(
+      [&] {
+        gpu::launch_cluster("cluster_ring", cluster_ring, 4, 32, 2, 32 * sizeof(int), nullptr,
+                            out.get(), false);
+      },
+      "the results depend on the schedule");
+}
+
+// Blocks of a cluster pass their own __syncthreads independently: rank 0 passes three, rank 1
+// one, before the cluster barrier.
+__global__ void uneven_block_barriers(int* out) {
+  FUSEDVAE_DYNAMIC_SHARED(int, scratch);
+  const unsigned rank = gpu::cluster::block_rank();
+  scratch[threadIdx.x] = static_cast<int>(threadIdx.x);
+  for (unsigned i = 0; i < (rank == 0 ? 3u : 1u); ++i) {
+    __syncthreads();
+    const int next = scratch[(threadIdx.x + 1) % blockDim.x];
+    __syncthreads();
+    scratch[threadIdx.x] += next;
+  }
+  gpu::cluster::sync();
+  out[rank * blockDim.x + threadIdx.x] = *gpu::cluster::map_rank(scratch + threadIdx.x, 1 - rank);
+  gpu::cluster::sync();
+}
+
+TEST(SimtCluster, BlockBarriersStayWithinTheirBlock) {
+  const int n = 40;
+  Device<int> out(2 * n, -1);
+  gpu::launch_cluster("uneven_block_barriers", uneven_block_barriers, 2, n, 2, n * sizeof(int),
+                      nullptr, out.get());
+  // Host model of the rounds: a[t] += a[t + 1] (cyclic), read from the other block.
+  auto rounds = [&](int count) {
+    std::vector<int> a(n);
+    std::iota(a.begin(), a.end(), 0);
+    for (int r = 0; r < count; ++r) {
+      std::vector<int> b(a);
+      for (int t = 0; t < n; ++t) b[t] = a[t] + a[(t + 1) % n];
+      a = b;
+    }
+    return a;
+  };
+  const std::vector<int> v = out.read(), three = rounds(3), one = rounds(1);
+  for (int t = 0; t < n; ++t) {
+    EXPECT_EQ(v[t], one[t]);       // rank 0 read rank 1's (one round)
+    EXPECT_EQ(v[n + t], three[t]);  // rank 1 read rank 0's (three rounds)
+  }
+}
+
+__global__ void cluster_barrier_after_peer_returned(float* out) {
+  if (gpu::cluster::block_rank() == 1) return;
+  gpu::cluster::sync();
+  out[threadIdx.x] = 1.0f;
+}
+
+TEST(SimtCluster, ClusterBarrierThatAPeerBlockNeverReachesIsAnError) {
+  Device<float> out(32);
+  expect_harness_error(
+      [&] {
+        gpu::launch_cluster("cluster_barrier_after_peer_returned",
+                            cluster_barrier_after_peer_returned, 2, 32, 2, 0, nullptr, out.get());
+      },
+      "a barrier that not every thread of the block reaches");
+}
+
+__global__ void map_static_shared(float* out) {
+  __shared__ float tile[32];
+  tile[threadIdx.x] = 1.0f;
+  gpu::cluster::sync();
+  out[threadIdx.x] = *gpu::cluster::map_rank(tile + threadIdx.x, 0);
+  gpu::cluster::sync();
+}
+
+__global__ void map_to_missing_rank(float* out) {
+  FUSEDVAE_DYNAMIC_SHARED(float, scratch);
+  scratch[threadIdx.x] = 1.0f;
+  gpu::cluster::sync();
+  out[threadIdx.x] = *gpu::cluster::map_rank(scratch + threadIdx.x, gpu::cluster::num_blocks());
+  gpu::cluster::sync();
+}
+
+TEST(SimtCluster, MappingAnythingButAPeersDynamicSharedMemoryIsAnError) {
+  Device<float> out(64);
+  expect_harness_error(
+      [&] {
+        gpu::launch_cluster("map_static_shared", map_static_shared, 2, 32, 2, 0, nullptr,
+                            out.get());
+      },
+      "not in the dynamic shared memory of a block of this cluster");
+  expect_harness_error(
+      [&] {
+        gpu::launch_cluster("map_to_missing_rank", map_to_missing_rank, 2, 32, 2,
+                            32 * sizeof(float), nullptr, out.get());
+      },
+      "to rank 2 of a cluster of 2 blocks");
+}
+
+TEST(SimtCluster, ClusterShapesCudaRefusesThrowFromLaunch) {
+  Device<int> out(16 * 32 * 3);
+  auto expect_refused = [&](dim3 grid, dim3 cluster) {
+    try {
+      gpu::launch_cluster("cluster_ring", cluster_ring, grid, 32, cluster, 32 * sizeof(int),
+                          nullptr, out.get(), true);
+      ADD_FAILURE() << "accepted grid " << grid.x << "x" << grid.y << ", cluster " << cluster.x
+                    << "x" << cluster.y;
+    } catch (const std::runtime_error& e) {
+      EXPECT_NE(std::string(e.what()).find("invalid cluster size"), std::string::npos) << e.what();
+    }
+  };
+  expect_refused(6, 4);                  // not a whole number of clusters
+  expect_refused(dim3(2, 3), dim3(1, 2));
+  expect_refused(16, 16);                // beyond the portable 8 blocks
+  expect_refused(4, dim3(0, 1, 1));
+}
+
+// ---------------------------------------------------------------------------------------------
 // Out-of-bounds accesses
 
 __global__ void read_one_past(const float* in, float* out, int n) {
@@ -622,6 +793,27 @@ TEST(SimtHarnessDeathTest, OutOfBoundsSharedAccessesStopTheTest) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   EXPECT_DEATH(shared_past_end(), "AddressSanitizer: global-buffer-overflow");
   EXPECT_DEATH(dynamic_shared_past_end(), "AddressSanitizer: use-after-poison");
+}
+
+// Rank 0 returns at once; rank 1 then writes into its shared memory (no cluster barrier first).
+__global__ void write_to_exited_peer(float* out) {
+  FUSEDVAE_DYNAMIC_SHARED(float, scratch);
+  if (gpu::cluster::block_rank() == 0) return;
+  *gpu::cluster::map_rank(scratch + threadIdx.x, 0) = 1.0f;
+  out[threadIdx.x] = 0.0f;
+}
+
+void write_after_peer_exited() {
+  simt::options().orders = {Order::kForward};  // rank 0's threads run (and exit) first
+  Device<float> out(32);
+  gpu::launch_cluster("write_to_exited_peer", write_to_exited_peer, 2, 32, 2, 32 * sizeof(float),
+                      nullptr, out.get());
+}
+
+TEST(SimtHarnessDeathTest, AccessToAnExitedPeersSharedMemoryStopsTheTest) {
+  if (!kAsan) GTEST_SKIP() << "built without AddressSanitizer (FUSEDVAE_SIMT_ASAN=OFF)";
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(write_after_peer_exited(), "AddressSanitizer: use-after-poison.*\n.*WRITE of size 4");
 }
 
 TEST(SimtHarness, OutOfBoundsWritesAreCaughtByGuardBandsWithoutAsan) {
