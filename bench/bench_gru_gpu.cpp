@@ -256,6 +256,13 @@ nlohmann::json run_case(cudnnHandle_t handle, const GruShape& sh, const Options&
   gpu::GruGpu per_step(sh, per_step_options);
   row["persistent"] = ours.persistent();
   row["persistent_backward"] = ours.persistent_backward();
+  for (const bool backward : {false, true}) {
+    const gpu::GruPersistentLayout l =
+        backward ? ours.persistent_backward_layout() : ours.persistent_layout();
+    const std::string key = backward ? "persistent_backward_" : "persistent_";
+    row[key + "rows_per_block"] = l.rows_per_block;
+    row[key + "cluster_blocks"] = l.cluster_blocks;
+  }
   auto ours_fwd = [&](gpu::GruGpu& g) { g.forward_train(params.p, x.p, h0.p, y.p, h_n.p, stream); };
   auto ours_bwd = [&](gpu::GruGpu& g) {
     g.backward(params.p, x.p, dy.p, dh_n.p, dx.p, dh0.p, d_params.p, stream);
@@ -372,13 +379,19 @@ int run(const Options& opt) {
       status = 1;
       continue;
     }
+    // "no", "yes" (one block per row group) or "cluster of C".
+    const int cluster_blocks = row["persistent_cluster_blocks"].get<int>();
+    const std::string persistent = !row["persistent"].get<bool>() ? "no"
+                                   : cluster_blocks > 1
+                                       ? "cluster of " + std::to_string(cluster_blocks)
+                                       : "yes";
     char line[512];
     std::snprintf(line, sizeof line,
                   "| %d | %d | %d | %s | %.3f | %.3f | %.2f | %.3f | %.3f | %.2f |\n", sh.input,
-                  sh.hidden, sh.layers, row["persistent"].get<bool>() ? "yes" : "no",
-                  row["ours_forward_ms"].get<double>(), row["cudnn_best_forward_ms"].get<double>(),
-                  row["speedup_forward"].get<double>(), row["ours_train_ms"].get<double>(),
-                  row["cudnn_best_train_ms"].get<double>(), row["speedup_train"].get<double>());
+                  sh.hidden, sh.layers, persistent.c_str(), row["ours_forward_ms"].get<double>(),
+                  row["cudnn_best_forward_ms"].get<double>(), row["speedup_forward"].get<double>(),
+                  row["ours_train_ms"].get<double>(), row["cudnn_best_train_ms"].get<double>(),
+                  row["speedup_train"].get<double>());
     md += line;
     std::fputs(line, stdout);
     std::fflush(stdout);

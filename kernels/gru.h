@@ -1,6 +1,7 @@
 // @brief GPU launchers of the GRU's fused kernels (kernels in gru.cu): the per-step pointwise
-// forward and backward of the cell, and the persistent forward that runs a whole sequence, both
-// directions, in one launch with the recurrent weights in shared memory. The matrix products around
+// forward and backward of the cell, and the persistent forward and backward that run a whole
+// sequence, both directions, in one launch with the recurrent weights in shared memory (split over
+// a thread-block cluster where one SM cannot hold them). The matrix products around
 // them (the input projection of all steps, the per-step recurrent product, the weight and input
 // gradients) are the caller's (host/train/gpu/gru_gpu.h: cuBLASLt); the bias gradients are
 // kernels/bias.h's bias_gradient (a fixed summation order).
@@ -66,41 +67,71 @@ void gru_pointwise_backward(const float* gates, const float* h_prev, const float
                             size_t d_out_stride, int batch, int hidden, float* dh_carry,
                             float* d_gi_t, size_t d_gi_stride, float* d_gh, cudaStream_t stream);
 
-// The persistent forward: one launch runs all T steps of `directions` (1 or 2) directions, blocks
-// over groups of `rows_per_block` batch rows (blockIdx.y the direction; rows are independent, so no
-// block waits for another). Each block keeps its direction's W_hh in shared memory for the whole
-// sequence. Writes hs (hs[0] too), gates and out (row stride T * directions * H, direction d's
-// columns at d * H) as the per-step kernels do; gh's dot products are summed in the order k =
-// 0..H-1, so the results do not depend on rows_per_block (but differ from cuBLASLt's in the last
-// bits). Requires gru_persistent_fits(hidden, rows_per_block, max_shared_bytes).
+// How the persistent kernels split the work: blocks over groups of `rows_per_block` batch rows and,
+// per group, `cluster_blocks` blocks that split the H hidden units among them, ceil(H / C) each
+// (C = 1: one block holds all of W_hh; 2, 4 or 8: a thread-block cluster, sm_90, whose blocks
+// exchange the new states through distributed shared memory). C only changes who computes what:
+// every sum is taken in the same order, so the results are bitwise the same for every C and every
+// rows_per_block.
+struct GruPersistentLayout {
+  int rows_per_block = 0;  // 0: the persistent kernels do not fit
+  int cluster_blocks = 1;
+};
+
+// The persistent forward: one launch runs all T steps of `directions` (1 or 2) directions. Block x
+// of grid row y (the direction) serves row group x / C with rank x % C's units, keeping their
+// slice of W_hh in shared memory for the whole sequence, and every row's whole state,
+// double-buffered: each step writes its units' new states into every block's next buffer, so one
+// barrier (the block's, or the cluster's) per step suffices. Writes hs (hs[0] too), gates and out
+// (row stride T * directions * H, direction d's columns at d * H) as the per-step kernels do; gh's
+// dot products are summed in the order k = 0..H-1 (different from cuBLASLt's in the last bits).
+// Requires gru_persistent_fits(hidden, layout, max_shared_bytes), and a device with clusters
+// (cudaDevAttrClusterLaunch) for C > 1.
 void gru_persistent_forward(const GruDirectionParams* directions, int num_directions, int batch,
-                            int steps, int hidden, int rows_per_block, float* out,
+                            int steps, int hidden, GruPersistentLayout layout, float* out,
                             cudaStream_t stream);
 
 // The persistent backward: all T steps back of `num_directions` directions in one launch, the
-// per-step pointwise backward and the product d_gh W_hh (W_hh in shared memory, row-major, summed
-// in the order g = 0..3H-1 and added to the direct part after, as reference_matmul adds into its
-// output) fused; d_out [B, T, dirs * H] row stride T * dirs * H, direction d's columns at d * H.
-// Writes d_gi, d_gh and d_h0 as the per-step kernels and products do. Requires
+// per-step pointwise backward and the product d_gh W_hh (each block keeping the columns of W_hh of
+// its units, summed in the order g = 0..3H-1 and added to the direct part after, as
+// reference_matmul adds into its output) fused; each step's d_gh goes into every block's
+// double-buffered copy. d_out [B, T, dirs * H] row stride T * dirs * H, direction d's columns at
+// d * H. Writes d_gi, d_gh and d_h0 as the per-step kernels and products do. Requires
 // gru_persistent_backward_fits.
 void gru_persistent_backward(const GruDirectionBackwardParams* directions, int num_directions,
-                             int batch, int steps, int hidden, int rows_per_block,
+                             int batch, int steps, int hidden, GruPersistentLayout layout,
                              const float* d_out, cudaStream_t stream);
 
 // Most batch rows one persistent block carries (each thread keeps 3 accumulators per row).
 constexpr int kGruPersistentMaxRows = 8;
-// Threads of a persistent block: one per hidden unit, in whole warps. Shared memory bounds H
-// first (12 H^2 bytes: H <= 137 in H100's 227 KB, 116 in A100's 163 KB); this bound keeps the
+// Most threads of a persistent block (one per unit of the block, in whole warps): keeps the
 // block's registers within an SM's at the kernel's register count.
-constexpr int kGruPersistentMaxHidden = 256;
+constexpr int kGruPersistentMaxUnitsPerBlock = 256;
+// Most blocks of a cluster (CUDA's portable cluster size).
+constexpr int kGruMaxClusterBlocks = 8;
 
-// Dynamic shared memory of the persistent forward: W_hh (12 H^2 bytes) and the rows' states.
-size_t gru_persistent_shared_bytes(int hidden, int rows_per_block);
-// True when the persistent forward can run this H with this many rows per block on a device whose
-// opt-in shared memory per block is max_shared_bytes (cudaDevAttrMaxSharedMemoryPerBlockOptin).
-bool gru_persistent_fits(int hidden, int rows_per_block, size_t max_shared_bytes);
-// The same for the persistent backward (W_hh and the rows' d_gh, 3H floats each).
-size_t gru_persistent_backward_shared_bytes(int hidden, int rows_per_block);
-bool gru_persistent_backward_fits(int hidden, int rows_per_block, size_t max_shared_bytes);
+// Dynamic shared memory of the persistent forward (the block's slice of W_hh, 12 H ceil(H / C)
+// bytes, and two states per row) and backward (the same slice, two d_gh per row, 3H floats each).
+size_t gru_persistent_shared_bytes(int hidden, GruPersistentLayout layout);
+size_t gru_persistent_backward_shared_bytes(int hidden, GruPersistentLayout layout);
+// True when the layout is valid for this H and its shared memory fits a device whose opt-in shared
+// memory per block is max_shared_bytes (cudaDevAttrMaxSharedMemoryPerBlockOptin).
+bool gru_persistent_fits(int hidden, GruPersistentLayout layout, size_t max_shared_bytes);
+bool gru_persistent_backward_fits(int hidden, GruPersistentLayout layout, size_t max_shared_bytes);
+
+// What the persistent kernels' planner needs to know of a device.
+struct GruPersistentDevice {
+  int sms = 1;
+  size_t max_shared_bytes = 0;  // cudaDevAttrMaxSharedMemoryPerBlockOptin
+  int max_cluster_blocks = 1;   // kGruMaxClusterBlocks where cudaDevAttrClusterLaunch, else 1
+};
+
+// The layout of the persistent forward (or backward) for `batch` rows of `directions` directions:
+// the fewest blocks per cluster that fit, with as many rows per block as make one block per SM
+// (fewer where shared memory is short). rows_per_block = 0 when nothing fits. A nonzero `rows` or
+// `cluster_blocks` asks for exactly that (tests check that the results do not depend on them).
+GruPersistentLayout plan_gru_persistent(bool backward, int hidden, int batch, int directions,
+                                        const GruPersistentDevice& device, int rows = 0,
+                                        int cluster_blocks = 0);
 
 }  // namespace fusedvae::gpu

@@ -157,9 +157,8 @@ void launch(const char* kernel_name, void (*kernel)(Params...), dim3 grid, dim3 
 template <typename... Params, typename... Args>
 void launch_cluster(const char* kernel_name, void (*kernel)(Params...), dim3 grid, dim3 block,
                     dim3 cluster, size_t shared_bytes, cudaStream_t stream, Args&&... args) {
-  const cudaError_t err =
-      ::fusedvae::simt::launch_cluster(kernel_name, kernel, grid, block, cluster, shared_bytes,
-                                       stream, std::forward<Args>(args)...);
+  const cudaError_t err = ::fusedvae::simt::launch_cluster(
+      kernel_name, kernel, grid, block, cluster, shared_bytes, stream, std::forward<Args>(args)...);
   if (err != cudaSuccess) throw_launch_error(err, kernel_name, grid, block, shared_bytes);
 }
 #endif

@@ -1,7 +1,8 @@
 // @brief The GRU's kernels (kernels/gru.h) against a long-double reference of the cell and of a
 // whole direction's sequence: the per-step pointwise forward and backward and the persistent
 // forward, with poisoned outputs (every element written, nothing outside the slice), bitwise
-// determinism and the persistent kernel's independence of its rows per block. GruKernelsGpu.* also
+// determinism and the persistent kernels' independence of their layout (rows per block, blocks per
+// cluster). GruKernelsGpu.* also
 // runs on the CPU SIMT harness (tests/simt/); the whole op (cuBLASLt) is GPU-only.
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
@@ -301,7 +302,8 @@ PersistentResult run_persistent(const PersistentCase& p, const std::vector<float
                                 const std::vector<float> (&w_hh)[2],
                                 const std::vector<float> (&b_ih)[2],
                                 const std::vector<float> (&b_hh)[2],
-                                const std::vector<float> (&h0)[2], int rows_per_block) {
+                                const std::vector<float> (&h0)[2],
+                                gpu::GruPersistentLayout layout) {
   const int B = p.batch, T = p.steps, H = p.hidden;
   std::vector<std::unique_ptr<DeviceBuffer>> keep;
   auto dev = [&](const std::vector<float>& v) {
@@ -327,7 +329,7 @@ PersistentResult run_persistent(const PersistentCase& p, const std::vector<float
     params[d].gates = gates[d]->get();
   }
   DeviceBuffer out(static_cast<size_t>(B) * T * p.dirs * H);
-  gpu::gru_persistent_forward(params, p.dirs, B, T, H, rows_per_block, out.get(), nullptr);
+  gpu::gru_persistent_forward(params, p.dirs, B, T, H, layout, out.get(), nullptr);
   PersistentResult r;
   for (int d = 0; d < p.dirs; ++d) r.hs[d] = hs[d]->to_host(), r.gates[d] = gates[d]->to_host();
   r.out = out.to_host();
@@ -351,7 +353,7 @@ void check_persistent(const PersistentCase& p, uint32_t seed) {
   }
   const int rows =
       B < 3 ? B : 3;  // 3 rows per block: a partial last block when 3 does not divide B
-  const PersistentResult got = run_persistent(p, gi, w_hh, b_ih, b_hh, h0, rows);
+  const PersistentResult got = run_persistent(p, gi, w_hh, b_ih, b_hh, h0, {rows, 1});
   const Tolerance tol = sequence_tol(T, H);
   for (int d = 0; d < p.dirs; ++d) {
     const std::string tag = d == 0 ? " (forward)" : " (reverse)";
@@ -370,10 +372,15 @@ void check_persistent(const PersistentCase& p, uint32_t seed) {
     test::expect_close("out" + tag, out_d, to_double(ref.out), nullptr, tol);
   }
 
-  // The rows per block change the grid, not the sums: bitwise the same results, run to run too.
-  for (const int other : {1, B < 8 ? B : 8}) {
+  // The rows per block and the blocks per cluster change the grid, not the sums: bitwise the same
+  // results, run to run too. Clusters of 3 and 8 leave the last blocks fewer units, or none, at
+  // most of these H.
+  const gpu::GruPersistentLayout others[] = {
+      {1, 1}, {B < 8 ? B : 8, 1}, {rows, 2}, {rows, 3}, {1, 8}};
+  for (const gpu::GruPersistentLayout other : others) {
     const PersistentResult again = run_persistent(p, gi, w_hh, b_ih, b_hh, h0, other);
-    const std::string tag = " (rows per block " + std::to_string(other) + ")";
+    const std::string tag = " (rows per block " + std::to_string(other.rows_per_block) +
+                            ", blocks per cluster " + std::to_string(other.cluster_blocks) + ")";
     test::expect_bitwise_equal(again.out, got.out, "out" + tag);
     for (int d = 0; d < p.dirs; ++d) {
       test::expect_bitwise_equal(again.hs[d], got.hs[d], "hs" + tag);
@@ -393,21 +400,56 @@ TEST(GruKernelsGpu, PersistentForwardMatchesReference) {
 // harness enforces the 48 KB default and the 227 KB opt-in limit as H100/H200 do).
 TEST(GruKernelsGpu, PersistentForwardOptsIntoLargeSharedMemory) {
   FUSEDVAE_REQUIRE_GPU();
-  EXPECT_GT(gpu::gru_persistent_shared_bytes(80, 1), size_t{48 * 1024});
+  EXPECT_GT(gpu::gru_persistent_shared_bytes(80, {1, 1}), size_t{48 * 1024});
   check_persistent({2, 2, 80, 2, true}, 31);
 }
 
 TEST(GruKernelsGpu, PersistentFitsOnlyWhatTheDeviceHolds) {
   FUSEDVAE_REQUIRE_GPU();
   const size_t h100 = 227 * 1024, a100 = 163 * 1024;
-  EXPECT_TRUE(gpu::gru_persistent_fits(128, 8, h100));
-  EXPECT_FALSE(gpu::gru_persistent_fits(128, 8, a100));
-  EXPECT_TRUE(gpu::gru_persistent_fits(112, 4, a100));
-  EXPECT_FALSE(gpu::gru_persistent_fits(256, 1, h100));
-  EXPECT_FALSE(gpu::gru_persistent_fits(64, gpu::kGruPersistentMaxRows + 1, h100));
+  EXPECT_TRUE(gpu::gru_persistent_fits(128, {8, 1}, h100));
+  EXPECT_FALSE(gpu::gru_persistent_fits(128, {8, 1}, a100));
+  EXPECT_TRUE(gpu::gru_persistent_fits(112, {4, 1}, a100));
+  EXPECT_FALSE(gpu::gru_persistent_fits(256, {1, 1}, h100));
+  EXPECT_FALSE(gpu::gru_persistent_fits(256, {1, 2}, h100));
+  EXPECT_TRUE(gpu::gru_persistent_fits(256, {8, 4}, h100));  // 192 KB of W_hh + 16 KB of states
+  EXPECT_FALSE(gpu::gru_persistent_backward_fits(256, {8, 4}, h100));  // + 48 KB of d_gh
+  EXPECT_TRUE(gpu::gru_persistent_backward_fits(256, {4, 4}, h100));
+  EXPECT_FALSE(gpu::gru_persistent_fits(64, {gpu::kGruPersistentMaxRows + 1, 1}, h100));
+  EXPECT_FALSE(gpu::gru_persistent_fits(64, {1, gpu::kGruMaxClusterBlocks + 1}, h100));
+  EXPECT_FALSE(gpu::gru_persistent_fits(512, {1, 1}, size_t{1} << 30));  // 512 threads a block
   gpu::GruDirectionParams none[1];
-  EXPECT_THROW(gpu::gru_persistent_forward(none, 1, 2, 3, 4, 0, nullptr, nullptr),
+  EXPECT_THROW(gpu::gru_persistent_forward(none, 1, 2, 3, 4, {0, 1}, nullptr, nullptr),
                std::invalid_argument);
+  EXPECT_THROW(gpu::gru_persistent_forward(none, 1, 2, 3, 4, {1, 9}, nullptr, nullptr),
+               std::invalid_argument);
+}
+
+// DyAD's shapes (B = 128, both directions) on H100 (132 SMs, 227 KB, clusters) and A100 (108 SMs,
+// 163 KB, no clusters): one block per row group while W_hh fits (H <= 116 on A100), a cluster of 4
+// at H = 256 on H100 (nothing on A100), nothing at H = 1024; rows for one block per SM where
+// shared memory allows.
+TEST(GruKernelsGpu, PlannerTakesTheFewestClusterBlocksThatFit) {
+  FUSEDVAE_REQUIRE_GPU();
+  const gpu::GruPersistentDevice h100{132, 227 * 1024, gpu::kGruMaxClusterBlocks},
+      a100{108, 163 * 1024, 1};
+  auto plan = [](bool backward, int hidden, const gpu::GruPersistentDevice& device) {
+    const gpu::GruPersistentLayout l = gpu::plan_gru_persistent(backward, hidden, 128, 2, device);
+    return std::pair<int, int>{l.rows_per_block, l.cluster_blocks};
+  };
+  using P = std::pair<int, int>;
+  EXPECT_EQ(plan(false, 64, h100), P(2, 1));  // 256 row groups over 132 SMs
+  EXPECT_EQ(plan(true, 128, h100), P(2, 1));
+  EXPECT_EQ(plan(false, 256, h100), P(8, 4));  // 32 x 4 blocks
+  EXPECT_EQ(plan(true, 256, h100), P(5, 4));   // 8 rows' d_gh would not fit beside W_hh's slice
+  EXPECT_EQ(plan(false, 1024, h100), P(0, 0));
+  EXPECT_EQ(plan(false, 112, a100), P(3, 1));  // 256 row groups over 108 SMs
+  EXPECT_EQ(plan(true, 112, a100), P(3, 1));
+  EXPECT_EQ(plan(false, 128, a100), P(0, 0));  // 192 KB of W_hh
+  EXPECT_EQ(plan(false, 256, a100), P(0, 0));
+  // Asked-for layouts are taken as they are, or not at all.
+  EXPECT_EQ(gpu::plan_gru_persistent(false, 64, 128, 2, h100, 3, 2).cluster_blocks, 2);
+  EXPECT_EQ(gpu::plan_gru_persistent(false, 256, 128, 2, h100, 8, 2).rows_per_block, 0);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -547,6 +589,8 @@ std::vector<OpCase> small_op_cases() {
       {"B4 T3 C3 H4, 2 layers", {4, 3, 3, 4, 2, false}, true, false},
       // 77 KB of W_hh: the persistent kernels opt into more than the default 48 KB.
       {"B2 T3 C3 H80, bidirectional", {2, 3, 3, 80, 1, true}, true, true},
+      // 768 KB of W_hh: the persistent kernels split it over clusters of 4 blocks.
+      {"B3 T3 C2 H256, bidirectional", {3, 3, 2, 256, 1, true}, true, true},
   };
 }
 
@@ -574,12 +618,17 @@ struct OpOutputs {
 OpOutputs run_op(const OpCase& c, const OpInputs& in, const gpu::GruGpuOptions& options) {
   const GruShape& sh = c.shape;
   gpu::GruGpu gru(sh, options);
-  // Every case's W_hh up to H = 128 fits an H100/H200 block (and the SIMT harness's emulated one).
-  if (!options.allow_persistent || sh.hidden > 128) {
+  // Every case's W_hh up to H = 80 fits a block of an A100 or H100/H200, up to H = 256 a cluster
+  // of an H100/H200 (or of the SIMT harness's emulated device).
+  int device = 0, clusters = 0;
+  FUSEDVAE_CUDA_CHECK(cudaGetDevice(&device));
+  FUSEDVAE_CUDA_CHECK(cudaDeviceGetAttribute(&clusters, cudaDevAttrClusterLaunch, device));
+  if (!options.allow_persistent) {
     EXPECT_FALSE(gru.persistent());
     EXPECT_FALSE(gru.persistent_backward());
   }
-  if (options.allow_persistent && sh.hidden <= 80) {
+  if (options.allow_persistent && sh.hidden <= (clusters != 0 ? 256 : 80) &&
+      options.persistent_rows == 0 && options.persistent_cluster_blocks == 0) {
     EXPECT_TRUE(gru.persistent());
     EXPECT_TRUE(gru.persistent_backward());
   }
@@ -677,9 +726,10 @@ TEST(GruOpGpu, ReferenceProductsMatchLongDouble) {
   }
 }
 
-// The persistent kernels' rows per block change the grid, not the sums: bitwise the same results
-// at 1, 2 and 3 rows (3 leaves a partial last block), and the same as the per-step path.
-TEST(GruOpGpu, PersistentRowsPerBlockDoNotChangeTheBits) {
+// The persistent kernels' layout changes the grid, not the sums: bitwise the same results at 1, 2
+// and 3 rows per block (3 leaves a partial last block) and in clusters of 2, 3 and 8 blocks (8
+// leaves the last block without units at H = 7), and the same as the per-step path.
+TEST(GruOpGpu, PersistentLayoutDoesNotChangeTheBits) {
   FUSEDVAE_REQUIRE_GPU();
   const OpCase c{"B5 T4 C3 H7, 2 layers bidirectional", {5, 4, 3, 7, 2, true}, true, true};
   const OpInputs in = op_inputs(c.shape, 400);
@@ -687,12 +737,20 @@ TEST(GruOpGpu, PersistentRowsPerBlockDoNotChangeTheBits) {
   per_step.reference_products = true;
   per_step.allow_persistent = false;
   const OpOutputs expected = run_op(c, in, per_step);
-  for (const int rows : {1, 2, 3}) {
+  const std::pair<int, int> layouts[] = {{1, 1}, {2, 1}, {3, 1}, {2, 2}, {3, 3}, {1, 8}};
+  for (const auto& [rows, cluster_blocks] : layouts) {
     gpu::GruGpuOptions options;
     options.reference_products = true;
     options.persistent_rows = rows;
-    expect_same_outputs(run_op(c, in, options), expected,
-                        " (" + std::to_string(rows) + " rows per block)");
+    options.persistent_cluster_blocks = cluster_blocks;
+    const std::string tag = " (" + std::to_string(rows) + " rows per block, " +
+                            std::to_string(cluster_blocks) + " blocks per cluster)";
+    gpu::GruGpu gru(c.shape, options);
+    ASSERT_TRUE(gru.persistent()) << tag;
+    ASSERT_TRUE(gru.persistent_backward()) << tag;
+    EXPECT_EQ(gru.persistent_layout().cluster_blocks, cluster_blocks) << tag;
+    EXPECT_EQ(gru.persistent_backward_layout().rows_per_block, rows) << tag;
+    expect_same_outputs(run_op(c, in, options), expected, tag);
   }
 }
 

@@ -6,12 +6,12 @@
 // in the schedule's order, each running until it reaches a synchronisation point: a block barrier,
 // a warp intrinsic, an atomic or a fence (where it may yield), or its end. A warp intrinsic
 // completes when every lane its mask names has reached a warp intrinsic with the same mask and
-// kind; a barrier, when every thread of the block is at one (a cluster barrier: of the cluster). What CUDA leaves undefined or would
-// hang on is an error (simt::Error, out of gpu::launch): a mask naming a lane that has exited or
-// does not exist, lanes disagreeing on the mask, a shuffle reading a lane outside the mask, a
-// barrier some threads of the block never reach, threads at a barrier while others wait at a warp
-// intrinsic. Every launch runs once per schedule of options().orders from the same device memory,
-// and all of device memory must come out bitwise identical.
+// kind; a barrier, when every thread of the block is at one (a cluster barrier: of the cluster).
+// What CUDA leaves undefined or would hang on is an error (simt::Error, out of gpu::launch): a mask
+// naming a lane that has exited or does not exist, lanes disagreeing on the mask, a shuffle reading
+// a lane outside the mask, a barrier some threads of the block never reach, threads at a barrier
+// while others wait at a warp intrinsic. Every launch runs once per schedule of options().orders
+// from the same device memory, and all of device memory must come out bitwise identical.
 //
 // Memory. cudaMalloc hands out host memory, registered so that kernel arguments can be checked
 // (a host pointer passed to a kernel is an error) and every allocation compared across schedules.
@@ -613,8 +613,8 @@ std::string describe_block() {
 void set_state(ThreadState* t, State s) {
   if (t->state == State::kBarrier) --g_run.block_at_barrier[t->rank];
   if (s == State::kBarrier) ++g_run.block_at_barrier[t->rank];
-  if (s == State::kDone && ++g_run.block_done[t->rank] == g_run.block_threads &&
-      g_run.blocks > 1 && g_run.shared_bytes > 0)
+  if (s == State::kDone && ++g_run.block_done[t->rank] == g_run.block_threads && g_run.blocks > 1 &&
+      g_run.shared_bytes > 0)
     poison(g_run.shared[t->rank], g_run.shared_bytes);  // a peer's later access stops the test
   auto counter = [](State st) -> unsigned* {
     switch (st) {
@@ -1125,8 +1125,9 @@ cudaError_t run_launch(const char* kernel_name, const void* kernel, dim3 grid, d
       grid.x > 2147483647u || grid.y > 65535 || grid.z > 65535)
     return cudaErrorInvalidConfiguration;
   const uint64_t cluster_blocks = static_cast<uint64_t>(cluster.x) * cluster.y * cluster.z;
-  if (cluster.x < 1 || cluster.y < 1 || cluster.z < 1 || cluster_blocks > kMaxPortableClusterBlocks ||
-      grid.x % cluster.x != 0 || grid.y % cluster.y != 0 || grid.z % cluster.z != 0)
+  if (cluster.x < 1 || cluster.y < 1 || cluster.z < 1 ||
+      cluster_blocks > kMaxPortableClusterBlocks || grid.x % cluster.x != 0 ||
+      grid.y % cluster.y != 0 || grid.z % cluster.z != 0)
     return cudaErrorInvalidClusterSize;
   const auto opt_in = shared_opt_in().find(kernel);
   const size_t shared_limit =
@@ -1495,7 +1496,8 @@ cudaError_t CUDARTAPI cudaSetDevice(int device) {
 }
 
 // The emulated device: H100/H200's per-block shared memory (48 KB by default, 227 KB opted in),
-// thread-block clusters, and a few SMs, so that grids sized from the SM count stay small under the emulator.
+// thread-block clusters, and a few SMs, so that grids sized from the SM count stay small under the
+// emulator.
 cudaError_t CUDARTAPI cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int device) {
   if (device != 0) return record(cudaErrorInvalidDevice);
   switch (attr) {

@@ -1,7 +1,8 @@
 // @brief The SIMT harness's own tests: indices, barriers, the warp intrinsics and their mask and
 // divergence errors, atomics, shared and dynamic shared memory, thread-block clusters (their
 // barrier and distributed shared memory), schedules (orders, seeds, the comparison that catches
-// races), out-of-bounds accesses, launch configuration errors, device pointers, and the host versions of the device math intrinsics against their documented bounds.
+// races), out-of-bounds accesses, launch configuration errors, device pointers, and the host
+// versions of the device math intrinsics against their documented bounds.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -661,7 +662,7 @@ TEST(SimtCluster, BlockBarriersStayWithinTheirBlock) {
   };
   const std::vector<int> v = out.read(), three = rounds(3), one = rounds(1);
   for (int t = 0; t < n; ++t) {
-    EXPECT_EQ(v[t], one[t]);       // rank 0 read rank 1's (one round)
+    EXPECT_EQ(v[t], one[t]);        // rank 0 read rank 1's (one round)
     EXPECT_EQ(v[n + t], three[t]);  // rank 1 read rank 0's (three rounds)
   }
 }
@@ -726,9 +727,9 @@ TEST(SimtCluster, ClusterShapesCudaRefusesThrowFromLaunch) {
       EXPECT_NE(std::string(e.what()).find("invalid cluster size"), std::string::npos) << e.what();
     }
   };
-  expect_refused(6, 4);                  // not a whole number of clusters
+  expect_refused(6, 4);  // not a whole number of clusters
   expect_refused(dim3(2, 3), dim3(1, 2));
-  expect_refused(16, 16);                // beyond the portable 8 blocks
+  expect_refused(16, 16);  // beyond the portable 8 blocks
   expect_refused(4, dim3(0, 1, 1));
 }
 
@@ -813,7 +814,8 @@ void write_after_peer_exited() {
 TEST(SimtHarnessDeathTest, AccessToAnExitedPeersSharedMemoryStopsTheTest) {
   if (!kAsan) GTEST_SKIP() << "built without AddressSanitizer (FUSEDVAE_SIMT_ASAN=OFF)";
   GTEST_FLAG_SET(death_test_style, "threadsafe");
-  EXPECT_DEATH(write_after_peer_exited(), "AddressSanitizer: use-after-poison.*\n.*WRITE of size 4");
+  EXPECT_DEATH(write_after_peer_exited(),
+               "AddressSanitizer: use-after-poison.*\n.*WRITE of size 4");
 }
 
 TEST(SimtHarness, OutOfBoundsWritesAreCaughtByGuardBandsWithoutAsan) {

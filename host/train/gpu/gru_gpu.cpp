@@ -147,25 +147,20 @@ GruGpu::GruGpu(const GruShape& shape, const GruGpuOptions& options)
       FUSEDVAE_CUDA_CHECK(cudaEventCreateWithFlags(&join_event_, cudaEventDisableTiming));
     }
 
-    // The persistent forward: as many rows per block as fill the SMs once (fewer when shared
-    // memory is short), where W_hh fits at all.
+    // The persistent kernels where W_hh fits (kernels/gru.h's planner), on clusters where the
+    // device has them.
     if (options.allow_persistent) {
-      int device = 0, sms = 1, optin = 0;
+      int device = 0, sms = 1, optin = 0, clusters = 0;
       FUSEDVAE_CUDA_CHECK(cudaGetDevice(&device));
       FUSEDVAE_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
       FUSEDVAE_CUDA_CHECK(
           cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
-      const size_t limit = static_cast<size_t>(optin);
-      auto choose = [&](bool (*fits)(int, int, size_t)) {
-        int rows =
-            options.persistent_rows > 0 ? options.persistent_rows : (B * dirs + sms - 1) / sms;
-        rows = rows < 1 ? 1 : rows > kGruPersistentMaxRows ? kGruPersistentMaxRows : rows;
-        if (options.persistent_rows > 0) return fits(H, rows, limit) ? rows : 0;
-        while (rows > 1 && !fits(H, rows, limit)) --rows;
-        return fits(H, rows, limit) ? rows : 0;
-      };
-      persistent_rows_ = choose(gru_persistent_fits);
-      persistent_backward_rows_ = choose(gru_persistent_backward_fits);
+      FUSEDVAE_CUDA_CHECK(cudaDeviceGetAttribute(&clusters, cudaDevAttrClusterLaunch, device));
+      const GruPersistentDevice gpu{sms, static_cast<size_t>(optin),
+                                    clusters != 0 ? kGruMaxClusterBlocks : 1};
+      for (const bool backward : {false, true})
+        (backward ? persistent_backward_ : persistent_) = plan_gru_persistent(
+            backward, H, B, dirs, gpu, options.persistent_rows, options.persistent_cluster_blocks);
     }
   } catch (...) {
     for (void* p : allocations_) cudaFree(p);
@@ -257,7 +252,7 @@ void GruGpu::forward_train(const float* params, const float* x, const float* h0,
         p[d].hs = l.hs;
         p[d].gates = l.gates;
       }
-      gru_persistent_forward(p, dirs, B, T, H, persistent_rows_, out, stream);
+      gru_persistent_forward(p, dirs, B, T, H, persistent_, out, stream);
     }
     if (h_n != nullptr)
       for (int d = 0; d < dirs; ++d)
@@ -307,7 +302,7 @@ void GruGpu::backward(const float* params, const float* x, const float* d_output
         p[d].d_gh = l.d_gh;
         p[d].d_h0 = d_h0 != nullptr ? d_h0 + state : nullptr;
       }
-      gru_persistent_backward(p, dirs, B, T, H, persistent_backward_rows_, dy, stream);
+      gru_persistent_backward(p, dirs, B, T, H, persistent_backward_, dy, stream);
     }
     fork(stream);
     for (int d = 0; d < dirs; ++d) {

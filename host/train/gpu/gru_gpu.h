@@ -11,8 +11,9 @@
 //
 // Per layer and direction: the input projection of all steps is one product (x W_ih^T); then per
 // step the recurrent product (h W_hh^T) and the fused pointwise kernel (kernels/gru.h), or, when
-// W_hh fits one SM's shared memory (H <= 128 on H100/H200), the persistent kernel runs every step
-// of both directions in one launch. The backward walks the steps back with the pointwise backward
+// W_hh fits one SM's shared memory (H <= 128 on H100/H200) or a thread-block cluster's (H = 256 on
+// H100/H200 in clusters of 4), the persistent kernel runs every step of both directions in one
+// launch. The backward walks the steps back with the pointwise backward
 // and one product per step (d_gh W_hh, added into the carried state gradient; or, where W_hh
 // fits, the persistent backward, every step of both directions in one launch), then takes the
 // weight gradients as two large products over all steps, the bias gradients by bias_gradient
@@ -28,6 +29,7 @@
 #include <vector>
 
 #include "host/ops/gru_cpu.h"
+#include "kernels/gru.h"
 
 namespace fusedvae::gpu {
 
@@ -42,9 +44,11 @@ struct GruGpuOptions {
   // The persistent forward and backward where they fit (false: per-step products and kernels at
   // every H).
   bool allow_persistent = true;
-  // Batch rows per persistent block; 0: as many as fill the SMs once (tests set it to check that
-  // the results do not depend on it).
+  // Batch rows per persistent block, and blocks per cluster; 0: the planner's choice
+  // (plan_gru_persistent: the fewest blocks per cluster that fit, as many rows as fill the SMs
+  // once). Tests set them to check that the results do not depend on them.
   int persistent_rows = 0;
+  int persistent_cluster_blocks = 0;
   // The products by kernels/reference_matmul.h instead of cuBLASLt: for the CPU SIMT harness,
   // where cuBLASLt cannot run, and as a second opinion in tests.
   bool reference_products = false;
@@ -60,11 +64,12 @@ class GruGpu {
   GruGpu& operator=(const GruGpu&) = delete;
 
   const GruShape& shape() const { return shape_; }
-  // True when forward_train runs the persistent kernel (and how many batch rows per block), and
-  // when backward runs the persistent backward (which needs a little more shared memory).
-  bool persistent() const { return persistent_rows_ > 0; }
-  bool persistent_backward() const { return persistent_backward_rows_ > 0; }
-  int persistent_rows_per_block() const { return persistent_rows_; }
+  // True when forward_train runs the persistent kernel (and its layout), and when backward runs
+  // the persistent backward (which needs a little more shared memory).
+  bool persistent() const { return persistent_.rows_per_block > 0; }
+  bool persistent_backward() const { return persistent_backward_.rows_per_block > 0; }
+  GruPersistentLayout persistent_layout() const { return persistent_; }
+  GruPersistentLayout persistent_backward_layout() const { return persistent_backward_; }
 
   // Writes output and h_n (and the reserve the backward reads). Activation pointers (x, output,
   // h0, h_n) must be 16-byte aligned, params 256-byte aligned (cudaMalloc's).
@@ -98,7 +103,7 @@ class GruGpu {
   };
   Dims dims_{};
   GruGpuOptions options_;
-  int persistent_rows_ = 0, persistent_backward_rows_ = 0;
+  GruPersistentLayout persistent_{}, persistent_backward_{};  // rows_per_block 0: per step
   std::vector<void*> allocations_;
   struct Engines;
   std::unique_ptr<Engines> engines_;
