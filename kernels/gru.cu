@@ -429,10 +429,19 @@ GruPersistentLayout plan_gru_persistent(bool backward, int hidden, int batch, in
       --layout.rows_per_block;
     if (fits(hidden, layout, device.max_shared_bytes)) return layout;
   }
-  return GruPersistentLayout{0, 0};
+  return GruPersistentLayout{};
 }
 
 namespace {
+
+// Beyond the default 48 KB a kernel must opt in (up to the device's per-block maximum; a size the
+// device cannot give fails here, naming the call). Not a stream operation: capturable.
+template <typename Kernel>
+void opt_into_shared(Kernel kernel, size_t shared) {
+  FUSEDVAE_CUDA_CHECK(cudaFuncSetAttribute(reinterpret_cast<const void*>(kernel),
+                                           cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                           static_cast<int>(shared)));
+}
 
 // Both persistent kernels: checks, the shared-memory opt-in, one launch over (row groups x C,
 // directions) in clusters of C, the two directions' parameters (the first twice when there is
@@ -444,16 +453,27 @@ void launch_persistent(const char* op, const char* kernel_name,
                        int steps, int hidden, GruPersistentLayout layout, Sequence sequence,
                        cudaStream_t stream) {
   check_persistent(op, num_directions, batch, steps, hidden, layout);
-  // Beyond the default 48 KB a kernel must opt in (up to the device's per-block maximum; a size
-  // the device cannot give fails here, naming the call). Not a stream operation: capturable.
-  FUSEDVAE_CUDA_CHECK(cudaFuncSetAttribute(reinterpret_cast<const void*>(kernel),
-                                           cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                           static_cast<int>(shared)));
+  opt_into_shared(kernel, shared);
   launch_cluster(kernel_name, kernel, persistent_grid(batch, layout, num_directions),
                  persistent_threads(hidden, layout),
                  dim3(static_cast<unsigned>(layout.cluster_blocks)), shared, stream, directions[0],
                  directions[num_directions - 1], batch, steps, hidden, layout.rows_per_block,
                  sequence);
+}
+
+// cudaOccupancyMaxActiveClusters of one kernel at this layout.
+template <typename Kernel>
+int resident_clusters(Kernel kernel, size_t shared, int hidden, GruPersistentLayout layout) {
+  if (!valid_layout(hidden, layout)) return 0;
+  opt_into_shared(kernel, shared);
+  cudaLaunchAttribute attribute;
+  const dim3 cluster(static_cast<unsigned>(layout.cluster_blocks));
+  const cudaLaunchConfig_t config = cluster_launch_config(
+      cluster, persistent_threads(hidden, layout), cluster, shared, nullptr, &attribute);
+  int clusters = 0;
+  FUSEDVAE_CUDA_CHECK(
+      cudaOccupancyMaxActiveClusters(&clusters, reinterpret_cast<const void*>(kernel), &config));
+  return clusters;
 }
 
 }  // namespace
@@ -473,6 +493,14 @@ void gru_persistent_backward(const GruDirectionBackwardParams* directions, int n
                     gru_persistent_backward_kernel,
                     gru_persistent_backward_shared_bytes(hidden, layout), directions,
                     num_directions, batch, steps, hidden, layout, d_out, stream);
+}
+
+int gru_persistent_resident_clusters(bool backward, int hidden, GruPersistentLayout layout) {
+  return backward ? resident_clusters(gru_persistent_backward_kernel,
+                                      gru_persistent_backward_shared_bytes(hidden, layout), hidden,
+                                      layout)
+                  : resident_clusters(gru_persistent_forward_kernel,
+                                      gru_persistent_shared_bytes(hidden, layout), hidden, layout);
 }
 
 }  // namespace fusedvae::gpu

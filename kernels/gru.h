@@ -134,4 +134,9 @@ GruPersistentLayout plan_gru_persistent(bool backward, int hidden, int batch, in
                                         const GruPersistentDevice& device, int rows = 0,
                                         int cluster_blocks = 0);
 
+// How many clusters of the persistent forward (or backward) at this layout the current device can
+// hold at once (cudaOccupancyMaxActiveClusters); 0: it cannot run even one (a cluster's blocks
+// must be resident together, on SMs of one GPC), and the layout must not be launched.
+int gru_persistent_resident_clusters(bool backward, int hidden, GruPersistentLayout layout);
+
 }  // namespace fusedvae::gpu

@@ -91,6 +91,21 @@ inline int row_stride_grid(int rows, int block_size) {
 // ---------------------------------------------------------------------------------------------
 // Launching
 
+// A thread-block cluster launch (or occupancy query) of `cluster` blocks per cluster: the cluster
+// dimension written into *attribute, which the config points to (the caller keeps it alive). The
+// fields are given in declaration order, not by name, since the SIMT shim's gridDim and blockDim
+// are macros.
+inline cudaLaunchConfig_t cluster_launch_config(dim3 grid, dim3 block, dim3 cluster,
+                                                size_t shared_bytes, cudaStream_t stream,
+                                                cudaLaunchAttribute* attribute) {
+  *attribute = cudaLaunchAttribute{};
+  attribute->id = cudaLaunchAttributeClusterDimension;
+  attribute->val.clusterDim.x = cluster.x;
+  attribute->val.clusterDim.y = cluster.y;
+  attribute->val.clusterDim.z = cluster.z;
+  return cudaLaunchConfig_t{grid, block, shared_bytes, stream, attribute, 1};
+}
+
 [[noreturn]] inline void throw_launch_error(cudaError_t err, const char* kernel_name, dim3 grid,
                                             dim3 block, size_t shared_bytes) {
   auto extent = [](dim3 d) {
@@ -125,18 +140,9 @@ void launch_cluster(const char* kernel_name, void (*kernel)(Params...), dim3 gri
     launch(kernel_name, kernel, grid, block, shared_bytes, stream, std::forward<Args>(args)...);
     return;
   }
-  cudaLaunchAttribute attribute{};
-  attribute.id = cudaLaunchAttributeClusterDimension;
-  attribute.val.clusterDim.x = cluster.x;
-  attribute.val.clusterDim.y = cluster.y;
-  attribute.val.clusterDim.z = cluster.z;
-  cudaLaunchConfig_t config{};
-  config.gridDim = grid;
-  config.blockDim = block;
-  config.dynamicSmemBytes = shared_bytes;
-  config.stream = stream;
-  config.attrs = &attribute;
-  config.numAttrs = 1;
+  cudaLaunchAttribute attribute;
+  const cudaLaunchConfig_t config =
+      cluster_launch_config(grid, block, cluster, shared_bytes, stream, &attribute);
   const cudaError_t err = cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...);
   if (err != cudaSuccess) throw_launch_error(err, kernel_name, grid, block, shared_bytes);
 }

@@ -442,14 +442,43 @@ TEST(GruKernelsGpu, PlannerTakesTheFewestClusterBlocksThatFit) {
   EXPECT_EQ(plan(true, 128, h100), P(2, 1));
   EXPECT_EQ(plan(false, 256, h100), P(8, 4));  // 32 x 4 blocks
   EXPECT_EQ(plan(true, 256, h100), P(5, 4));   // 8 rows' d_gh would not fit beside W_hh's slice
-  EXPECT_EQ(plan(false, 1024, h100), P(0, 0));
+  EXPECT_EQ(plan(false, 1024, h100), P(0, 1));
   EXPECT_EQ(plan(false, 112, a100), P(3, 1));  // 256 row groups over 108 SMs
   EXPECT_EQ(plan(true, 112, a100), P(3, 1));
-  EXPECT_EQ(plan(false, 128, a100), P(0, 0));  // 192 KB of W_hh
-  EXPECT_EQ(plan(false, 256, a100), P(0, 0));
+  EXPECT_EQ(plan(false, 128, a100), P(0, 1));  // 192 KB of W_hh
+  EXPECT_EQ(plan(false, 256, a100), P(0, 1));
   // Asked-for layouts are taken as they are, or not at all.
   EXPECT_EQ(gpu::plan_gru_persistent(false, 64, 128, 2, h100, 3, 2).cluster_blocks, 2);
   EXPECT_EQ(gpu::plan_gru_persistent(false, 256, 128, 2, h100, 8, 2).rows_per_block, 0);
+}
+
+// The layouts the op plans are ones the device can hold (the SIMT harness's emulated device: 4 SMs
+// of 228 KB); a cluster of 8 blocks of 219 KB cannot be resident there.
+TEST(GruKernelsGpu, PlannedClustersAreResidentOnTheDevice) {
+  FUSEDVAE_REQUIRE_GPU();
+  int device = 0, clusters = 0;
+  FUSEDVAE_CUDA_CHECK(cudaGetDevice(&device));
+  FUSEDVAE_CUDA_CHECK(cudaDeviceGetAttribute(&clusters, cudaDevAttrClusterLaunch, device));
+  if (clusters == 0) GTEST_SKIP() << "this device has no thread-block clusters (sm_90 and later)";
+  for (const bool backward : {false, true}) {
+    gpu::GruGpuOptions options;
+    options.reference_products = true;
+    const gpu::GruGpu gru(gpu::GruShape{3, 3, 2, 256, 1, true}, options);
+    const gpu::GruPersistentLayout l =
+        backward ? gru.persistent_backward_layout() : gru.persistent_layout();
+    ASSERT_GT(l.rows_per_block, 0) << backward;
+    EXPECT_EQ(l.cluster_blocks, 4) << backward;
+    EXPECT_GE(gpu::gru_persistent_resident_clusters(backward, 256, l), 1) << backward;
+  }
+  EXPECT_EQ(gpu::gru_persistent_resident_clusters(false, 384, {1, 8}), 0);  // 219 KB a block
+  // The op asked for that layout falls back to the per-step path.
+  gpu::GruGpuOptions eight;
+  eight.reference_products = true;
+  eight.persistent_rows = 1;
+  eight.persistent_cluster_blocks = 8;
+  const gpu::GruGpu gru(gpu::GruShape{1, 2, 2, 384, 1, false}, eight);
+  EXPECT_FALSE(gru.persistent());
+  EXPECT_FALSE(gru.persistent_backward());
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1508,7 +1508,7 @@ cudaError_t CUDARTAPI cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, in
       *value = static_cast<int>(fusedvae::simt::detail::kDefaultSharedBytes);
       return cudaSuccess;
     case cudaDevAttrMultiProcessorCount:
-      *value = 4;
+      *value = 4;  // as cudaOccupancyMaxActiveClusters assumes
       return cudaSuccess;
     case cudaDevAttrClusterLaunch:
       *value = 1;
@@ -1523,6 +1523,40 @@ cudaError_t CUDARTAPI cudaFuncSetAttribute(const void* func, cudaFuncAttribute a
   if (value < 0 || static_cast<size_t>(value) > fusedvae::simt::detail::kOptInSharedBytes)
     return record(cudaErrorInvalidValue);
   fusedvae::simt::detail::shared_opt_in()[func] = value;
+  return cudaSuccess;
+}
+
+// The emulated device's residency: each of its SMs holds as many of a kernel's blocks as H100's
+// 228 KB of shared memory per SM (1 KB of it reserved per block), 2048 threads and 32 blocks allow,
+// and a cluster's blocks may sit on any SMs (no GPCs).
+cudaError_t CUDARTAPI cudaOccupancyMaxActiveClusters(int* numClusters, const void* func,
+                                                     const cudaLaunchConfig_t* launchConfig) {
+  using namespace fusedvae::simt::detail;
+  if (numClusters == nullptr || launchConfig == nullptr) return record(cudaErrorInvalidValue);
+  dim3 cluster(1, 1, 1);
+  for (unsigned i = 0; i < launchConfig->numAttrs; ++i)
+    if (launchConfig->attrs[i].id == cudaLaunchAttributeClusterDimension)
+      cluster =
+          dim3(launchConfig->attrs[i].val.clusterDim.x, launchConfig->attrs[i].val.clusterDim.y,
+               launchConfig->attrs[i].val.clusterDim.z);
+  const uint64_t cluster_blocks = static_cast<uint64_t>(cluster.x) * cluster.y * cluster.z;
+#pragma push_macro("blockDim")  // the shim's built-in variable, not the config's field
+#undef blockDim
+  const dim3 block = launchConfig->blockDim;
+#pragma pop_macro("blockDim")
+  const uint64_t threads = static_cast<uint64_t>(block.x) * block.y * block.z;
+  if (cluster_blocks < 1 || cluster_blocks > kMaxPortableClusterBlocks)
+    return record(cudaErrorInvalidClusterSize);
+  const auto opt_in = shared_opt_in().find(func);
+  const size_t shared_limit =
+      opt_in != shared_opt_in().end() ? static_cast<size_t>(opt_in->second) : kDefaultSharedBytes;
+  if (threads < 1 || threads > 1024 || launchConfig->dynamicSmemBytes > shared_limit)
+    return record(cudaErrorInvalidValue);
+  constexpr uint64_t kSharedPerSm = 228 * 1024, kReservedPerBlock = 1024, kSms = 4;
+  const uint64_t per_sm =
+      std::min({uint64_t{32}, 2048 / threads,
+                kSharedPerSm / (launchConfig->dynamicSmemBytes + kReservedPerBlock)});
+  *numClusters = static_cast<int>(kSms * per_sm / cluster_blocks);
   return cudaSuccess;
 }
 

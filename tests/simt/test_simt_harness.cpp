@@ -715,6 +715,29 @@ TEST(SimtCluster, MappingAnythingButAPeersDynamicSharedMemoryIsAnError) {
       "to rank 2 of a cluster of 2 blocks");
 }
 
+// The emulated device: 4 SMs of 228 KB shared memory (1 KB reserved per block), 2048 threads and
+// 32 blocks each.
+TEST(SimtCluster, ResidentClustersFollowTheEmulatedDevice) {
+  auto resident = [](unsigned cluster_blocks, unsigned threads, size_t shared) {
+    cudaLaunchAttribute attribute;
+    const cudaLaunchConfig_t config = gpu::cluster_launch_config(
+        cluster_blocks, threads, cluster_blocks, shared, nullptr, &attribute);
+    int clusters = -1;
+    EXPECT_EQ(cudaOccupancyMaxActiveClusters(&clusters, reinterpret_cast<const void*>(cluster_ring),
+                                             &config),
+              cudaSuccess);
+    return clusters;
+  };
+  ASSERT_EQ(cudaFuncSetAttribute(reinterpret_cast<const void*>(cluster_ring),
+                                 cudaFuncAttributeMaxDynamicSharedMemorySize, 212 * 1024),
+            cudaSuccess);
+  EXPECT_EQ(resident(2, 32, 0), 4 * 32 / 2);      // 32 blocks per SM
+  EXPECT_EQ(resident(4, 1024, 1024), 4 * 2 / 4);  // 2 blocks of 1024 threads per SM
+  EXPECT_EQ(resident(4, 64, 212 * 1024), 1);      // one block per SM: one cluster of 4
+  EXPECT_EQ(resident(8, 64, 212 * 1024), 0);      // 8 blocks never resident together
+  EXPECT_EQ(resident(8, 64, 110 * 1024), 1);      // two per SM
+}
+
 TEST(SimtCluster, ClusterShapesCudaRefusesThrowFromLaunch) {
   Device<int> out(16 * 32 * 3);
   auto expect_refused = [&](dim3 grid, dim3 cluster) {

@@ -158,9 +158,15 @@ GruGpu::GruGpu(const GruShape& shape, const GruGpuOptions& options)
       FUSEDVAE_CUDA_CHECK(cudaDeviceGetAttribute(&clusters, cudaDevAttrClusterLaunch, device));
       const GruPersistentDevice gpu{sms, static_cast<size_t>(optin),
                                     clusters != 0 ? kGruMaxClusterBlocks : 1};
-      for (const bool backward : {false, true})
-        (backward ? persistent_backward_ : persistent_) = plan_gru_persistent(
-            backward, H, B, dirs, gpu, options.persistent_rows, options.persistent_cluster_blocks);
+      for (const bool backward : {false, true}) {
+        GruPersistentLayout& layout = backward ? persistent_backward_ : persistent_;
+        layout = plan_gru_persistent(backward, H, B, dirs, gpu, options.persistent_rows,
+                                     options.persistent_cluster_blocks);
+        // A cluster the device cannot hold at once would fail to launch: the per-step path.
+        if (layout.rows_per_block > 0 && layout.cluster_blocks > 1 &&
+            gru_persistent_resident_clusters(backward, H, layout) < 1)
+          layout = GruPersistentLayout{};
+      }
     }
   } catch (...) {
     for (void* p : allocations_) cudaFree(p);
