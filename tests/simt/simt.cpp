@@ -567,6 +567,8 @@ std::string state_text(const ThreadState& t) {
   return "?";
 }
 
+// Appends "threads 0-31,64-95: at __syncthreads; threads 32-63: exited" for thread ids grouped by
+// state, a few ranges per state.
 void describe_groups(const std::map<std::string, std::vector<unsigned>>& groups,
                      std::ostringstream& s) {
   bool first_group = true;
@@ -589,8 +591,8 @@ void describe_groups(const std::map<std::string, std::vector<unsigned>>& groups,
   }
 }
 
-// "threads 0-31,64-95: at __syncthreads; threads 32-63: exited", a few ranges per state (per
-// block of a cluster: "block rank 0: ... | block rank 1: ...").
+// The running block's threads by state (per block of a cluster: "block rank 0: ... | block rank
+// 1: ...").
 std::string describe_block() {
   std::ostringstream s;
   for (unsigned rank = 0; rank < g_run.blocks; ++rank) {

@@ -617,6 +617,33 @@ TEST(SimtCluster, BlocksReadTheirPeersSharedMemoryAfterTheClusterBarrier) {
   }
 }
 
+// Warp sums in every block of a cluster, whose last warp is partial: each block's warps exchange
+// among their own lanes only.
+__global__ void cluster_warp_sums(int* out) {
+  const unsigned warp = threadIdx.x / 32, warps = (blockDim.x + 31) / 32;
+  const unsigned lanes = blockDim.x - warp * 32 < 32 ? blockDim.x - warp * 32 : 32;
+  const unsigned mask = lanes == 32 ? 0xffffffffu : (1u << lanes) - 1;
+  const int value = static_cast<int>(gpu::cluster::block_rank() * 1000 + threadIdx.x);
+  const int sum = __reduce_add_sync(mask, value);
+  if (threadIdx.x % 32 == 0) out[blockIdx.x * warps + warp] = sum;
+  gpu::cluster::sync();
+}
+
+TEST(SimtCluster, WarpIntrinsicsStayWithinTheirBlock) {
+  const unsigned blocks = 8, threads = 80, warps = 3;  // 32 + 32 + 16 lanes
+  Device<int> out(blocks * warps, -1);
+  gpu::launch_cluster("cluster_warp_sums", cluster_warp_sums, blocks, threads, 4, 0, nullptr,
+                      out.get());
+  const std::vector<int> v = out.read();
+  for (unsigned b = 0; b < blocks; ++b)
+    for (unsigned w = 0; w < warps; ++w) {
+      int expected = 0;
+      for (unsigned t = w * 32; t < std::min(threads, w * 32 + 32); ++t)
+        expected += static_cast<int>((b % 4) * 1000 + t);
+      EXPECT_EQ(v[b * warps + w], expected) << "block " << b << " warp " << w;
+    }
+}
+
 TEST(SimtCluster, MissingClusterBarrierIsARaceTheScheduleComparisonCatches) {
   Device<int> out(4 * 32 * 3, -1);
   expect_harness_error(
