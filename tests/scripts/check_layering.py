@@ -3,7 +3,8 @@
 headers); host/ops includes only kernels/ and host/ops; host/model, host/data and host/io include
 nothing from host/train or host/cli. Kernels are launched through gpu::launch (kernels/launch.cuh)
 alone, so no other file of kernels/ or host/ holds a `<<<` launch, and dynamic shared memory is
-declared through its FUSEDVAE_DYNAMIC_SHARED. Prints every violation and exits non-zero if there is
+declared through its FUSEDVAE_DYNAMIC_SHARED; thread-block clusters are used through
+kernels/cluster.cuh alone. Prints every violation and exits non-zero if there is
 one."""
 import pathlib
 import re
@@ -60,6 +61,17 @@ for path in files('kernels'):
         if extern_shared.search(line):
             problems.append(f'{path.relative_to(root)}:{number}: `extern __shared__` (use '
                             'FUSEDVAE_DYNAMIC_SHARED from kernels/launch.cuh)')
+
+# Thread-block clusters through kernels/cluster.cuh alone, which the SIMT harness emulates.
+cluster_api = re.compile(r'cooperative_groups|\bthis_cluster\b|__cluster_')
+for folder in ('kernels', 'host'):
+    for path in files(folder):
+        if path == root / 'kernels' / 'cluster.cuh':
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if cluster_api.search(line):
+                problems.append(f'{path.relative_to(root)}:{number}: cooperative groups outside '
+                                'kernels/cluster.cuh (use its gpu::cluster functions)')
 
 for problem in problems:
     print(problem)
