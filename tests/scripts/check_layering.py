@@ -42,36 +42,29 @@ for folder, prefixes in forbidden.items():
             if name.startswith(prefixes):
                 problems.append(f'{path.relative_to(root)} includes "{name}" ({folder} is below '
                                 f'{", ".join(prefixes)})')
-for folder in ('kernels', 'host'):
-    for path in files(folder):
-        if path == root / 'kernels' / 'launch.cuh':
-            continue
-        for number, line in enumerate(path.read_text().splitlines(), 1):
-            if '<<<' in line:
-                problems.append(f'{path.relative_to(root)}:{number}: a <<<>>> launch outside '
-                                'kernels/launch.cuh (use gpu::launch)')
 
+
+def only_in(owner, folders, pattern, what):
+    """Lines matching `pattern` in the files of `folders` other than `owner`: problems."""
+    for folder in folders:
+        for path in files(folder):
+            if path == root / owner:
+                continue
+            for number, line in enumerate(path.read_text().splitlines(), 1):
+                if pattern.search(line):
+                    problems.append(f'{path.relative_to(root)}:{number}: {what}')
+
+
+only_in('kernels/launch.cuh', ('kernels', 'host'), re.compile(r'<<<'),
+        'a <<<>>> launch outside kernels/launch.cuh (use gpu::launch)')
 # Dynamic shared memory through the launch helper's macro, which the SIMT harness (tests/simt/)
 # maps to per-block storage; a raw `extern __shared__` would not compile there.
-extern_shared = re.compile(r'\bextern\s+__shared__\b')
-for path in files('kernels'):
-    if path == root / 'kernels' / 'launch.cuh':
-        continue
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        if extern_shared.search(line):
-            problems.append(f'{path.relative_to(root)}:{number}: `extern __shared__` (use '
-                            'FUSEDVAE_DYNAMIC_SHARED from kernels/launch.cuh)')
-
+only_in('kernels/launch.cuh', ('kernels',), re.compile(r'\bextern\s+__shared__\b'),
+        '`extern __shared__` (use FUSEDVAE_DYNAMIC_SHARED from kernels/launch.cuh)')
 # Thread-block clusters through kernels/cluster.cuh alone, which the SIMT harness emulates.
-cluster_api = re.compile(r'cooperative_groups|\bthis_cluster\b|__cluster_')
-for folder in ('kernels', 'host'):
-    for path in files(folder):
-        if path == root / 'kernels' / 'cluster.cuh':
-            continue
-        for number, line in enumerate(path.read_text().splitlines(), 1):
-            if cluster_api.search(line):
-                problems.append(f'{path.relative_to(root)}:{number}: cooperative groups outside '
-                                'kernels/cluster.cuh (use its gpu::cluster functions)')
+only_in('kernels/cluster.cuh', ('kernels', 'host'),
+        re.compile(r'cooperative_groups|\bthis_cluster\b|__cluster_'),
+        'cooperative groups outside kernels/cluster.cuh (use its gpu::cluster functions)')
 
 for problem in problems:
     print(problem)
