@@ -156,11 +156,11 @@ GruGpu::GruGpu(const GruShape& shape, const GruGpuOptions& options)
       FUSEDVAE_CUDA_CHECK(
           cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
       FUSEDVAE_CUDA_CHECK(cudaDeviceGetAttribute(&clusters, cudaDevAttrClusterLaunch, device));
-      const GruPersistentDevice gpu{sms, static_cast<size_t>(optin),
-                                    clusters != 0 ? kGruMaxClusterBlocks : 1};
+      const GruPersistentDevice limits{sms, static_cast<size_t>(optin),
+                                       clusters != 0 ? kGruMaxClusterBlocks : 1};
       for (const bool backward : {false, true}) {
         GruPersistentLayout& layout = backward ? persistent_backward_ : persistent_;
-        layout = plan_gru_persistent(backward, H, B, dirs, gpu, options.persistent_rows,
+        layout = plan_gru_persistent(backward, H, B, dirs, limits, options.persistent_rows,
                                      options.persistent_cluster_blocks);
         // A cluster the device cannot hold at once would fail to launch: the per-step path.
         if (layout.rows_per_block > 0 && layout.cluster_blocks > 1 &&
