@@ -1113,6 +1113,13 @@ std::map<const void*, int>& shared_opt_in() {
   return opt_in;
 }
 
+// The most dynamic shared memory a launch of `kernel` may ask for: its opt-in, or the default.
+size_t shared_limit(const void* kernel) {
+  const auto opt_in = shared_opt_in().find(kernel);
+  return opt_in != shared_opt_in().end() ? static_cast<size_t>(opt_in->second)
+                                         : kDefaultSharedBytes;
+}
+
 // Most blocks of a cluster CUDA launches without cudaFuncAttributeNonPortableClusterSizeAllowed.
 constexpr uint64_t kMaxPortableClusterBlocks = 8;
 
@@ -1131,10 +1138,7 @@ cudaError_t run_launch(const char* kernel_name, const void* kernel, dim3 grid, d
       cluster_blocks > kMaxPortableClusterBlocks || grid.x % cluster.x != 0 ||
       grid.y % cluster.y != 0 || grid.z % cluster.z != 0)
     return cudaErrorInvalidClusterSize;
-  const auto opt_in = shared_opt_in().find(kernel);
-  const size_t shared_limit =
-      opt_in != shared_opt_in().end() ? static_cast<size_t>(opt_in->second) : kDefaultSharedBytes;
-  if (shared_bytes > shared_limit) return cudaErrorInvalidValue;
+  if (shared_bytes > shared_limit(kernel)) return cudaErrorInvalidValue;
   if (g_thread != nullptr && g_thread->state == State::kRunnable && g_run.kernel_name)
     throw Error(
         "SIMT harness: a launch from inside a kernel (dynamic parallelism) is not supported");
@@ -1549,10 +1553,7 @@ cudaError_t CUDARTAPI cudaOccupancyMaxActiveClusters(int* numClusters, const voi
   const uint64_t threads = static_cast<uint64_t>(block.x) * block.y * block.z;
   if (cluster_blocks < 1 || cluster_blocks > kMaxPortableClusterBlocks)
     return record(cudaErrorInvalidClusterSize);
-  const auto opt_in = shared_opt_in().find(func);
-  const size_t shared_limit =
-      opt_in != shared_opt_in().end() ? static_cast<size_t>(opt_in->second) : kDefaultSharedBytes;
-  if (threads < 1 || threads > 1024 || launchConfig->dynamicSmemBytes > shared_limit)
+  if (threads < 1 || threads > 1024 || launchConfig->dynamicSmemBytes > shared_limit(func))
     return record(cudaErrorInvalidValue);
   constexpr uint64_t kSharedPerSm = 228 * 1024, kReservedPerBlock = 1024, kSms = 4;
   const uint64_t per_sm =
